@@ -1,2 +1,27 @@
-//! placeholder
-fn main() {}
+//! Parapet's hypervisor: runs at EL2 on QEMU `virt` and hosts a driver domain
+//! and guests, each in its own stage-2 address space.
+//!
+//! Portable modules (`stage2`, `elf`, `bootargs`, `platform`, `sched`,
+//! `console`, `esr`) hold the logic and are tested on the host; everything that
+//! touches system registers, the GIC, the timer or the UART lives in `arch`.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+pub mod bootargs;
+pub mod console;
+pub mod elf;
+pub mod esr;
+pub mod platform;
+pub mod sched;
+pub mod stage2;
+
+#[cfg(target_os = "none")]
+mod arch;
+#[cfg(target_os = "none")]
+mod hv;
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!(
+        "parapet-hypervisor is a bare-metal image for QEMU virt at EL2: build and run it with `cargo parapet up`"
+    );
+}

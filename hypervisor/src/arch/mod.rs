@@ -1,0 +1,27 @@
+//! The hardware boundary of the hypervisor: everything that uses `asm!`,
+//! system registers or MMIO. The rest of the hypervisor calls only what this
+//! module re-exports.
+
+pub mod boot;
+pub mod cache;
+pub mod fp;
+pub mod gic;
+pub mod mmu;
+pub mod phys;
+pub mod psci;
+pub mod sysregs;
+pub mod timer;
+pub mod trap;
+pub mod uart;
+
+/// Waits for an interrupt (or any other wake-up event).
+pub fn wait_for_interrupt() {
+    // SAFETY: `wfi` has no memory effects; physical IRQs are masked at EL2, so
+    // a pending one wakes the CPU without being taken.
+    unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack)) };
+}
+
+/// Index of the calling CPU (`MPIDR_EL1.Aff0`; QEMU virt numbers CPUs 0..n).
+pub fn cpu_index() -> usize {
+    (sysregs::read_mpidr() & 0xff) as usize
+}

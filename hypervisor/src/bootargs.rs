@@ -1,0 +1,229 @@
+//! Parsing of the domain table: one `/chosen/module@…` node per domain, whose
+//! `bootargs` the `parapet` tool writes as
+//! `name=NAME role=driver|guest mem_mib=M vcpus=V [cpu=C] [-- CMDLINE]`,
+//! and of the hypervisor's own command line (`timeslice_ms=…`).
+#![deny(unsafe_code)]
+
+use parapet_abi::layout::{DRIVER_DOMAIN_MAX_SIZE, MAX_VCPUS, MIN_DOMAIN_RAM};
+use parapet_abi::start_info::{CMDLINE_LEN, NAME_LEN};
+
+/// What a domain is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Owns the devices; mapped 1:1.
+    Driver,
+    /// An ordinary guest.
+    Guest,
+}
+
+/// One domain's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainConfig<'a> {
+    /// Name used as console prefix.
+    pub name: &'a str,
+    /// Role.
+    pub role: Role,
+    /// RAM in bytes.
+    pub memory: u64,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Physical CPU the domain is pinned to, if any.
+    pub cpu: Option<u32>,
+    /// The domain's own command line.
+    pub cmdline: &'a str,
+}
+
+/// A malformed domain entry; the `&str` names the offending key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootargsError<'a> {
+    /// A required key is missing.
+    Missing(&'a str),
+    /// A key has a bad value.
+    Invalid(&'a str),
+    /// A key that is not known.
+    Unknown(&'a str),
+}
+
+impl core::fmt::Display for BootargsError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootargsError::Missing(k) => write!(f, "missing `{k}`"),
+            BootargsError::Invalid(k) => write!(f, "invalid value for `{k}`"),
+            BootargsError::Unknown(k) => write!(f, "unknown key `{k}`"),
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Parses one module's `bootargs`.
+pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
+    let (head, cmdline) = match args.split_once(" -- ") {
+        Some((h, c)) => (h, c),
+        None => (args.strip_suffix(" --").unwrap_or(args), ""),
+    };
+    let (mut name, mut role, mut mem, mut vcpus, mut cpu) = (None, Role::Guest, None, 1, None);
+    for word in head.split_ascii_whitespace() {
+        let (key, value) = word.split_once('=').ok_or(BootargsError::Invalid(word))?;
+        match key {
+            "name" if valid_name(value) => name = Some(value),
+            "role" => {
+                role = match value {
+                    "driver" => Role::Driver,
+                    "guest" => Role::Guest,
+                    _ => return Err(BootargsError::Invalid("role")),
+                }
+            }
+            "mem_mib" => {
+                mem = Some(
+                    value
+                        .parse::<u64>()
+                        .map_err(|_| BootargsError::Invalid("mem_mib"))?,
+                )
+            }
+            "vcpus" => vcpus = value.parse().map_err(|_| BootargsError::Invalid("vcpus"))?,
+            "cpu" => cpu = Some(value.parse().map_err(|_| BootargsError::Invalid("cpu"))?),
+            "name" => return Err(BootargsError::Invalid("name")),
+            _ => return Err(BootargsError::Unknown(key)),
+        }
+    }
+    let name = name.ok_or(BootargsError::Missing("name"))?;
+    let memory = mem
+        .ok_or(BootargsError::Missing("mem_mib"))?
+        .checked_mul(1 << 20)
+        .ok_or(BootargsError::Invalid("mem_mib"))?;
+    let max = if role == Role::Driver {
+        DRIVER_DOMAIN_MAX_SIZE
+    } else {
+        1 << 30
+    };
+    if memory < MIN_DOMAIN_RAM || memory > max {
+        return Err(BootargsError::Invalid("mem_mib"));
+    }
+    if vcpus == 0 || u64::from(vcpus) > MAX_VCPUS {
+        return Err(BootargsError::Invalid("vcpus"));
+    }
+    if cmdline.len() >= CMDLINE_LEN {
+        return Err(BootargsError::Invalid("cmdline"));
+    }
+    Ok(DomainConfig {
+        name,
+        role,
+        memory,
+        vcpus,
+        cpu,
+        cmdline,
+    })
+}
+
+/// Options of the hypervisor itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HvOptions {
+    /// Scheduling time slice in milliseconds.
+    pub timeslice_ms: u64,
+}
+
+impl Default for HvOptions {
+    fn default() -> Self {
+        Self { timeslice_ms: 10 }
+    }
+}
+
+/// Parses the hypervisor's command line; unknown or bad words are returned in
+/// `ignored` order through `on_ignored` so they can be reported.
+pub fn parse_options(line: &str, mut on_ignored: impl FnMut(&str)) -> HvOptions {
+    let mut opts = HvOptions::default();
+    for word in line.split_ascii_whitespace() {
+        match word.split_once('=') {
+            Some(("timeslice_ms", v)) => match v.parse::<u64>() {
+                Ok(ms @ 1..=1000) => opts.timeslice_ms = ms,
+                _ => on_ignored(word),
+            },
+            _ => on_ignored(word),
+        }
+    }
+    opts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_entry() {
+        let d =
+            parse_domain("name=guest-a role=guest mem_mib=32 vcpus=2 cpu=1 -- mode=x y").unwrap();
+        assert_eq!(d.name, "guest-a");
+        assert_eq!(d.role, Role::Guest);
+        assert_eq!(d.memory, 32 << 20);
+        assert_eq!((d.vcpus, d.cpu), (2, Some(1)));
+        assert_eq!(d.cmdline, "mode=x y");
+        let d = parse_domain("name=drv role=driver mem_mib=64").unwrap();
+        assert_eq!(
+            (d.role, d.cpu, d.cmdline, d.vcpus),
+            (Role::Driver, None, "", 1)
+        );
+    }
+
+    #[test]
+    fn names_the_bad_key() {
+        assert_eq!(
+            parse_domain("role=guest mem_mib=32"),
+            Err(BootargsError::Missing("name"))
+        );
+        assert_eq!(
+            parse_domain("name=a"),
+            Err(BootargsError::Missing("mem_mib"))
+        );
+        assert_eq!(
+            parse_domain("name=A mem_mib=32"),
+            Err(BootargsError::Invalid("name"))
+        );
+        assert_eq!(
+            parse_domain("name=a mem_mib=1"),
+            Err(BootargsError::Invalid("mem_mib"))
+        );
+        assert_eq!(
+            parse_domain("name=a mem_mib=999999999999999999"),
+            Err(BootargsError::Invalid("mem_mib"))
+        );
+        assert_eq!(
+            parse_domain("name=a role=driver mem_mib=256"),
+            Err(BootargsError::Invalid("mem_mib"))
+        );
+        assert_eq!(
+            parse_domain("name=a mem_mib=4 vcpus=0"),
+            Err(BootargsError::Invalid("vcpus"))
+        );
+        assert_eq!(
+            parse_domain("name=a mem_mib=4 vcpus=9"),
+            Err(BootargsError::Invalid("vcpus"))
+        );
+        assert_eq!(
+            parse_domain("name=a mem_mib=4 colour=red"),
+            Err(BootargsError::Unknown("colour"))
+        );
+        assert_eq!(
+            parse_domain("name=a mem_mib=4 junk"),
+            Err(BootargsError::Invalid("junk"))
+        );
+        let long = format!("name=a mem_mib=4 -- {}", "x".repeat(300));
+        assert_eq!(parse_domain(&long), Err(BootargsError::Invalid("cmdline")));
+    }
+
+    #[test]
+    fn options() {
+        let mut bad = Vec::new();
+        let o = parse_options("timeslice_ms=5 foo timeslice_ms=0", |w| {
+            bad.push(w.to_string())
+        });
+        assert_eq!(o.timeslice_ms, 5);
+        assert_eq!(bad, ["foo", "timeslice_ms=0"]);
+    }
+}

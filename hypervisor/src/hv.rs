@@ -1,0 +1,1284 @@
+//! The hypervisor proper: domains, vCPUs, scheduling, hypercalls, virtual
+//! IRQs, lazy FPU and fault containment. Hardware access goes through `arch`.
+//!
+//! Locking: one lock (`HV`) protects every domain and run queue. A vCPU's
+//! general registers ([`GuestRegs`]) live outside the lock, in `REGS`: only the
+//! CPU that runs the vCPU touches them (the vectors write them on a trap, the
+//! trap handler reads them while it holds the lock), except before the vCPU
+//! first runs.
+
+use core::cell::UnsafeCell;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use parapet_abi::hypercall::{ShutdownReason, CONSOLE_WRITE_MAX, HVC_IMM};
+use parapet_abi::layout::{self, PAGE_SIZE};
+use parapet_abi::start_info::{self, device_kind, MmioDevice, StartInfo};
+use parapet_abi::vpsr::Virq;
+use parapet_abi::{AbiVersion, Features, HvError, Hypercall, Vpsr, ABI_VERSION};
+use spin::{Mutex, MutexGuard};
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::arch::boot::MAX_CPUS;
+use crate::arch::fp::FpState;
+use crate::arch::gic::{self, Gic};
+use crate::arch::sysregs::{self, cptr, El1State};
+use crate::arch::trap::{self, GuestRegs, PerCpuTrap, TrapKind};
+use crate::arch::{cache, mmu, phys, psci, timer, uart::Pl011};
+use crate::bootargs::{self, DomainConfig, Role};
+use crate::console::LineBuffer;
+use crate::esr::{self, ec};
+use crate::platform::{Module, Platform};
+use crate::sched::{pick_next, RunQueue, VcpuRef};
+use crate::stage2::{Attributes, MemKind, Stage2, TableMemory};
+
+const MAX_DOMAINS: usize = 8;
+const MAX_VCPUS: usize = layout::MAX_VCPUS as usize;
+const TABLE_POOL_PAGES: usize = 1024;
+const DEFAULT_UART: usize = 0x0900_0000;
+
+// ---------------------------------------------------------------------------
+// Console
+
+static CONSOLE: Mutex<Option<Pl011>> = Mutex::new(None);
+
+/// Prints one line with the given prefix on the serial console.
+fn print_line(prefix: &str, args: core::fmt::Arguments<'_>) {
+    let mut console = CONSOLE.lock();
+    if let Some(uart) = console.as_mut() {
+        let _ = write!(uart, "[{prefix}] {args}\n");
+    }
+}
+
+macro_rules! hvprintln {
+    ($($arg:tt)*) => { print_line("hv", format_args!($($arg)*)) };
+}
+
+// ---------------------------------------------------------------------------
+// Page-table frames
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+static mut TABLE_POOL: [Page; TABLE_POOL_PAGES] = [const { Page([0; 4096]) }; TABLE_POOL_PAGES];
+
+/// Stage-2 table frames, handed out from a static pool.
+struct PoolTables {
+    next: usize,
+}
+
+impl TableMemory for PoolTables {
+    fn alloc_table(&mut self) -> Option<u64> {
+        if self.next == TABLE_POOL_PAGES {
+            return None;
+        }
+        // SAFETY: frames below `next` are never handed out twice; the pool is
+        // only reached through the `HV` lock that owns this allocator.
+        let pa = unsafe { (&raw mut TABLE_POOL[self.next]) as u64 };
+        self.next += 1;
+        // SAFETY: the frame was just taken from the pool and is ours.
+        unsafe { phys::zero(pa, PAGE_SIZE) };
+        Some(pa)
+    }
+
+    fn read(&self, table: u64, index: usize) -> u64 {
+        // SAFETY: `table` came from `alloc_table`; index < 512 by construction.
+        unsafe { phys::read_u64(table + 8 * index as u64) }
+    }
+
+    fn write(&mut self, table: u64, index: usize, value: u64) {
+        // SAFETY: as for `read`; the table belongs to a domain we are building.
+        unsafe { phys::write_u64(table + 8 * index as u64, value) }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Per-vCPU registers and per-CPU trap data
+
+struct RegsSlot(UnsafeCell<GuestRegs>);
+// SAFETY: see the module documentation: one CPU at a time uses a slot.
+unsafe impl Sync for RegsSlot {}
+
+static REGS: [[RegsSlot; MAX_VCPUS]; MAX_DOMAINS] = [const {
+    [const {
+        RegsSlot(UnsafeCell::new(GuestRegs {
+            x: [0; 31],
+            sp_el1: 0,
+            elr: 0,
+            spsr: 0,
+        }))
+    }; MAX_VCPUS]
+}; MAX_DOMAINS];
+
+static PERCPU: [PerCpuTrap; MAX_CPUS] = [const {
+    PerCpuTrap {
+        current_regs: AtomicPtr::new(core::ptr::null_mut()),
+        current: AtomicU32::new(u32::MAX),
+    }
+}; MAX_CPUS];
+
+fn regs_ptr(v: VcpuRef) -> *mut GuestRegs {
+    REGS[v.domain as usize][v.vcpu as usize].0.get()
+}
+
+// ---------------------------------------------------------------------------
+// Domains and vCPUs
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum VcpuState {
+    Off,
+    Runnable,
+    Running,
+    Blocked,
+}
+
+#[derive(Clone, Copy, Default)]
+struct VcpuStats {
+    hypercalls: u64,
+    switches_in: u64,
+    switches_out: u64,
+    fp_loads: u64,
+    fp_saves: u64,
+}
+
+struct Vcpu {
+    state: VcpuState,
+    cpu: usize,
+    el1: El1State,
+    fp: FpState,
+    timer_deadline: u64,
+    vpsr_pa: u64,
+    stats: VcpuStats,
+}
+
+impl Vcpu {
+    const EMPTY: Vcpu = Vcpu {
+        state: VcpuState::Off,
+        cpu: 0,
+        el1: El1State::ZERO,
+        fp: FpState::ZERO,
+        timer_deadline: 0,
+        vpsr_pa: 0,
+        stats: VcpuStats {
+            hypercalls: 0,
+            switches_in: 0,
+            switches_out: 0,
+            fp_loads: 0,
+            fp_saves: 0,
+        },
+    };
+
+    fn vpsr(&self) -> &'static Vpsr {
+        // SAFETY: `vpsr_pa` is a page of the domain's RAM reserved for this
+        // VPSR, page-aligned, and lives as long as the hypervisor (domain RAM
+        // is never reused). `Vpsr` is all atomics, so shared access with the
+        // guest is sound.
+        unsafe { &*(self.vpsr_pa as *const Vpsr) }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DomainState {
+    Empty,
+    Running,
+    Exited(u64),
+    Crashed,
+}
+
+struct Domain {
+    state: DomainState,
+    name: [u8; start_info::NAME_LEN],
+    role: Role,
+    vcpu_count: usize,
+    ram_ipa: u64,
+    ram_pa: u64,
+    ram_size: u64,
+    stage2: Option<Stage2>,
+    console: LineBuffer,
+    abi_ok: bool,
+    vcpus: [Vcpu; MAX_VCPUS],
+}
+
+impl Domain {
+    const EMPTY: Domain = Domain {
+        state: DomainState::Empty,
+        name: [0; start_info::NAME_LEN],
+        role: Role::Guest,
+        vcpu_count: 0,
+        ram_ipa: 0,
+        ram_pa: 0,
+        ram_size: 0,
+        stage2: None,
+        console: LineBuffer::new(),
+        abi_ok: false,
+        vcpus: [const { Vcpu::EMPTY }; MAX_VCPUS],
+    };
+
+    fn name(&self) -> &str {
+        start_info::c_str(&self.name).unwrap_or("?")
+    }
+
+    fn alive(&self) -> bool {
+        self.state == DomainState::Running
+    }
+}
+
+struct CpuSched {
+    queue: RunQueue,
+    current: Option<VcpuRef>,
+    loaded: Option<VcpuRef>,
+    fp_owner: Option<VcpuRef>,
+    slice_end: u64,
+}
+
+struct Hypervisor {
+    domains: [Domain; MAX_DOMAINS],
+    domain_count: usize,
+    cpus: [CpuSched; MAX_CPUS],
+    cpu_count: usize,
+    timeslice: u64,
+    freq: u64,
+    tables: PoolTables,
+    pool_next: u64,
+    ram_end: u64,
+    next_cpu: usize,
+    ok: usize,
+    failed: usize,
+    gic: Gic,
+}
+
+static HV: Mutex<Hypervisor> = Mutex::new(Hypervisor {
+    domains: [const { Domain::EMPTY }; MAX_DOMAINS],
+    domain_count: 0,
+    cpus: [const {
+        CpuSched {
+            queue: RunQueue::new(),
+            current: None,
+            loaded: None,
+            fp_owner: None,
+            slice_end: 0,
+        }
+    }; MAX_CPUS],
+    cpu_count: 1,
+    timeslice: 0,
+    freq: 1,
+    tables: PoolTables { next: 0 },
+    pool_next: layout::GUEST_POOL_BASE,
+    ram_end: 0,
+    next_cpu: 0,
+    ok: 0,
+    failed: 0,
+    gic: Gic { gicd: 0, gicr: 0 },
+});
+
+/// How a domain ended.
+enum Outcome<'a> {
+    Exit(u64),
+    Crash(core::fmt::Arguments<'a>),
+}
+
+// ---------------------------------------------------------------------------
+// Boot
+
+/// Entry from `arch::boot` on every CPU.
+pub fn cpu_main(cpu: usize) -> ! {
+    if cpu == 0 {
+        primary_boot();
+    } else {
+        mmu::enable();
+        sysregs::init_el2_controls();
+        trap::install(&PERCPU[cpu]);
+        let gic = HV.lock().gic;
+        gic.init_cpu(sysregs::read_mpidr());
+        hvprintln!("CPU {cpu} online");
+    }
+    let hv = HV.lock();
+    let regs = dispatch(cpu, hv, false);
+    // SAFETY: `dispatch` loaded the chosen vCPU's state and pointed this CPU's
+    // trap data at its registers.
+    unsafe { trap::enter_guest(regs) }
+}
+
+fn primary_boot() {
+    // SAFETY: QEMU virt's PL011; only this console ever drives it.
+    *CONSOLE.lock() = Some(unsafe { Pl011::new(DEFAULT_UART) });
+    mmu::build();
+    mmu::enable();
+    // SAFETY: QEMU places the device tree at the start of RAM for images
+    // linked where the hypervisor is; its header gives its size. It is never
+    // written.
+    let dtb = unsafe {
+        let size = u32::from_be(core::ptr::read_volatile(
+            (layout::RAM_BASE + 4) as *const u32,
+        ));
+        phys::slice(layout::RAM_BASE, u64::from(size).min(1 << 20))
+    };
+    let platform = match Platform::from_fdt(dtb) {
+        Ok(p) => p,
+        Err(e) => fatal(format_args!("cannot read the device tree: {e:?}")),
+    };
+    sysregs::init_el2_controls();
+    trap::install(&PERCPU[0]);
+    let gic = Gic {
+        gicd: platform.gicd as usize,
+        gicr: platform.gicr as usize,
+    };
+    gic.init_distributor();
+    gic.init_cpu(sysregs::read_mpidr());
+    let options = bootargs::parse_options(platform.bootargs, |w| {
+        hvprintln!("ignoring unknown option `{w}`")
+    });
+    let freq = sysregs::read_cntfrq();
+    let cpus = platform.cpus.min(MAX_CPUS);
+    hvprintln!(
+        "Parapet hypervisor, ABI {ABI_VERSION}: {cpus} CPU(s), {} MiB RAM, {} domain image(s), time slice {} ms",
+        platform.ram_size >> 20,
+        platform.module_count,
+        options.timeslice_ms
+    );
+    if platform.modules_dropped > 0 {
+        hvprintln!(
+            "ignoring {} domain image(s) beyond the first {}",
+            platform.modules_dropped,
+            MAX_DOMAINS
+        );
+    }
+    let mut hv = HV.lock();
+    hv.gic = gic;
+    hv.cpu_count = cpus;
+    hv.freq = freq;
+    hv.timeslice = freq * options.timeslice_ms / 1000;
+    hv.ram_end = platform.ram_base + platform.ram_size;
+    for module in platform.modules() {
+        let index = hv.domain_count;
+        if let Err(e) = hv.create_domain(index, module, &platform) {
+            hvprintln!(
+                "domain image at {:#x} not started: {e} (bootargs `{}`)",
+                module.addr,
+                module.bootargs
+            );
+            hv.failed += 1;
+        }
+    }
+    drop(hv);
+    for cpu in 1..cpus {
+        if let Err(e) = psci::cpu_on(
+            cpu,
+            crate::arch::boot::secondary_entry_address(),
+            cpu as u64,
+        ) {
+            hvprintln!("CPU {cpu} did not start: {e:?}");
+        }
+    }
+}
+
+fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    hvprintln!("PANIC: {args}");
+    psci::system_off()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    // Do not wait for a console lock a panicking CPU may hold.
+    if let Some(mut console) = CONSOLE.try_lock() {
+        if let Some(uart) = console.as_mut() {
+            let _ = write!(uart, "[hv] PANIC: {info}\n");
+        }
+    }
+    psci::system_off()
+}
+
+/// An exception taken at EL2 itself: a hypervisor bug.
+#[unsafe(no_mangle)]
+extern "C" fn hv_self_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    fatal(format_args!(
+        "exception in the hypervisor: kind {kind}, {} (ESR {esr:#x}) at PC {elr:#x}, FAR {far:#x}",
+        esr::class_name(esr::class(esr))
+    ))
+}
+
+/// Why a domain could not be created.
+enum CreateError {
+    Bootargs,
+    Memory(&'static str),
+    Image(&'static str),
+    Tables,
+}
+
+impl core::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CreateError::Bootargs => f.write_str("malformed domain entry"),
+            CreateError::Memory(m) | CreateError::Image(m) => f.write_str(m),
+            CreateError::Tables => f.write_str("out of stage-2 table memory"),
+        }
+    }
+}
+
+impl Hypervisor {
+    fn vcpu(&self, v: VcpuRef) -> &Vcpu {
+        &self.domains[v.domain as usize].vcpus[v.vcpu as usize]
+    }
+
+    fn vcpu_mut(&mut self, v: VcpuRef) -> &mut Vcpu {
+        &mut self.domains[v.domain as usize].vcpus[v.vcpu as usize]
+    }
+
+    fn create_domain(
+        &mut self,
+        index: usize,
+        module: Module<'_>,
+        platform: &Platform<'_>,
+    ) -> Result<(), CreateError> {
+        if index >= MAX_DOMAINS {
+            return Err(CreateError::Memory("too many domains"));
+        }
+        let cfg: DomainConfig<'_> = bootargs::parse_domain(module.bootargs).map_err(|e| {
+            hvprintln!("bad domain entry: {e}");
+            CreateError::Bootargs
+        })?;
+        if let Some(cpu) = cfg.cpu {
+            if cpu as usize >= self.cpu_count {
+                hvprintln!(
+                    "domain {}: cpu={cpu} but the machine has {} CPU(s)",
+                    cfg.name,
+                    self.cpu_count
+                );
+                return Err(CreateError::Bootargs);
+            }
+        }
+        if self.domains[..self.domain_count]
+            .iter()
+            .any(|d| d.name() == cfg.name)
+        {
+            return Err(CreateError::Memory("duplicate domain name"));
+        }
+        let module_end = module
+            .addr
+            .checked_add(module.size)
+            .ok_or(CreateError::Image("bad module range"))?;
+        if module.addr < layout::MODULE_AREA_BASE || module_end > layout::MODULE_AREA_END {
+            return Err(CreateError::Image("image outside the module area"));
+        }
+        let (ipa, pa) = match cfg.role {
+            Role::Driver => {
+                if self.domains[..self.domain_count]
+                    .iter()
+                    .any(|d| d.role == Role::Driver)
+                {
+                    return Err(CreateError::Memory("a second driver domain"));
+                }
+                (layout::DRIVER_DOMAIN_BASE, layout::DRIVER_DOMAIN_BASE)
+            }
+            Role::Guest => {
+                let pa = self.pool_next.next_multiple_of(2 << 20);
+                if pa + cfg.memory > self.ram_end {
+                    return Err(CreateError::Memory("not enough RAM left for this domain"));
+                }
+                self.pool_next = pa + cfg.memory;
+                (layout::GUEST_RAM_BASE, pa)
+            }
+        };
+        let size = cfg.memory;
+        // SAFETY: [pa, pa+size) is this domain's RAM: the driver domain's fixed
+        // range or a fresh range of the guest pool; nothing else uses it.
+        unsafe { phys::zero(pa, size) };
+        // SAFETY: the module area holds the images QEMU loaded; nothing writes it.
+        let file = unsafe { phys::slice(module.addr, module.size) };
+        let image = crate::elf::parse(file, ipa, layout::reserved_top_base(ipa, size))
+            .map_err(|e| CreateError::Image(e.message()))?;
+        for seg in &image.segments[..image.count] {
+            let dst = pa + (seg.addr - ipa);
+            // SAFETY: `elf::parse` checked the segment lies inside the domain's
+            // RAM below the reserved pages.
+            unsafe {
+                phys::write_bytes(dst, &file[seg.file_offset..seg.file_offset + seg.file_size])
+            };
+            cache::clean_to_poc(dst, seg.mem_size);
+        }
+        let mut s2 = Stage2::new(&mut self.tables).map_err(|_| CreateError::Tables)?;
+        s2.map(&mut self.tables, ipa, pa, size, Attributes::RAM)
+            .map_err(|_| CreateError::Tables)?;
+        let mut info = StartInfo::new_zeroed();
+        if cfg.role == Role::Driver {
+            let mut mapped_page = u64::MAX;
+            for dev in platform.virtio() {
+                let page = dev.base & !(PAGE_SIZE - 1);
+                if page != mapped_page {
+                    s2.map(&mut self.tables, page, page, PAGE_SIZE, Attributes::DEVICE)
+                        .map_err(|_| CreateError::Tables)?;
+                    mapped_page = page;
+                }
+                if (info.device_count as usize) < start_info::MAX_DEVICES {
+                    info.devices[info.device_count as usize] = MmioDevice {
+                        base: dev.base,
+                        size: dev.size,
+                        intid: dev.intid,
+                        kind: device_kind::VIRTIO_MMIO,
+                    };
+                    info.device_count += 1;
+                }
+            }
+            info.flags |= start_info::FLAG_DRIVER_DOMAIN;
+        }
+        info.magic = start_info::START_INFO_MAGIC;
+        info.abi_version = ABI_VERSION.to_raw() as u32;
+        info.features = Features::OFFERED.0;
+        info.domain_id = index as u32;
+        info.vcpu_count = cfg.vcpus;
+        info.ram_base = ipa;
+        info.ram_size = size;
+        info.vpsr_base = layout::vpsr_ipa(ipa, size, 0);
+        info.image_end = image.end.next_multiple_of(PAGE_SIZE);
+        info.counter_freq = self.freq;
+        start_info::set_c_str(&mut info.name, cfg.name);
+        start_info::set_c_str(&mut info.cmdline, cfg.cmdline);
+        let info_pa = pa + (layout::start_info_ipa(ipa, size) - ipa);
+        // SAFETY: the start-info page is the last page of the domain's RAM.
+        unsafe { phys::write_bytes(info_pa, info.as_bytes()) };
+        cache::clean_to_poc(
+            pa + (layout::reserved_top_base(ipa, size) - ipa),
+            layout::RESERVED_TOP_PAGES * PAGE_SIZE,
+        );
+
+        let vttbr = (((index + 1) as u64) << 48) | s2.root();
+        let d = &mut self.domains[index];
+        *d = Domain::EMPTY;
+        d.state = DomainState::Running;
+        start_info::set_c_str(&mut d.name, cfg.name);
+        d.role = cfg.role;
+        d.vcpu_count = cfg.vcpus as usize;
+        (d.ram_ipa, d.ram_pa, d.ram_size, d.stage2) = (ipa, pa, size, Some(s2));
+        for (i, v) in d.vcpus.iter_mut().enumerate().take(d.vcpu_count) {
+            v.vpsr_pa = pa + (layout::vpsr_ipa(ipa, size, i as u64) - ipa);
+            v.el1.vttbr = vttbr;
+            v.cpu = match cfg.cpu {
+                Some(c) => c as usize,
+                None => {
+                    self.next_cpu = (self.next_cpu + 1) % self.cpu_count;
+                    self.next_cpu
+                }
+            };
+            let vpsr = v.vpsr();
+            vpsr.fp_enable.store(1, Ordering::Relaxed);
+            vpsr.counter_freq.store(self.freq, Ordering::Relaxed);
+        }
+        self.domain_count = index + 1;
+        let v0 = VcpuRef {
+            domain: index as u8,
+            vcpu: 0,
+        };
+        self.start_vcpu(v0, image.entry, layout::start_info_ipa(ipa, size));
+        hvprintln!(
+            "domain {} (id {index}, {}): {} MiB at IPA {ipa:#x} (PA {pa:#x}), {} vCPU(s) on CPU {}, entry {:#x}",
+            cfg.name,
+            if cfg.role == Role::Driver { "driver domain, 1:1, virtio-mmio passed through" } else { "guest" },
+            size >> 20,
+            cfg.vcpus,
+            self.vcpu(v0).cpu,
+            image.entry
+        );
+        Ok(())
+    }
+
+    /// Makes vCPU `v` runnable at `entry` with `arg` in `x0`.
+    fn start_vcpu(&mut self, v: VcpuRef, entry: u64, arg: u64) {
+        let d = &self.domains[v.domain as usize];
+        let vpsr_ipa = layout::vpsr_ipa(d.ram_ipa, d.ram_size, u64::from(v.vcpu));
+        // SAFETY: the vCPU is off, so no CPU is using its register slot.
+        let regs = unsafe { &mut *regs_ptr(v) };
+        *regs = GuestRegs::default();
+        regs.x[0] = arg;
+        regs.x[1] = vpsr_ipa;
+        regs.x[2] = u64::from(v.vcpu);
+        regs.elr = entry;
+        regs.spsr = sysregs::SPSR_EL1H_MASKED;
+        let vcpu = self.vcpu_mut(v);
+        let vttbr = vcpu.el1.vttbr;
+        vcpu.el1 = El1State::ZERO;
+        vcpu.el1.vttbr = vttbr;
+        vcpu.el1.sctlr = sysregs::SCTLR_EL1_RESET;
+        vcpu.el1.vmpidr = (1 << 31) | u64::from(v.vcpu);
+        vcpu.el1.ich_vmcr = gic::VMCR_INITIAL;
+        vcpu.el1.cpacr = sysregs::CPACR_FPEN;
+        vcpu.fp = FpState::ZERO;
+        vcpu.timer_deadline = 0;
+        vcpu.state = VcpuState::Runnable;
+        let cpu = vcpu.cpu;
+        self.cpus[cpu].queue.push(v);
+        if cpu != crate::arch::cpu_index() {
+            gic::kick(cpu);
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Events
+
+    /// Records `virq` pending for `v` and makes sure it is noticed: wakes the
+    /// vCPU if blocked, kicks its CPU if that is another one. Delivery to a
+    /// vCPU that runs here happens in `prepare_entry` (or `deliver_now`).
+    fn raise_virq(&mut self, v: VcpuRef, virq: Virq) {
+        let here = crate::arch::cpu_index();
+        let vcpu = self.vcpu_mut(v);
+        if vcpu.state == VcpuState::Off {
+            return;
+        }
+        let vpsr = vcpu.vpsr();
+        vpsr.pending_virqs.fetch_or(virq.bit(), Ordering::SeqCst);
+        vpsr.pending.store(1, Ordering::SeqCst);
+        let cpu = vcpu.cpu;
+        if vcpu.state == VcpuState::Blocked {
+            vcpu.state = VcpuState::Runnable;
+            self.cpus[cpu].queue.push(v);
+        }
+        if cpu != here {
+            gic::kick(cpu);
+        }
+    }
+
+    /// Raises the upcall in the loaded vCPU if it has work pending and is not
+    /// soft-masked.
+    fn deliver_now(vcpu: &Vcpu) {
+        let vpsr = vcpu.vpsr();
+        if vpsr.pending.load(Ordering::SeqCst) != 0 && vpsr.irq_mask.load(Ordering::SeqCst) == 0 {
+            gic::write_lr0(gic::lr_with_pending(gic::read_lr0(), layout::UPCALL_INTID));
+        }
+    }
+
+    /// Fires the one-shot timers of this CPU's vCPUs that are due.
+    fn fire_timers(&mut self, cpu: usize, now: u64) {
+        for d in 0..self.domain_count {
+            for i in 0..self.domains[d].vcpu_count {
+                let v = &mut self.domains[d].vcpus[i];
+                if v.cpu == cpu
+                    && v.state != VcpuState::Off
+                    && v.timer_deadline != 0
+                    && now >= v.timer_deadline
+                {
+                    v.timer_deadline = 0;
+                    self.raise_virq(
+                        VcpuRef {
+                            domain: d as u8,
+                            vcpu: i as u8,
+                        },
+                        Virq::Timer,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Arms the EL2 timer for the earliest of: the end of the time slice (if
+    /// another vCPU waits) and the one-shot timers of this CPU's vCPUs.
+    fn program_timer(&self, cpu: usize) {
+        let mut deadline = if self.cpus[cpu].queue.is_empty() {
+            u64::MAX
+        } else {
+            self.cpus[cpu].slice_end
+        };
+        for d in &self.domains[..self.domain_count] {
+            for v in &d.vcpus[..d.vcpu_count] {
+                if v.cpu == cpu && v.state != VcpuState::Off && v.timer_deadline != 0 {
+                    deadline = deadline.min(v.timer_deadline);
+                }
+            }
+        }
+        if deadline == u64::MAX {
+            timer::disable();
+        } else {
+            timer::set_deadline(deadline);
+        }
+    }
+
+    /// Acknowledges and ends every pending physical interrupt on this CPU.
+    fn handle_irqs(&mut self) {
+        loop {
+            let intid = gic::acknowledge();
+            if intid == gic::INTID_SPURIOUS {
+                break;
+            }
+            if intid == gic::INTID_HYP_TIMER {
+                // Level-triggered: silence it until `program_timer` re-arms it.
+                timer::disable();
+            }
+            gic::end(intid);
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Scheduling
+
+    /// Makes `next` the running vCPU of `cpu`, switching EL1 state if another
+    /// vCPU's is loaded, and prepares the entry.
+    fn switch_to(&mut self, cpu: usize, next: VcpuRef, now: u64) -> *mut GuestRegs {
+        if let Some(prev) = self.cpus[cpu].current {
+            if prev != next && self.vcpu(prev).state == VcpuState::Running {
+                self.vcpu_mut(prev).state = VcpuState::Runnable;
+            }
+        }
+        if self.cpus[cpu].current != Some(next) {
+            self.cpus[cpu].slice_end = now + self.timeslice;
+        }
+        if self.cpus[cpu].loaded != Some(next) {
+            if let Some(prev) = self.cpus[cpu].loaded {
+                let p = self.vcpu_mut(prev);
+                p.el1.save();
+                p.stats.switches_out += 1;
+            }
+            let n = self.vcpu_mut(next);
+            n.el1.load();
+            n.stats.switches_in += 1;
+            self.cpus[cpu].loaded = Some(next);
+        }
+        self.cpus[cpu].current = Some(next);
+        self.vcpu_mut(next).state = VcpuState::Running;
+        PERCPU[cpu]
+            .current_regs
+            .store(regs_ptr(next), Ordering::Relaxed);
+        PERCPU[cpu].current.store(
+            u32::from(next.domain) << 8 | u32::from(next.vcpu),
+            Ordering::Relaxed,
+        );
+        self.prepare_entry(cpu, next);
+        regs_ptr(next)
+    }
+
+    /// Applies the VPSR's virtual state and pending work before entering `v`.
+    fn prepare_entry(&self, cpu: usize, v: VcpuRef) {
+        let vcpu = self.vcpu(v);
+        apply_fp_enable(vcpu);
+        let trap_fp = if self.cpus[cpu].fp_owner == Some(v) {
+            0
+        } else {
+            cptr::TFP
+        };
+        sysregs::write_cptr_el2(cptr::BASE | trap_fp);
+        Self::deliver_now(vcpu);
+        self.program_timer(cpu);
+    }
+
+    fn alive_domains(&self) -> usize {
+        self.domains[..self.domain_count]
+            .iter()
+            .filter(|d| d.alive())
+            .count()
+    }
+
+    fn crashed_domains(&self) -> usize {
+        self.domains[..self.domain_count]
+            .iter()
+            .filter(|d| d.state == DomainState::Crashed)
+            .count()
+    }
+
+    // -----------------------------------------------------------------------
+    // Domain end
+
+    fn stop_domain(&mut self, index: usize, outcome: Outcome<'_>) {
+        let here = crate::arch::cpu_index();
+        if !self.domains[index].alive() {
+            return;
+        }
+        {
+            let d = &mut self.domains[index];
+            let name = start_info::c_str(&d.name).unwrap_or("?");
+            let mut console = d.console;
+            console.flush(&mut |line| print_line(name, format_args!("{line}")));
+            d.console = console;
+        }
+        let name = self.domains[index].name();
+        match outcome {
+            Outcome::Exit(code) => {
+                hvprintln!("domain {name} exited: poweroff (code {code})");
+                if code == 0 {
+                    self.ok += 1;
+                } else {
+                    self.failed += 1;
+                }
+                self.domains[index].state = DomainState::Exited(code);
+            }
+            Outcome::Crash(reason) => {
+                hvprintln!("domain {name} crashed: {reason}");
+                self.failed += 1;
+                self.domains[index].state = DomainState::Crashed;
+            }
+        }
+        self.report_stats(index);
+        for i in 0..self.domains[index].vcpu_count {
+            let v = &mut self.domains[index].vcpus[i];
+            v.state = VcpuState::Off;
+            v.timer_deadline = 0;
+        }
+        for cpu in 0..self.cpu_count {
+            self.cpus[cpu].queue.remove_domain(index as u8);
+            if let Some(cur) = self.cpus[cpu].current {
+                if cur.domain as usize == index && cpu != here {
+                    gic::kick(cpu);
+                }
+            }
+            if self.cpus[cpu]
+                .fp_owner
+                .is_some_and(|o| o.domain as usize == index)
+                && cpu == here
+            {
+                self.cpus[cpu].fp_owner = None;
+            }
+        }
+        for d in 0..self.domain_count {
+            if self.domains[d].alive() {
+                self.raise_virq(
+                    VcpuRef {
+                        domain: d as u8,
+                        vcpu: 0,
+                    },
+                    Virq::DomainExit,
+                );
+            }
+        }
+    }
+
+    fn report_stats(&self, index: usize) {
+        let d = &self.domains[index];
+        let mut total = VcpuStats::default();
+        let (mut masks, mut unmasks, mut dispatches, mut upcalls, mut held, mut fp_traps) =
+            (0, 0, 0, 0, 0, 0);
+        for v in &d.vcpus[..d.vcpu_count] {
+            total.hypercalls += v.stats.hypercalls;
+            total.switches_in += v.stats.switches_in;
+            total.switches_out += v.stats.switches_out;
+            total.fp_loads += v.stats.fp_loads;
+            total.fp_saves += v.stats.fp_saves;
+            let s = &v.vpsr().stats;
+            masks += s.masks.load(Ordering::Relaxed);
+            unmasks += s.unmasks.load(Ordering::Relaxed);
+            dispatches += s.unmask_dispatches.load(Ordering::Relaxed);
+            upcalls += s.upcalls.load(Ordering::Relaxed);
+            held += s.upcalls_while_masked.load(Ordering::Relaxed);
+            fp_traps += s.fp_disabled_traps.load(Ordering::Relaxed);
+        }
+        let eager = total.switches_in + total.switches_out;
+        let lazy = total.fp_loads + total.fp_saves;
+        hvprintln!(
+            "domain {} stats: {} slow hypercalls/traps, {} world switches in; VPSR: {} traps avoided ({masks} masks + {unmasks} unmasks by plain store, {dispatches} dispatched on unmask), {upcalls} upcalls acked without a trap ({held} held while masked); lazy FPU: {} loads + {} saves instead of {eager}, {} FP save/restores avoided, {fp_traps} FP-disabled traps in the guest",
+            d.name(),
+            total.hypercalls,
+            total.switches_in,
+            masks + unmasks,
+            total.fp_loads,
+            total.fp_saves,
+            eager.saturating_sub(lazy)
+        );
+    }
+
+    // -----------------------------------------------------------------------
+    // Synchronous traps
+
+    /// Handles a synchronous trap of `v`; returns true if it gives up the CPU.
+    fn handle_sync(&mut self, cpu: usize, v: VcpuRef, regs: &mut GuestRegs) -> bool {
+        let esr = sysregs::read_esr_el2();
+        let class = esr::class(esr);
+        self.vcpu_mut(v).stats.hypercalls += 1;
+        match class {
+            ec::HVC64 => self.slow_hypercall(cpu, v, regs, esr),
+            ec::FP => {
+                self.fp_trap(cpu, v);
+                false
+            }
+            ec::WFX => {
+                regs.elr += 4;
+                if esr & 1 == 0 {
+                    self.block(v)
+                } else {
+                    true
+                }
+            }
+            ec::DABT_LOWER | ec::IABT_LOWER => {
+                let far = sysregs::read_far_el2();
+                let ipa = ((sysregs::read_hpfar_el2() >> 4) << 12) | (far & 0xfff);
+                let (kind, write) = esr::abort_description(esr);
+                let what = if class == ec::DABT_LOWER {
+                    if write {
+                        "data abort (write)"
+                    } else {
+                        "data abort (read)"
+                    }
+                } else {
+                    "instruction abort"
+                };
+                self.stop_domain(
+                    v.domain as usize,
+                    Outcome::Crash(format_args!(
+                        "stage-2 {what}, {kind} at IPA {ipa:#x} (FAR {far:#x}), PC {:#x}, ESR {esr:#x}: outside the domain's memory",
+                        regs.elr
+                    )),
+                );
+                true
+            }
+            _ => {
+                let what = esr::class_name(class);
+                self.stop_domain(
+                    v.domain as usize,
+                    Outcome::Crash(format_args!(
+                        "{what} not permitted to guests (ESR {esr:#x}, EC {class:#x}), PC {:#x}, FAR {:#x}",
+                        regs.elr,
+                        sysregs::read_far_el2()
+                    )),
+                );
+                true
+            }
+        }
+    }
+
+    fn block(&mut self, v: VcpuRef) -> bool {
+        let vcpu = self.vcpu_mut(v);
+        let vpsr = vcpu.vpsr();
+        if vpsr.pending_virqs.load(Ordering::SeqCst) != 0
+            || vpsr.pending.load(Ordering::SeqCst) != 0
+        {
+            return false;
+        }
+        vcpu.state = VcpuState::Blocked;
+        true
+    }
+
+    fn slow_hypercall(&mut self, _cpu: usize, v: VcpuRef, regs: &mut GuestRegs, esr: u64) -> bool {
+        let [nr, a1, a2, a3] = [regs.x[0], regs.x[1], regs.x[2], regs.x[3]];
+        let status = |r: Result<u64, HvError>| match r {
+            Ok(v) => v,
+            Err(e) => e.to_raw() as u64,
+        };
+        if esr & 0xffff != u64::from(HVC_IMM) {
+            regs.x[0] = HvError::NoSys.to_raw() as u64;
+            return false;
+        }
+        let d = v.domain as usize;
+        match Hypercall::from_raw(nr) {
+            Some(Hypercall::Yield) => {
+                regs.x[0] = 0;
+                true
+            }
+            Some(Hypercall::Block) => {
+                regs.x[0] = 0;
+                self.block(v)
+            }
+            Some(Hypercall::Shutdown) => match ShutdownReason::from_raw(a1) {
+                Some(ShutdownReason::Crash) => {
+                    self.stop_domain(
+                        d,
+                        Outcome::Crash(format_args!("the guest reported a crash (code {a2})")),
+                    );
+                    true
+                }
+                Some(_) => {
+                    self.stop_domain(d, Outcome::Exit(a2));
+                    true
+                }
+                None => {
+                    regs.x[0] = HvError::Inval.to_raw() as u64;
+                    false
+                }
+            },
+            Some(Hypercall::VcpuUp) => {
+                let r = self.vcpu_up(v, a1, a2, a3);
+                regs.x[0] = status(r);
+                false
+            }
+            _ => {
+                regs.x[0] = HvError::NoSys.to_raw() as u64;
+                false
+            }
+        }
+    }
+
+    fn vcpu_up(&mut self, v: VcpuRef, id: u64, entry: u64, arg: u64) -> Result<u64, HvError> {
+        let d = &self.domains[v.domain as usize];
+        if !d.abi_ok {
+            return Err(HvError::Perm);
+        }
+        if id >= d.vcpu_count as u64 {
+            return Err(HvError::NoEnt);
+        }
+        if entry < d.ram_ipa
+            || entry >= layout::reserved_top_base(d.ram_ipa, d.ram_size)
+            || entry % 4 != 0
+        {
+            return Err(HvError::Inval);
+        }
+        let target = VcpuRef {
+            domain: v.domain,
+            vcpu: id as u8,
+        };
+        if self.vcpu(target).state != VcpuState::Off {
+            return Err(HvError::Busy);
+        }
+        self.start_vcpu(target, entry, arg);
+        Ok(0)
+    }
+
+    /// Lazy FPU: `v` used FP/SIMD without owning the registers on this CPU.
+    fn fp_trap(&mut self, cpu: usize, v: VcpuRef) {
+        sysregs::write_cptr_el2(cptr::BASE);
+        if let Some(owner) = self.cpus[cpu].fp_owner {
+            let o = self.vcpu_mut(owner);
+            crate::arch::fp::save(&mut o.fp);
+            o.stats.fp_saves += 1;
+        }
+        let n = self.vcpu_mut(v);
+        crate::arch::fp::load(&n.fp);
+        n.stats.fp_loads += 1;
+        self.cpus[cpu].fp_owner = Some(v);
+    }
+
+    // -----------------------------------------------------------------------
+    // Fast hypercalls (no vCPU switch)
+
+    fn fast_hypercall(
+        &mut self,
+        cpu: usize,
+        v: VcpuRef,
+        nr: u64,
+        args: [u64; 3],
+        out: &mut [u64; 3],
+    ) -> Result<u64, HvError> {
+        let d = v.domain as usize;
+        let call = Hypercall::from_raw(nr).ok_or(HvError::NoSys)?;
+        let needs_abi = !matches!(call, Hypercall::VersionCheck | Hypercall::ConsoleWrite);
+        if needs_abi && !self.domains[d].abi_ok {
+            return Err(HvError::Perm);
+        }
+        match call {
+            Hypercall::VersionCheck => {
+                let guest = AbiVersion::from_raw(args[0]);
+                if guest.is_compatible_with(ABI_VERSION) {
+                    self.domains[d].abi_ok = true;
+                    Ok(0)
+                } else {
+                    hvprintln!(
+                        "domain {} was built for ABI {guest}, this hypervisor speaks {ABI_VERSION}: refused",
+                        self.domains[d].name()
+                    );
+                    Err(HvError::VersionMismatch)
+                }
+            }
+            Hypercall::ConsoleWrite => self.console_write(d, args[0], args[1]),
+            Hypercall::SetTimer => {
+                self.vcpu_mut(v).timer_deadline = args[0];
+                if args[0] != 0 && sysregs::counter() >= args[0] {
+                    self.fire_timers(cpu, sysregs::counter());
+                    Self::deliver_now(self.vcpu(v));
+                }
+                self.program_timer(cpu);
+                Ok(0)
+            }
+            Hypercall::VcpuInfo => {
+                *out = [
+                    d as u64,
+                    u64::from(v.vcpu),
+                    self.domains[d].vcpu_count as u64,
+                ];
+                Ok(0)
+            }
+            Hypercall::VpsrSync => {
+                let vcpu = self.vcpu(v);
+                apply_fp_enable(vcpu);
+                Self::deliver_now(vcpu);
+                Ok(0)
+            }
+            Hypercall::DomainCount => {
+                *out = [
+                    self.alive_domains() as u64,
+                    self.crashed_domains() as u64,
+                    0,
+                ];
+                Ok(0)
+            }
+            _ => Err(HvError::NoSys),
+        }
+    }
+
+    /// Copies the guest's buffer through its stage-2 view (read once, into a
+    /// private buffer) and line-buffers it.
+    fn console_write(&mut self, d: usize, ipa: u64, len: u64) -> Result<u64, HvError> {
+        if len > CONSOLE_WRITE_MAX {
+            return Err(HvError::Inval);
+        }
+        let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
+        let s2 = self.domains[d].stage2.ok_or(HvError::Fault)?;
+        let mut done = 0;
+        while done < len {
+            let at = ipa.checked_add(done).ok_or(HvError::Fault)?;
+            let t = s2.translate(&self.tables, at).ok_or(HvError::Fault)?;
+            if t.attributes.kind != MemKind::Normal {
+                return Err(HvError::Fault);
+            }
+            let n = t.contiguous.min(len - done);
+            // SAFETY: the stage-2 walk says [t.pa, t.pa + n) is RAM of this domain.
+            unsafe { phys::read_bytes(t.pa, &mut buf[done as usize..(done + n) as usize]) };
+            done += n;
+        }
+        let dom = &mut self.domains[d];
+        let name = start_info::c_str(&dom.name).unwrap_or("?");
+        dom.console.push(&buf[..len as usize], |line| {
+            print_line(name, format_args!("{line}"))
+        });
+        Ok(len)
+    }
+}
+
+impl El1State {
+    /// All zeros.
+    pub const ZERO: El1State = El1State {
+        sctlr: 0,
+        ttbr0: 0,
+        ttbr1: 0,
+        tcr: 0,
+        mair: 0,
+        amair: 0,
+        vbar: 0,
+        contextidr: 0,
+        tpidr_el1: 0,
+        tpidr_el0: 0,
+        tpidrro_el0: 0,
+        sp_el0: 0,
+        elr_el1: 0,
+        spsr_el1: 0,
+        esr_el1: 0,
+        far_el1: 0,
+        afsr0: 0,
+        afsr1: 0,
+        par: 0,
+        cpacr: 0,
+        cntkctl: 0,
+        mdscr: 0,
+        csselr: 0,
+        vmpidr: 0,
+        ich_vmcr: 0,
+        ich_lr0: 0,
+        ich_ap1r0: 0,
+        vttbr: 0,
+    };
+}
+
+/// Applies the VPSR's virtual FP-enable bit to the loaded vCPU's `CPACR_EL1`.
+fn apply_fp_enable(vcpu: &Vcpu) {
+    let want = if vcpu.vpsr().fp_enable.load(Ordering::Relaxed) != 0 {
+        sysregs::CPACR_FPEN
+    } else {
+        0
+    };
+    let cpacr = sysregs::read_cpacr_el1();
+    if cpacr & sysregs::CPACR_FPEN != want {
+        sysregs::write_cpacr_el1((cpacr & !sysregs::CPACR_FPEN) | want);
+    }
+}
+
+/// Chooses what `cpu` runs next (idling until there is something) and
+/// prepares the entry. Powers the machine off once every domain has stopped.
+fn dispatch(
+    cpu: usize,
+    mut hv: MutexGuard<'static, Hypervisor>,
+    mut expired: bool,
+) -> *mut GuestRegs {
+    loop {
+        let now = sysregs::counter();
+        hv.fire_timers(cpu, now);
+        let current = hv.cpus[cpu]
+            .current
+            .filter(|&c| hv.vcpu(c).state == VcpuState::Running);
+        if current.is_some() && now >= hv.cpus[cpu].slice_end {
+            expired = true;
+        }
+        let h = &mut *hv;
+        if let Some(next) = pick_next(&mut h.cpus[cpu].queue, current, expired) {
+            if Some(next) != current {
+                if let Some(c) = current {
+                    h.vcpu_mut(c).state = VcpuState::Runnable;
+                }
+            }
+            return hv.switch_to(cpu, next, now);
+        }
+        hv.cpus[cpu].current = None;
+        PERCPU[cpu].current.store(u32::MAX, Ordering::Relaxed);
+        if hv.domain_count > 0 && hv.alive_domains() == 0 || hv.domain_count == 0 && cpu == 0 {
+            hvprintln!("all domains stopped: {} ok, {} failed", hv.ok, hv.failed);
+            psci::system_off();
+        }
+        hv.program_timer(cpu);
+        drop(hv);
+        crate::arch::wait_for_interrupt();
+        hv = HV.lock();
+        hv.handle_irqs();
+        expired = false;
+    }
+}
+
+/// The full-trap path: called by the vectors with the current vCPU's saved
+/// registers; returns the registers of the vCPU to enter.
+#[unsafe(no_mangle)]
+extern "C" fn hv_trap(regs: *mut GuestRegs, kind: u64) -> *mut GuestRegs {
+    let cpu = crate::arch::cpu_index();
+    let mut hv = HV.lock();
+    let Some(cur) = hv.cpus[cpu].current else {
+        fatal(format_args!("trap on CPU {cpu} with no current vCPU"));
+    };
+    let mut expired = false;
+    match TrapKind::from_raw(kind) {
+        TrapKind::Sync => {
+            // SAFETY: `regs` is the running vCPU's slot, which the vectors just
+            // filled; only this CPU uses it while the vCPU is current.
+            let regs = unsafe { &mut *regs };
+            expired = hv.handle_sync(cpu, cur, regs);
+        }
+        TrapKind::Irq => hv.handle_irqs(),
+        TrapKind::Other(k) => {
+            let what = if k == 4 {
+                "AArch32 execution"
+            } else {
+                "FIQ/SError"
+            };
+            hv.stop_domain(
+                cur.domain as usize,
+                Outcome::Crash(format_args!("{what} is not supported")),
+            );
+        }
+    }
+    dispatch(cpu, hv, expired)
+}
+
+/// The fast hypercall path: no vCPU switch, only `x18`/`x30` saved by the
+/// vectors. Results beyond the status go to `out` (loaded into `x1`–`x3`).
+#[unsafe(no_mangle)]
+extern "C" fn hvc_fast(
+    nr: u64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    _a4: u64,
+    _a5: u64,
+    _a6: u64,
+    out: *mut [u64; 3],
+) -> u64 {
+    // SAFETY: `out` points to the 32-byte scratch area the vector reserved on
+    // this CPU's stack for exactly this call.
+    let out = unsafe { &mut *out };
+    if sysregs::read_esr_el2() & 0xffff != u64::from(HVC_IMM) {
+        return HvError::NoSys.to_raw() as u64;
+    }
+    if nr == Hypercall::Version as u64 {
+        out[0] = ABI_VERSION.to_raw();
+        out[1] = Features::OFFERED.0;
+        return 0;
+    }
+    let cpu = crate::arch::cpu_index();
+    let cur = PERCPU[cpu].current.load(Ordering::Relaxed);
+    let v = VcpuRef {
+        domain: (cur >> 8) as u8,
+        vcpu: cur as u8,
+    };
+    let mut hv = HV.lock();
+    hv.vcpu_mut(v).stats.hypercalls += 1;
+    match hv.fast_hypercall(cpu, v, nr, [a1, a2, a3], out) {
+        Ok(value) => value,
+        Err(e) => e.to_raw() as u64,
+    }
+}
