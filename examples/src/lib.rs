@@ -1,1 +1,78 @@
-//! placeholder
+//! Example Parapet guests (the binaries in `src/bin/`) and the small portable
+//! helpers they share, tested on the host.
+#![cfg_attr(target_os = "none", no_std)]
+#![deny(unsafe_code)]
+
+/// f64 work with a known answer, used to check that FP/SIMD state survives traps,
+/// upcalls and world switches.
+pub mod fpwork {
+    /// Partial sum of the Basel series, `sum 1/k^2` for `k` in `1..=n`, computed in
+    /// four interleaved lanes (so that several FP registers are live at once).
+    pub fn basel(n: u64) -> f64 {
+        // Four accumulators over consecutive terms. (A version indexing
+        // `lanes[k % 4]` was vectorised wrongly for aarch64 by rustc 1.95: the
+        // fourth lane's sum was stored one slot past the array.)
+        let (mut a, mut b, mut c, mut d) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        let term = |k: u64| {
+            let x = k as f64;
+            1.0 / (x * x)
+        };
+        let mut k = 1;
+        while k + 3 <= n {
+            a += term(k);
+            b += term(k + 1);
+            c += term(k + 2);
+            d += term(k + 3);
+            k += 4;
+        }
+        while k <= n {
+            a += term(k);
+            k += 1;
+        }
+        (a + b) + (c + d)
+    }
+
+    /// `pi^2 / 6`, the limit of [`basel`].
+    pub const BASEL_LIMIT: f64 = core::f64::consts::PI * core::f64::consts::PI / 6.0;
+
+    /// Whether `basel(n)` is within the bound of its tail (`1/n`) of the limit.
+    pub fn basel_ok(n: u64, value: f64) -> bool {
+        let err = BASEL_LIMIT - value;
+        err > 0.0 && err < 1.0 / n as f64
+    }
+}
+
+/// Statistics over instruction-count samples.
+pub mod stats {
+    /// Minimum and median (lower median) of `samples`, which is sorted in place;
+    /// `None` if empty.
+    pub fn min_median(samples: &mut [u64]) -> Option<(u64, u64)> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        Some((samples[0], samples[(samples.len() - 1) / 2]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basel_converges() {
+        for n in [10, 1000, 10_000] {
+            let v = fpwork::basel(n);
+            assert!(fpwork::basel_ok(n, v), "{n}: {v}");
+        }
+        assert!(!fpwork::basel_ok(1000, 1.0));
+    }
+
+    #[test]
+    fn min_median() {
+        assert_eq!(stats::min_median(&mut []), None);
+        assert_eq!(stats::min_median(&mut [5]), Some((5, 5)));
+        assert_eq!(stats::min_median(&mut [9, 1, 5, 7]), Some((1, 5)));
+        assert_eq!(stats::min_median(&mut [3, 2, 1]), Some((1, 2)));
+    }
+}

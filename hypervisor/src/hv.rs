@@ -502,7 +502,11 @@ impl Hypervisor {
         let mut info = StartInfo::new_zeroed();
         if cfg.role == Role::Driver {
             let mut mapped_page = u64::MAX;
-            for dev in platform.virtio() {
+            for dev in platform
+                .virtio()
+                .iter()
+                .filter(|d| crate::arch::virtio_slot_present(d.base))
+            {
                 let page = dev.base & !(PAGE_SIZE - 1);
                 if page != mapped_page {
                     s2.map(&mut self.tables, page, page, PAGE_SIZE, Attributes::DEVICE)

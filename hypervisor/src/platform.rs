@@ -189,6 +189,9 @@ impl<'a> Platform<'a> {
                 platform.module_count += 1;
             }
         }
+        // guest-loader nodes come out of the tree in reverse order of creation;
+        // the tool places images in scenario order at increasing addresses.
+        platform.modules[..platform.module_count].sort_unstable_by_key(|m| m.map(|m| m.addr));
         Ok(platform)
     }
 
@@ -229,6 +232,7 @@ mod tests {
         let last = p.virtio()[31];
         assert_eq!((last.base, last.intid), (0x0a00_3e00, 32 + 0x2f));
         let m: Vec<_> = p.modules().collect();
+        assert!(p.modules[..p.module_count].is_sorted_by_key(|m| m.map(|m| m.addr)));
         assert_eq!(
             m,
             [Module {

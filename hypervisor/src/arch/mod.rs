@@ -25,3 +25,15 @@ pub fn wait_for_interrupt() {
 pub fn cpu_index() -> usize {
     (sysregs::read_mpidr() & 0xff) as usize
 }
+
+/// Whether a virtio-mmio slot holds a device (magic "virt" and a non-zero
+/// device id), so that only real devices are passed to the driver domain.
+pub fn virtio_slot_present(base: u64) -> bool {
+    // SAFETY: `base` is a virtio-mmio slot from the device tree, inside the
+    // device region of the EL2 identity map; reading magic and device id has
+    // no side effects.
+    unsafe {
+        core::ptr::read_volatile(base as *const u32) == 0x7472_6976
+            && core::ptr::read_volatile((base + 8) as *const u32) != 0
+    }
+}

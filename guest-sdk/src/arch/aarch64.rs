@@ -1,0 +1,560 @@
+//! The AArch64 layer: boot code, exception vectors, the identity map, system
+//! registers and the `hvc` instruction. Everything else in the SDK is portable.
+
+use core::arch::{asm, global_asm};
+use core::mem::offset_of;
+
+use parapet_abi::hypercall::{Hypercall, HVC_IMM};
+use parapet_abi::layout::MAX_VCPUS;
+use parapet_abi::vpsr::{Vpsr, VpsrStats};
+
+use crate::exception::TrapFrame;
+
+/// Size of each vCPU's boot stack.
+pub const STACK_SIZE: usize = 64 * 1024;
+
+/// Bytes saved by the lazy-FP trap path: x0–x17 and x30, rounded to 16.
+const FP_FRAME: usize = 160;
+/// Bytes saved by the IRQ path: x0–x17, x30, a flag, ELR, SPSR, FPCR, FPSR, and
+/// all of q0–q31 (an interrupt is not a call boundary: the upper halves of
+/// v8–v15 are live too).
+const IRQ_FRAME: usize = 704;
+/// Bytes saved by the fatal-exception path ([`TrapFrame`]).
+const TRAP_FRAME: usize = core::mem::size_of::<TrapFrame>();
+const _: () = assert!(TRAP_FRAME == 288 && TRAP_FRAME.is_multiple_of(16));
+
+const VPSR_FP_ENABLE: usize = offset_of!(Vpsr, fp_enable);
+const VPSR_FP_TRAPS: usize = offset_of!(Vpsr, stats) + offset_of!(VpsrStats, fp_disabled_traps);
+const _: () = assert!(VPSR_FP_ENABLE == 2 && VPSR_FP_TRAPS == 80);
+
+// Boot: `_start` (vCPU 0) and `__parapet_secondary` (vCPUs started with VcpuUp).
+// Both arrive at EL1h with the MMU and caches off; x0 = start info (primary) or the
+// VcpuUp argument (secondary), x1 = the VPSR page, x2 = the vCPU id.
+global_asm!(
+    r#"
+    .section .text.boot, "ax"
+    .global _start
+    .type _start, %function
+_start:
+    cmp     x2, #{max_vcpus}
+    b.hs    9f
+    bl      __parapet_cpu_init
+    cbnz    x2, 2f
+    adrp    x9, __bss_start
+    add     x9, x9, :lo12:__bss_start
+    adrp    x10, __bss_end
+    add     x10, x10, :lo12:__bss_end
+1:  cmp     x9, x10
+    b.hs    2f
+    stp     xzr, xzr, [x9], #16
+    b       1b
+2:  bl      {sdk_start}
+9:  wfe
+    b       9b
+
+    .global __parapet_secondary
+    .type __parapet_secondary, %function
+__parapet_secondary:
+    cmp     x2, #{max_vcpus}
+    b.hs    9b
+    bl      __parapet_cpu_init
+    bl      {sdk_secondary}
+    b       9b
+
+// Per-vCPU set-up; preserves x0-x2, clobbers x9-x11.
+__parapet_cpu_init:
+    adrp    x9, __parapet_stacks
+    add     x9, x9, :lo12:__parapet_stacks
+    add     x10, x2, #1
+    mov     x11, #{stack_size}
+    madd    x9, x10, x11, x9
+    mov     sp, x9
+    msr     tpidr_el1, x1
+    adrp    x9, __parapet_vectors
+    add     x9, x9, :lo12:__parapet_vectors
+    msr     vbar_el1, x9
+    // MAIR: attr0 Device-nGnRE, attr1 Normal write-back.
+    mov     x9, #0xff04
+    msr     mair_el1, x9
+    // TCR: T0SZ=25, IRGN0=ORGN0=WB, SH0=inner, TG0=4K, EPD1, TG1=4K, IPS=40 bits.
+    mov     x9, #0x3519
+    movk    x9, #0x8080, lsl #16
+    movk    x9, #0x2, lsl #32
+    msr     tcr_el1, x9
+    adrp    x9, __parapet_l1_table
+    msr     ttbr0_el1, x9
+    isb
+    tlbi    vmalle1
+    ic      iallu
+    dsb     nsh
+    isb
+    // SCTLR: RES1 bits (29,28,23,22,20,11) | I | C | M.
+    mov     x9, #0x1805
+    movk    x9, #0x30d0, lsl #16
+    msr     sctlr_el1, x9
+    isb
+    ret
+
+    .section .bss.parapet_stacks, "aw", %nobits
+    .balign 4096
+__parapet_stacks:
+    .space  {stacks_total}
+
+    // Identity map, 1 GiB blocks: [0, 1 GiB) Device-nGnRE, XN; [1, 4 GiB) Normal
+    // write-back, inner shareable. Entries: AF | SH | AttrIndx | block.
+    .section .data.parapet_l1_table, "aw"
+    .balign 4096
+__parapet_l1_table:
+    .quad   0x0060000000000401
+    .quad   0x0000000040000705
+    .quad   0x0000000080000705
+    .quad   0x00000000c0000705
+    .fill   508, 8, 0
+"#,
+    max_vcpus = const MAX_VCPUS,
+    stack_size = const STACK_SIZE,
+    stacks_total = const STACK_SIZE * MAX_VCPUS as usize,
+    sdk_start = sym crate::rt::sdk_start,
+    sdk_secondary = sym crate::rt::sdk_secondary_start,
+);
+
+// Exception vectors.
+global_asm!(
+    r#"
+    .macro PARAPET_FATAL kind
+    .balign 0x80
+    sub     sp, sp, #{trap_frame}
+    stp     x0, x1, [sp]
+    mov     x1, #\kind
+    b       __parapet_fatal
+    .endm
+
+    .section .text.vectors, "ax"
+    .balign 2048
+    .global __parapet_vectors
+__parapet_vectors:
+    PARAPET_FATAL 0
+    PARAPET_FATAL 1
+    PARAPET_FATAL 2
+    PARAPET_FATAL 3
+
+    // Current EL with SPx, synchronous: the lazy-FP fast path, else fatal.
+    .balign 0x80
+    sub     sp, sp, #{fp_frame}
+    stp     x0, x1, [sp]
+    mrs     x0, esr_el1
+    ubfx    x0, x0, #26, #6
+    cmp     x0, #0x07
+    b.eq    __parapet_fp_trap
+    ldp     x0, x1, [sp]
+    add     sp, sp, #{fp_frame}
+    sub     sp, sp, #{trap_frame}
+    stp     x0, x1, [sp]
+    mov     x1, #4
+    b       __parapet_fatal
+
+    // Current EL with SPx, IRQ: the upcall.
+    .balign 0x80
+    sub     sp, sp, #{irq_frame}
+    stp     x0, x1, [sp]
+    b       __parapet_irq
+
+    PARAPET_FATAL 6
+    PARAPET_FATAL 7
+    PARAPET_FATAL 8
+    PARAPET_FATAL 9
+    PARAPET_FATAL 10
+    PARAPET_FATAL 11
+    PARAPET_FATAL 12
+    PARAPET_FATAL 13
+    PARAPET_FATAL 14
+    PARAPET_FATAL 15
+
+// FP/SIMD used while the virtual FP bit is clear (ESR class 0x07): count it, set
+// the bit, apply it with VpsrSync and retry the instruction. No FP, no Rust.
+__parapet_fp_trap:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    str     x30, [sp, #144]
+    mrs     x9, tpidr_el1
+    ldr     x10, [x9, #{vpsr_fp_traps}]
+    add     x10, x10, #1
+    str     x10, [x9, #{vpsr_fp_traps}]
+    mov     w10, #1
+    strb    w10, [x9, #{vpsr_fp_enable}]
+    mov     x0, #{vpsr_sync}
+    hvc     #{hvc_imm}
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldr     x30, [sp, #144]
+    ldp     x0, x1, [sp]
+    add     sp, sp, #{fp_frame}
+    eret
+
+// The upcall: save what a C call may clobber (and the FP/SIMD caller-saved
+// registers when FP is on), call Rust, restore, return.
+__parapet_irq:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    mrs     x9, elr_el1
+    mrs     x10, spsr_el1
+    stp     x9, x10, [sp, #160]
+    mrs     x9, tpidr_el1
+    ldrb    w10, [x9, #{vpsr_fp_enable}]
+    stp     x30, x10, [sp, #144]
+    cbz     x10, 1f
+    mrs     x9, fpcr
+    mrs     x11, fpsr
+    stp     x9, x11, [sp, #176]
+    stp     q0, q1, [sp, #192]
+    stp     q2, q3, [sp, #224]
+    stp     q4, q5, [sp, #256]
+    stp     q6, q7, [sp, #288]
+    stp     q16, q17, [sp, #320]
+    stp     q18, q19, [sp, #352]
+    stp     q20, q21, [sp, #384]
+    stp     q22, q23, [sp, #416]
+    stp     q24, q25, [sp, #448]
+    stp     q26, q27, [sp, #480]
+    stp     q28, q29, [sp, #512]
+    stp     q30, q31, [sp, #544]
+    // All of v8-v15 too: the interrupted code is not at a call boundary, and
+    // the handler preserves only their low halves (d8-d15).
+    stp     q8, q9, [sp, #576]
+    stp     q10, q11, [sp, #608]
+    stp     q12, q13, [sp, #640]
+    stp     q14, q15, [sp, #672]
+1:  bl      {upcall}
+    ldr     x10, [sp, #152]
+    cbz     x10, 2f
+    ldp     q0, q1, [sp, #192]
+    ldp     q2, q3, [sp, #224]
+    ldp     q4, q5, [sp, #256]
+    ldp     q6, q7, [sp, #288]
+    ldp     q16, q17, [sp, #320]
+    ldp     q18, q19, [sp, #352]
+    ldp     q20, q21, [sp, #384]
+    ldp     q22, q23, [sp, #416]
+    ldp     q24, q25, [sp, #448]
+    ldp     q26, q27, [sp, #480]
+    ldp     q28, q29, [sp, #512]
+    ldp     q30, q31, [sp, #544]
+    ldp     q8, q9, [sp, #576]
+    ldp     q10, q11, [sp, #608]
+    ldp     q12, q13, [sp, #640]
+    ldp     q14, q15, [sp, #672]
+    ldp     x9, x11, [sp, #176]
+    msr     fpcr, x9
+    msr     fpsr, x11
+2:  ldp     x9, x10, [sp, #160]
+    msr     elr_el1, x9
+    msr     spsr_el1, x10
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldr     x30, [sp, #144]
+    ldp     x0, x1, [sp]
+    add     sp, sp, #{irq_frame}
+    eret
+
+// Anything else: save a full TrapFrame and let Rust report it (never returns).
+// x0 and x1 are already saved, x1 holds the vector index.
+__parapet_fatal:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    mrs     x9, elr_el1
+    stp     x30, x9, [sp, #240]
+    mrs     x9, spsr_el1
+    mrs     x10, esr_el1
+    stp     x9, x10, [sp, #256]
+    mrs     x9, far_el1
+    add     x10, sp, #{trap_frame}
+    stp     x9, x10, [sp, #272]
+    mov     x0, sp
+    bl      {fatal}
+3:  wfe
+    b       3b
+"#,
+    trap_frame = const TRAP_FRAME,
+    fp_frame = const FP_FRAME,
+    irq_frame = const IRQ_FRAME,
+    vpsr_fp_traps = const VPSR_FP_TRAPS,
+    vpsr_fp_enable = const VPSR_FP_ENABLE,
+    vpsr_sync = const Hypercall::VpsrSync as u64,
+    hvc_imm = const HVC_IMM,
+    upcall = sym crate::rt::upcall,
+    fatal = sym crate::rt::fatal_exception,
+);
+
+/// The VPSR page of the current vCPU (its address is kept in `TPIDR_EL1`).
+pub fn vpsr() -> &'static Vpsr {
+    let addr: usize;
+    // SAFETY: reads TPIDR_EL1, no side effects.
+    unsafe { asm!("mrs {}, tpidr_el1", out(reg) addr, options(nomem, nostack, preserves_flags)) };
+    // SAFETY: the boot code stores this vCPU's VPSR address, given by the hypervisor,
+    // in TPIDR_EL1 before any Rust code runs; the page is mapped for the domain's
+    // lifetime, page-aligned, and every field is an atomic (shared with the
+    // hypervisor), so a shared reference is sound.
+    unsafe { &*(addr as *const Vpsr) }
+}
+
+/// Issues `hvc #HVC_IMM` with the number in x0 and `args` in x1–x6; returns x0–x3.
+///
+/// # Safety
+/// The arguments must be valid for the call: addresses the hypervisor will read or
+/// write must be owned by the caller for the access, and `VcpuUp` entry points must
+/// be code that can run with the state the hypervisor gives them.
+pub unsafe fn hvc(nr: u64, args: [u64; 6]) -> [u64; 4] {
+    let (r0, r1, r2, r3): (u64, u64, u64, u64);
+    // SAFETY: the hypercall follows the C calling convention (clobbers x0–x17 only,
+    // preserves sp and FP/SIMD); the caller vouches for the arguments.
+    unsafe {
+        asm!(
+            "hvc #{imm}",
+            imm = const HVC_IMM,
+            inlateout("x0") nr => r0,
+            inlateout("x1") args[0] => r1,
+            inlateout("x2") args[1] => r2,
+            inlateout("x3") args[2] => r3,
+            in("x4") args[3],
+            in("x5") args[4],
+            in("x6") args[5],
+            clobber_abi("C"),
+            options(nostack),
+        );
+    }
+    [r0, r1, r2, r3]
+}
+
+/// The virtual counter `CNTVCT_EL0`.
+pub fn counter() -> u64 {
+    let v: u64;
+    // SAFETY: reading the virtual counter has no side effects.
+    unsafe {
+        asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
+/// The counter frequency `CNTFRQ_EL0`, in Hz.
+pub fn counter_frequency() -> u64 {
+    let v: u64;
+    // SAFETY: reading CNTFRQ_EL0 has no side effects.
+    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Acknowledges the highest-priority pending group-1 interrupt (`ICC_IAR1_EL1`).
+pub fn irq_ack() -> u32 {
+    let v: u64;
+    // SAFETY: served by the GIC's virtual CPU interface; acknowledging is what the
+    // IRQ handler is for.
+    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v as u32
+}
+
+/// Ends an acknowledged interrupt (`ICC_EOIR1_EL1`).
+pub fn irq_eoi(intid: u32) {
+    // SAFETY: ends an interrupt this handler acknowledged.
+    unsafe {
+        asm!("msr icc_eoir1_el1, {}", "isb", in(reg) intid as u64, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Clears PSTATE.I, once at start-up: from then on interrupts are masked through
+/// the VPSR.
+pub fn unmask_irq_exceptions() {
+    // SAFETY: the vectors are installed; the upcall handler is ready.
+    unsafe { asm!("msr daifclr, #2", options(nomem, nostack, preserves_flags)) };
+}
+
+/// The address of the secondary-vCPU entry point.
+pub fn secondary_entry() -> u64 {
+    let addr: u64;
+    // SAFETY: computes an address, no memory access.
+    unsafe {
+        asm!(
+            "adrp {a}, __parapet_secondary",
+            "add {a}, {a}, :lo12:__parapet_secondary",
+            a = out(reg) addr,
+            options(nomem, nostack, preserves_flags),
+        )
+    };
+    addr
+}
+
+/// The address of the end of the image (`__image_end`, page-aligned, after BSS).
+pub fn image_end() -> usize {
+    let addr: usize;
+    // SAFETY: computes an address, no memory access.
+    unsafe {
+        asm!(
+            "adrp {a}, __image_end",
+            "add {a}, {a}, :lo12:__image_end",
+            a = out(reg) addr,
+            options(nomem, nostack, preserves_flags),
+        )
+    };
+    addr
+}
+
+/// The PMU instruction counter (event counter 0 counting `INST_RETIRED`).
+pub mod pmu {
+    use core::arch::asm;
+    use parapet_abi::hypercall::HVC_IMM;
+
+    /// `PMEVTYPER0_EL0`: `INST_RETIRED` (0x08), with NSH so that EL2 counts too.
+    const EVTYPER: u64 = 0x08 | (1 << 27);
+
+    /// Programs event counter 0 to count retired instructions (EL1 and EL2) and
+    /// starts it.
+    pub fn enable_instruction_counter() {
+        // SAFETY: the hypervisor lets EL1 program the PMU; this only configures
+        // and enables counter 0.
+        unsafe {
+            asm!(
+                "mrs {t}, pmcr_el0",
+                "orr {t}, {t}, #1",
+                "msr pmcr_el0, {t}",
+                "msr pmevtyper0_el0, {ty}",
+                "mov {t}, #1",
+                "msr pmcntenset_el0, {t}",
+                "isb",
+                t = out(reg) _,
+                ty = in(reg) EVTYPER,
+                options(nomem, nostack, preserves_flags),
+            )
+        };
+    }
+
+    /// Reads event counter 0 (after an `isb`).
+    pub fn read_instructions() -> u64 {
+        let v: u64;
+        // SAFETY: reads a PMU counter.
+        unsafe {
+            asm!("isb", "mrs {}, pmevcntr0_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+        };
+        v
+    }
+
+    /// Instructions counted between two counter reads around nothing: subtract it
+    /// from [`measure_hypercall`].
+    pub fn measure_nothing() -> u64 {
+        let (before, after): (u64, u64);
+        // SAFETY: reads a PMU counter twice.
+        unsafe {
+            asm!(
+                "isb",
+                "mrs x20, pmevcntr0_el0",
+                "isb",
+                "mrs x21, pmevcntr0_el0",
+                out("x20") before,
+                out("x21") after,
+                options(nomem, nostack, preserves_flags),
+            )
+        };
+        (after as u32).wrapping_sub(before as u32) as u64
+    }
+
+    /// Instructions counted between two counter reads around one `hvc` with
+    /// number `nr` and zero arguments, the same sequence as [`measure_nothing`]
+    /// plus the `hvc`. Use only with calls that take no arguments or reject them
+    /// (`Version`, unknown numbers).
+    pub fn measure_hypercall(nr: u64) -> u64 {
+        let (before, after): (u64, u64);
+        // SAFETY: a hypercall with zero arguments reads or writes no guest memory;
+        // x20/x21 are callee-saved for the hypercall; clobbers declared.
+        unsafe {
+            asm!(
+                "isb",
+                "mrs x20, pmevcntr0_el0",
+                "hvc #{imm}",
+                "isb",
+                "mrs x21, pmevcntr0_el0",
+                imm = const HVC_IMM,
+                out("x20") before,
+                out("x21") after,
+                inlateout("x0") nr => _,
+                in("x1") 0u64,
+                in("x2") 0u64,
+                in("x3") 0u64,
+                clobber_abi("C"),
+                options(nostack),
+            )
+        };
+        (after as u32).wrapping_sub(before as u32) as u64
+    }
+}
+
+/// Provoking CPU behaviour on purpose.
+pub mod testing {
+    use core::arch::asm;
+    use parapet_abi::hypercall::{Hypercall, HVC_IMM};
+
+    /// In one sequence: clears the virtual FP bit, applies it with `VpsrSync`, and
+    /// executes `fmov d0, #1.0`. The instruction traps (ESR class 0x07) to the
+    /// SDK's vector, which counts the trap in `vpsr.stats.fp_disabled_traps`, sets
+    /// the bit again and retries it.
+    pub fn fp_trap_round_trip() {
+        let vpsr = super::vpsr() as *const _ as usize;
+        // SAFETY: stores to this vCPU's own VPSR page and issues VpsrSync (no
+        // memory arguments); the FP trap is handled by the SDK's vector, which
+        // preserves every register; clobbers declared.
+        unsafe {
+            asm!(
+                "strb wzr, [{vpsr}, #{fp_enable}]",
+                "mov x0, #{sync}",
+                "hvc #{imm}",
+                "fmov d0, #1.0",
+                vpsr = in(reg) vpsr,
+                fp_enable = const super::VPSR_FP_ENABLE,
+                sync = const Hypercall::VpsrSync as u64,
+                imm = const HVC_IMM,
+                clobber_abi("C"),
+                options(nostack),
+            )
+        };
+    }
+
+    /// Executes `udf #0`: an undefined instruction, reported by the SDK's vector.
+    pub fn undefined_instruction() -> ! {
+        // SAFETY: raises a synchronous exception that the SDK's vector reports
+        // before shutting the domain down; never returns.
+        unsafe { asm!("udf #0", options(noreturn, nomem, nostack)) }
+    }
+}

@@ -1,0 +1,113 @@
+//! Host stand-in for the AArch64 layer, for unit tests: every thread has its own
+//! zeroed VPSR, a counter that advances on each read, and a tiny fake hypervisor
+//! that answers hypercalls and captures console output.
+
+extern crate std;
+
+use std::boxed::Box;
+use std::cell::{Cell, RefCell};
+use std::vec::Vec;
+
+use parapet_abi::hypercall::{Hypercall, ShutdownReason, CONSOLE_WRITE_MAX};
+use parapet_abi::{Features, HvError, Vpsr, ABI_VERSION};
+use zerocopy::FromZeros;
+
+/// Counter ticks per read of the fake counter.
+pub const TICKS_PER_READ: u64 = 1000;
+
+thread_local! {
+    static VPSR: &'static Vpsr = Box::leak(Box::new(Vpsr::new_zeroed()));
+    static COUNTER: Cell<u64> = const { Cell::new(0) };
+    static CONSOLE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static CHUNKS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    static TIMER: Cell<u64> = const { Cell::new(0) };
+}
+
+/// This thread's VPSR.
+pub fn vpsr() -> &'static Vpsr {
+    VPSR.with(|v| *v)
+}
+
+/// A fake hypervisor.
+///
+/// # Safety
+/// For `ConsoleWrite`, `args[0]` must point to `args[1]` readable bytes.
+pub unsafe fn hvc(nr: u64, args: [u64; 6]) -> [u64; 4] {
+    let ok = |a: u64, b: u64, c: u64| [0, a, b, c];
+    let err = |e: HvError| [e.to_raw() as u64, 0, 0, 0];
+    match Hypercall::from_raw(nr) {
+        None => err(HvError::NoSys),
+        Some(Hypercall::Version) => ok(ABI_VERSION.to_raw(), Features::OFFERED.0, 0),
+        Some(Hypercall::VersionCheck) => {
+            if parapet_abi::AbiVersion::from_raw(args[0]).is_compatible_with(ABI_VERSION) {
+                ok(0, 0, 0)
+            } else {
+                err(HvError::VersionMismatch)
+            }
+        }
+        Some(Hypercall::ConsoleWrite) => {
+            let len = args[1];
+            if len > CONSOLE_WRITE_MAX {
+                return err(HvError::Inval);
+            }
+            // SAFETY: the caller guarantees the buffer.
+            let bytes = unsafe { core::slice::from_raw_parts(args[0] as *const u8, len as usize) };
+            CONSOLE.with(|c| c.borrow_mut().extend_from_slice(bytes));
+            CHUNKS.with(|c| c.borrow_mut().push(len as usize));
+            ok(len, 0, 0)
+        }
+        Some(Hypercall::SetTimer) => {
+            TIMER.with(|t| t.set(args[0]));
+            ok(0, 0, 0)
+        }
+        Some(Hypercall::VcpuInfo) => ok(1, 0, 1),
+        Some(Hypercall::DomainCount) => ok(2, 0, 0),
+        Some(Hypercall::Shutdown) => match ShutdownReason::from_raw(args[0]) {
+            Some(reason) => panic!("fake shutdown: {reason:?}, code {}", args[1] as i64),
+            None => err(HvError::Inval),
+        },
+        Some(Hypercall::VcpuUp) => err(HvError::NotSupported),
+        Some(Hypercall::Yield | Hypercall::Block | Hypercall::VpsrSync) => ok(0, 0, 0),
+    }
+}
+
+/// The fake counter: advances [`TICKS_PER_READ`] per read.
+pub fn counter() -> u64 {
+    COUNTER.with(|c| {
+        let v = c.get() + TICKS_PER_READ;
+        c.set(v);
+        v
+    })
+}
+
+/// 62.5 MHz, as QEMU's.
+pub fn counter_frequency() -> u64 {
+    62_500_000
+}
+
+/// No secondary entry on the host.
+pub fn secondary_entry() -> u64 {
+    0
+}
+
+/// Test helpers.
+#[cfg(test)]
+pub mod fake {
+    use super::*;
+
+    /// Takes the console output captured so far on this thread.
+    pub fn take_console() -> Vec<u8> {
+        CHUNKS.with(|c| c.borrow_mut().clear());
+        CONSOLE.with(|c| core::mem::take(&mut *c.borrow_mut()))
+    }
+
+    /// The lengths of the console writes so far (cleared by [`take_console`]).
+    pub fn console_chunks() -> Vec<usize> {
+        CHUNKS.with(|c| c.borrow().clone())
+    }
+
+    /// The last timer deadline set.
+    pub fn last_timer() -> u64 {
+        TIMER.with(|t| t.get())
+    }
+}

@@ -1,0 +1,234 @@
+//! Safe, typed wrappers for every hypercall of the ABI.
+//!
+//! Each returns `Result<_, HvError>`; [`call`] issues a raw hypercall, for tests
+//! of bad arguments.
+
+use parapet_abi::hypercall::{Hypercall, ShutdownReason, CONSOLE_WRITE_MAX};
+use parapet_abi::{AbiVersion, Features, HvError};
+
+use crate::arch;
+
+/// Issues hypercall `nr` with `args` in x1–x6; returns x1–x3 on success.
+///
+/// # Safety
+/// The arguments must be valid for the call: memory the hypervisor reads or writes
+/// on the caller's behalf must be owned by the caller for that access, and a
+/// `VcpuUp` entry point must be code that can start a vCPU. Calls with an unknown
+/// number, or with addresses outside the caller's memory, are always sound (the
+/// hypervisor refuses them).
+pub unsafe fn call(nr: u64, args: [u64; 6]) -> Result<[u64; 3], HvError> {
+    // SAFETY: the caller vouches for the arguments.
+    let r = unsafe { arch::hvc(nr, args) };
+    HvError::check(r[0]).map(|_| [r[1], r[2], r[3]])
+}
+
+/// A hypercall whose arguments are plain values (no memory, no code addresses).
+fn plain(call_nr: Hypercall, args: [u64; 6]) -> Result<[u64; 3], HvError> {
+    // SAFETY: callers pass only hypercalls whose arguments are numbers, which the
+    // hypervisor validates; no memory is read or written on our behalf.
+    unsafe { call(call_nr as u64, args) }
+}
+
+fn args1(a: u64) -> [u64; 6] {
+    [a, 0, 0, 0, 0, 0]
+}
+
+/// `Version`: the hypervisor's ABI version and feature bits (the null hypercall).
+pub fn version() -> Result<(AbiVersion, Features), HvError> {
+    let r = plain(Hypercall::Version, [0; 6])?;
+    Ok((AbiVersion::from_raw(r[0]), Features(r[1])))
+}
+
+/// The version two sides speak: the common major and the lower minor; `None` if
+/// the majors differ.
+pub fn negotiate(ours: AbiVersion, host: AbiVersion) -> Option<AbiVersion> {
+    ours.is_compatible_with(host).then(|| AbiVersion {
+        major: ours.major,
+        minor: ours.minor.min(host.minor),
+    })
+}
+
+/// `VersionCheck`: states the ABI version this guest was built for.
+/// `Err(VersionMismatch)` when the majors differ. The runtime does this at start.
+pub fn version_check(version: AbiVersion) -> Result<(), HvError> {
+    plain(Hypercall::VersionCheck, args1(version.to_raw())).map(|_| ())
+}
+
+/// `ConsoleWrite`: writes bytes to the domain's console, in chunks of at most
+/// `CONSOLE_WRITE_MAX`; returns the number of bytes accepted.
+pub fn console_write(bytes: &[u8]) -> Result<usize, HvError> {
+    let mut done = 0;
+    while done < bytes.len() {
+        let chunk = &bytes[done..];
+        let len = chunk.len().min(CONSOLE_WRITE_MAX as usize);
+        // SAFETY: the hypervisor only reads `len` bytes of a live slice; the guest
+        // maps itself 1:1, so its address is the guest-physical address.
+        let r = unsafe {
+            arch::hvc(
+                Hypercall::ConsoleWrite as u64,
+                [chunk.as_ptr() as u64, len as u64, 0, 0, 0, 0],
+            )
+        };
+        let status = HvError::check(r[0])?;
+        // The count is a result (x1) by the calling convention; accept it in the
+        // status too, and never more than was offered.
+        let accepted = (status.max(r[1]) as usize).min(len);
+        if accepted == 0 {
+            break;
+        }
+        done += accepted;
+    }
+    Ok(done)
+}
+
+/// `Yield`: gives the CPU to another runnable vCPU.
+pub fn yield_now() -> Result<(), HvError> {
+    plain(Hypercall::Yield, [0; 6]).map(|_| ())
+}
+
+/// `Block`: sleeps until something is pending for this vCPU; returns at once if
+/// something already is, even while interrupts are soft-masked.
+pub fn block() -> Result<(), HvError> {
+    plain(Hypercall::Block, [0; 6]).map(|_| ())
+}
+
+/// `SetTimer`: one-shot timer at an absolute `CNTVCT_EL0` value (0 cancels),
+/// delivered as `Virq::Timer`.
+pub fn set_timer(deadline: u64) -> Result<(), HvError> {
+    plain(Hypercall::SetTimer, args1(deadline)).map(|_| ())
+}
+
+/// What [`vcpu_info`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuInfo {
+    /// This domain's id.
+    pub domain_id: u64,
+    /// This vCPU's id.
+    pub vcpu_id: u64,
+    /// The domain's number of vCPUs.
+    pub vcpu_count: u64,
+}
+
+/// `VcpuInfo`: which domain and vCPU this is.
+pub fn vcpu_info() -> Result<VcpuInfo, HvError> {
+    let r = plain(Hypercall::VcpuInfo, [0; 6])?;
+    Ok(VcpuInfo {
+        domain_id: r[0],
+        vcpu_id: r[1],
+        vcpu_count: r[2],
+    })
+}
+
+/// `Shutdown`: stops the domain. The exit code is passed sign-extended.
+pub fn shutdown(reason: ShutdownReason, code: i32) -> ! {
+    let _ = plain(
+        Hypercall::Shutdown,
+        [reason.to_raw(), code as i64 as u64, 0, 0, 0, 0],
+    );
+    // Only reachable if the hypervisor refused.
+    loop {
+        let _ = plain(
+            Hypercall::Shutdown,
+            [ShutdownReason::Crash.to_raw(), 1, 0, 0, 0, 0],
+        );
+        core::hint::spin_loop();
+    }
+}
+
+/// `VpsrSync`: applies the VPSR's virtual state (FP enable) now.
+pub fn vpsr_sync() -> Result<(), HvError> {
+    plain(Hypercall::VpsrSync, [0; 6]).map(|_| ())
+}
+
+/// `VcpuUp`: starts vCPU `id` of this domain at `entry` with `arg` in x0 (its VPSR
+/// address in x1, its id in x2; MMU off, SP undefined). Prefer
+/// [`smp::start_vcpu`](crate::smp::start_vcpu), which sets up the vCPU.
+///
+/// # Safety
+/// `entry` must be code that can run in that state.
+pub unsafe fn vcpu_up(id: u64, entry: u64, arg: u64) -> Result<(), HvError> {
+    // SAFETY: the caller vouches for the entry point.
+    unsafe { call(Hypercall::VcpuUp as u64, [id, entry, arg, 0, 0, 0]) }.map(|_| ())
+}
+
+/// What [`domain_count`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainCount {
+    /// Domains still alive (including the caller).
+    pub alive: u64,
+    /// Domains that crashed so far.
+    pub crashed: u64,
+}
+
+/// `DomainCount`: how many domains are alive, and how many crashed.
+pub fn domain_count() -> Result<DomainCount, HvError> {
+    let r = plain(Hypercall::DomainCount, [0; 6])?;
+    Ok(DomainCount {
+        alive: r[0],
+        crashed: r[1],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::fake;
+    use parapet_abi::ABI_VERSION;
+
+    #[test]
+    fn version_decodes() {
+        let (v, f) = version().unwrap();
+        assert_eq!(v, ABI_VERSION);
+        assert_eq!(f, Features::OFFERED);
+        assert_eq!(version_check(ABI_VERSION), Ok(()));
+        assert_eq!(
+            version_check(AbiVersion { major: 2, minor: 0 }),
+            Err(HvError::VersionMismatch)
+        );
+    }
+
+    #[test]
+    fn negotiation() {
+        let v = |major, minor| AbiVersion { major, minor };
+        assert_eq!(negotiate(v(1, 0), v(1, 3)), Some(v(1, 0)));
+        assert_eq!(negotiate(v(1, 4), v(1, 3)), Some(v(1, 3)));
+        assert_eq!(negotiate(v(1, 0), v(2, 0)), None);
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        // SAFETY: unknown hypercall numbers are always sound.
+        assert_eq!(unsafe { call(999, [0; 6]) }, Err(HvError::NoSys));
+    }
+
+    #[test]
+    fn console_write_splits_into_chunks() {
+        let text = vec![b'x'; 2500];
+        assert_eq!(console_write(&text), Ok(2500));
+        assert_eq!(fake::console_chunks(), [1024, 1024, 452]);
+        assert_eq!(fake::take_console(), text);
+        assert_eq!(console_write(b""), Ok(0));
+        assert!(fake::console_chunks().is_empty());
+    }
+
+    #[test]
+    fn results_decode() {
+        assert_eq!(
+            vcpu_info(),
+            Ok(VcpuInfo {
+                domain_id: 1,
+                vcpu_id: 0,
+                vcpu_count: 1
+            })
+        );
+        assert_eq!(
+            domain_count(),
+            Ok(DomainCount {
+                alive: 2,
+                crashed: 0
+            })
+        );
+        assert_eq!(set_timer(5), Ok(()));
+        assert_eq!(fake::last_timer(), 5);
+    }
+}

@@ -1,0 +1,87 @@
+//! End-to-end tests: boot the shipped scenarios on QEMU through `cargo parapet up`,
+//! exactly as a user would, and check the console transcript.
+
+use parapet_tests::{run_parapet, run_up, serial};
+
+fn assert_has(transcript: &str, needle: &str) {
+    assert!(
+        transcript.contains(needle),
+        "the transcript should contain {needle:?}:\n{transcript}"
+    );
+}
+
+fn line_with<'a>(transcript: &'a str, needle: &str) -> &'a str {
+    transcript
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line contains {needle:?}:\n{transcript}"))
+}
+
+#[test]
+fn demo_scenario_runs_to_completion() {
+    let _g = serial();
+    let (status, t) = run_up("scenarios/demo.toml", 240);
+    assert!(status.success(), "exit status {status}:\n{t}");
+    assert_has(&t, "[driver] ");
+    for g in ["guest-a", "guest-b"] {
+        for what in [
+            "abi: negotiated 1.0",
+            "timer: unmasked ok",
+            "timer: masked ok",
+            "fp: ok",
+            "demo: done",
+        ] {
+            assert_has(&t, &format!("[{g}] {what}"));
+        }
+        assert_has(&t, &format!("[hv] domain {g} exited: poweroff (code 0)"));
+    }
+    assert_has(&t, "[hv] all domains stopped: 3 ok, 0 failed");
+}
+
+#[test]
+fn faulty_guest_is_isolated() {
+    let _g = serial();
+    let (status, t) = run_up("scenarios/fault.toml", 240);
+    assert_eq!(status.code(), Some(1), "exit status {status}:\n{t}");
+    let crash = line_with(&t, "[hv] domain faulty crashed:");
+    assert!(crash.contains("stage-2"), "{crash}");
+    assert!(crash.contains("FAR"), "{crash}");
+    assert_has(&t, "[guest-a] demo: done");
+    assert_has(&t, "[hv] domain guest-a exited: poweroff (code 0)");
+    assert_has(&t, "[hv] all domains stopped: 2 ok, 1 failed");
+    assert_has(&t, "parapet: domain 'faulty' crashed:");
+}
+
+#[test]
+fn missing_scenario_fails_fast() {
+    let r = run_parapet(&["up", "scenarios/does-not-exist.toml", "--no-build"]);
+    assert!(!r.status.success());
+    assert!(
+        r.stderr.contains("scenarios/does-not-exist.toml"),
+        "stderr should name the file:\n{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn malformed_scenario_names_field_and_line() {
+    let dir = std::env::temp_dir().join(format!("parapet-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[machine]\ncpus = 1\n\n[[domain]]\nname = \"a\"\nimage = \"demo-guest\"\n\n\
+         [[domain]]\nname = \"b\"\nimage = \"demo-guest\"\nmemory_mib = 4096\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let r = run_parapet(&["up", p, "--no-build"]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!r.status.success());
+    let expected = format!("{p}:11: domain[1].memory_mib: 4096 is out of range 2..=512");
+    assert!(
+        r.stderr.contains(&expected),
+        "stderr should contain {expected:?}:\n{}",
+        r.stderr
+    );
+}

@@ -1,0 +1,504 @@
+//! The QEMU command line, and running QEMU while streaming its console.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use parapet_abi::layout::{MODULE_AREA_BASE, MODULE_AREA_END};
+
+use crate::scenario::{Domain, Scenario};
+use crate::transcript::{self, Outcome, QemuEnd, Transcript};
+
+/// Alignment of each domain image in the module area.
+pub const MODULE_ALIGN: u64 = 64 * 1024;
+/// How long QEMU may take to exit once the hypervisor said it is done.
+pub const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// QEMU could not be run, or the images do not fit.
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    /// The images do not fit in the module area.
+    #[error("the domain images do not fit in the module area {base:#x}..{end:#x}: image of '{domain}' ({size} bytes) would end at {would_end:#x}")]
+    ModulesTooBig {
+        /// The domain whose image overflows.
+        domain: String,
+        /// Its size.
+        size: u64,
+        /// Where it would end.
+        would_end: u64,
+        /// Module area start.
+        base: u64,
+        /// Module area end.
+        end: u64,
+    },
+    /// A path is not valid UTF-8 (QEMU option values must be text).
+    #[error("path {0} is not valid UTF-8")]
+    NonUtf8Path(PathBuf),
+    /// QEMU could not be started.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing the console failed.
+    #[error("console I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Addresses of consecutive images of these sizes in the module area, each
+/// 64 KiB-aligned after the previous one's end.
+pub fn place_modules(images: &[(&str, u64)]) -> Result<Vec<u64>, QemuError> {
+    let mut next = MODULE_AREA_BASE;
+    let mut out = Vec::with_capacity(images.len());
+    for (domain, size) in images {
+        let addr = next.div_ceil(MODULE_ALIGN) * MODULE_ALIGN;
+        let end = addr.saturating_add(*size);
+        if end > MODULE_AREA_END {
+            return Err(QemuError::ModulesTooBig {
+                domain: (*domain).to_owned(),
+                size: *size,
+                would_end: end,
+                base: MODULE_AREA_BASE,
+                end: MODULE_AREA_END,
+            });
+        }
+        out.push(addr);
+        next = end;
+    }
+    Ok(out)
+}
+
+/// The boot arguments the hypervisor reads for one domain.
+pub fn bootargs(d: &Domain) -> String {
+    let mut s = format!(
+        "name={} role={} mem_mib={} vcpus={}",
+        d.name,
+        d.role.as_str(),
+        d.memory_mib,
+        d.vcpus
+    );
+    if let Some(c) = d.cpu {
+        s += &format!(" cpu={c}");
+    }
+    if let Some(c) = &d.cmdline {
+        s += &format!(" -- {c}");
+    }
+    s
+}
+
+/// Escapes a value for a QEMU option list: a comma is doubled.
+pub fn escape_opt(s: &str) -> String {
+    s.replace(',', ",,")
+}
+
+fn utf8(p: &Path) -> Result<&str, QemuError> {
+    p.to_str()
+        .ok_or_else(|| QemuError::NonUtf8Path(p.to_owned()))
+}
+
+/// The QEMU arguments (without the program name) to boot `scenario`, given the
+/// hypervisor ELF and each domain's image path and size (driver first, as in
+/// `scenario.domains`).
+pub fn args(
+    scenario: &Scenario,
+    hypervisor: &Path,
+    images: &[(PathBuf, u64)],
+) -> Result<Vec<OsString>, QemuError> {
+    let m = &scenario.machine;
+    let named: Vec<(&str, u64)> = scenario
+        .domains
+        .iter()
+        .zip(images)
+        .map(|(d, (_, size))| (d.name.as_str(), *size))
+        .collect();
+    let addrs = place_modules(&named)?;
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |s: &str| a.push(s.into());
+    push("-M");
+    push("virt,virtualization=on,gic-version=3");
+    push("-cpu");
+    push("max");
+    push("-m");
+    push(&format!("{}M", m.memory_mib));
+    push("-smp");
+    push(&m.cpus.to_string());
+    for s in [
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ] {
+        push(s);
+    }
+    push("-kernel");
+    a.push(hypervisor.as_os_str().to_owned());
+    let mut push = |s: &str| a.push(s.into());
+    push("-append");
+    push(&format!("timeslice_ms={}", m.timeslice_ms));
+    push("-netdev");
+    push("user,id=net0");
+    push("-device");
+    push("virtio-net-device,netdev=net0");
+    for ((d, (path, _)), addr) in scenario.domains.iter().zip(images).zip(addrs) {
+        a.push("-device".into());
+        a.push(
+            format!(
+                "guest-loader,addr={addr:#x},kernel={},bootargs={}",
+                escape_opt(utf8(path)?),
+                escape_opt(&bootargs(d))
+            )
+            .into(),
+        );
+    }
+    Ok(a)
+}
+
+/// Renders argv for display (shell-like quoting, for humans only).
+pub fn display_command(program: &str, args: &[OsString]) -> String {
+    let mut s = program.to_owned();
+    for a in args {
+        let a = a.to_string_lossy();
+        s.push(' ');
+        if a.contains([' ', '"', '\'']) {
+            s += &format!("'{}'", a.replace('\'', "'\\''"));
+        } else {
+            s += &a;
+        }
+    }
+    s
+}
+
+enum Msg {
+    Line(String),
+    Eof,
+    Err(std::io::Error),
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs QEMU, printing each console line to `out` as it arrives (coloured
+/// prefixes when `colour`), and decides the outcome. `timeout` of `None` means
+/// no limit. QEMU is killed on timeout, on a console error, and when it does
+/// not exit within [`EXIT_GRACE`] after the hypervisor said it is done.
+pub fn run(
+    program: &Path,
+    args: &[OsString],
+    domains: Vec<String>,
+    timeout: Option<Duration>,
+    out: &mut dyn Write,
+    colour: bool,
+) -> Result<(Outcome, Transcript), QemuError> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| QemuError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
+    let (tx, rx) = mpsc::channel::<Msg>();
+    if let Some(stdout) = child.stdout.take() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) => {
+                        let _ = tx.send(Msg::Eof);
+                        break;
+                    }
+                    Ok(_) => {
+                        let s = String::from_utf8_lossy(&buf);
+                        let s = s.trim_end_matches(['\n', '\r']).to_owned();
+                        if tx.send(Msg::Line(s)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Msg::Err(e));
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let stderr_thread = child.stderr.take().map(|stderr| {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+                let s = String::from_utf8_lossy(&line);
+                eprintln!("[qemu] {}", s.trim_end_matches('\r'));
+            }
+        })
+    });
+
+    let start = Instant::now();
+    let deadline = timeout.map(|t| start + t);
+    let mut t = Transcript::new(domains);
+    let mut grace_deadline: Option<Instant> = None;
+    let mut end: Option<QemuEnd> = None;
+    let mut eof = false;
+    while !eof {
+        let now = Instant::now();
+        let mut wake = deadline;
+        if let Some(g) = grace_deadline {
+            wake = Some(wake.map_or(g, |w| w.min(g)));
+        }
+        let msg = match wake {
+            Some(w) if w <= now => None,
+            Some(w) => match rx.recv_timeout(w - now) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => Some(Msg::Eof),
+            },
+            None => Some(rx.recv().unwrap_or(Msg::Eof)),
+        };
+        match msg {
+            Some(Msg::Line(line)) => {
+                let was_finished = t.finished();
+                t.feed(&line);
+                let shown = transcript::render(&line, t.domain_names(), colour);
+                if let Err(e) = writeln!(out, "{shown}").and_then(|()| out.flush()) {
+                    kill(&mut child);
+                    return Err(QemuError::Io(e));
+                }
+                if !was_finished && t.finished() {
+                    grace_deadline = Some(Instant::now() + EXIT_GRACE);
+                }
+            }
+            Some(Msg::Eof) => eof = true,
+            Some(Msg::Err(e)) => {
+                kill(&mut child);
+                return Err(QemuError::Io(e));
+            }
+            None => {
+                // A deadline passed.
+                kill(&mut child);
+                end = Some(match (grace_deadline, deadline) {
+                    (Some(g), _) if Instant::now() >= g => QemuEnd::Hung,
+                    _ => QemuEnd::TimedOut {
+                        secs: timeout.map_or(0, |d| d.as_secs()),
+                    },
+                });
+                break;
+            }
+        }
+    }
+    let end = match end {
+        Some(e) => e,
+        None => {
+            // Stdout closed: QEMU is exiting. Still bounded by the deadline.
+            let status = wait_until(&mut child, deadline)?;
+            match status {
+                Some(st) => st.code().map_or(QemuEnd::Signalled, QemuEnd::Exited),
+                None => {
+                    kill(&mut child);
+                    QemuEnd::TimedOut {
+                        secs: timeout.map_or(0, |d| d.as_secs()),
+                    }
+                }
+            }
+        }
+    };
+    if let Some(h) = stderr_thread {
+        let _ = h.join();
+    }
+    Ok((t.outcome(end), t))
+}
+
+fn wait_until(
+    child: &mut Child,
+    deadline: Option<Instant>,
+) -> Result<Option<std::process::ExitStatus>, QemuError> {
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Some(st));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario;
+
+    fn scen(src: &str) -> Scenario {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        scenario::parse(src, Path::new("s.toml"), Path::new("."), &root).unwrap()
+    }
+
+    const SRC: &str = r#"
+[machine]
+cpus = 2
+memory_mib = 2048
+timeslice_ms = 7
+[[domain]]
+name = "guest-a"
+image = "demo-guest"
+cpu = 1
+cmdline = "x=1,y=2 z"
+[[domain]]
+name = "driver"
+role = "driver"
+image = "driver-domain"
+memory_mib = 64
+vcpus = 2
+"#;
+
+    #[test]
+    fn placement_is_aligned_and_consecutive() {
+        let a = place_modules(&[("a", 100), ("b", 0x10000), ("c", 1)]).unwrap();
+        assert_eq!(
+            a,
+            [
+                MODULE_AREA_BASE,
+                MODULE_AREA_BASE + 0x10000,
+                MODULE_AREA_BASE + 0x20000
+            ]
+        );
+        let e = place_modules(&[("a", 100), ("big", MODULE_AREA_END - MODULE_AREA_BASE)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'big'"), "{e}");
+        assert!(place_modules(&[("x", MODULE_AREA_END - MODULE_AREA_BASE)]).is_ok());
+    }
+
+    #[test]
+    fn bootargs_format() {
+        let s = scen(SRC);
+        assert_eq!(
+            bootargs(&s.domains[0]),
+            "name=driver role=driver mem_mib=64 vcpus=2"
+        );
+        assert_eq!(
+            bootargs(&s.domains[1]),
+            "name=guest-a role=guest mem_mib=32 vcpus=1 cpu=1 -- x=1,y=2 z"
+        );
+    }
+
+    #[test]
+    fn argv() {
+        let s = scen(SRC);
+        let images = vec![
+            (PathBuf::from("/t/driver-domain"), 0x18000),
+            (PathBuf::from("/t,x/demo-guest"), 10),
+        ];
+        let a = args(&s, Path::new("/t/hv"), &images).unwrap();
+        let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        let expect = [
+            "-M",
+            "virt,virtualization=on,gic-version=3",
+            "-cpu",
+            "max",
+            "-m",
+            "2048M",
+            "-smp",
+            "2",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-kernel",
+            "/t/hv",
+            "-append",
+            "timeslice_ms=7",
+            "-netdev",
+            "user,id=net0",
+            "-device",
+            "virtio-net-device,netdev=net0",
+            "-device",
+            "guest-loader,addr=0x44000000,kernel=/t/driver-domain,bootargs=name=driver role=driver mem_mib=64 vcpus=2",
+            "-device",
+            "guest-loader,addr=0x44020000,kernel=/t,,x/demo-guest,bootargs=name=guest-a role=guest mem_mib=32 vcpus=1 cpu=1 -- x=1,,y=2 z",
+        ];
+        assert_eq!(a, expect);
+    }
+
+    #[test]
+    fn display_quotes() {
+        let s = display_command("q", &["a b".into(), "c".into()]);
+        assert_eq!(s, "q 'a b' c");
+    }
+
+    fn sh(script: &str, timeout: Option<Duration>) -> (Outcome, Vec<u8>) {
+        let mut out = Vec::new();
+        let (o, _) = run(
+            Path::new("/bin/sh"),
+            &["-c".into(), script.into()],
+            vec!["driver".into(), "guest-a".into()],
+            timeout,
+            &mut out,
+            false,
+        )
+        .unwrap();
+        (o, out)
+    }
+
+    #[test]
+    fn run_success() {
+        let (o, out) = sh(
+            "printf '[guest-a] hi\\r\\n[hv] domain guest-a exited: poweroff (code 0)\\n\
+             [hv] domain driver exited: poweroff (code 0)\\n[hv] all domains stopped: 2 ok, 0 failed\\n'",
+            Some(Duration::from_secs(20)),
+        );
+        assert_eq!(o.exit_code, 0, "{o:?}");
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("[guest-a] hi\n"));
+    }
+
+    #[test]
+    fn run_timeout_kills() {
+        let start = Instant::now();
+        let (o, _) = sh(
+            "echo '[hv] domain driver exited: poweroff (code 0)'; exec sleep 30",
+            Some(Duration::from_millis(500)),
+        );
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert_eq!(o.exit_code, transcript::EXIT_TIMEOUT);
+        assert_eq!(o.summary, ["timeout after 0 s; still running: guest-a"]);
+    }
+
+    #[test]
+    fn run_qemu_failure() {
+        let (o, _) = sh("echo boom >&2; exit 1", None);
+        assert_eq!(o.exit_code, transcript::EXIT_PLATFORM);
+    }
+
+    #[test]
+    fn missing_program() {
+        let e = run(
+            Path::new("/nonexistent/qemu"),
+            &[],
+            vec![],
+            None,
+            &mut Vec::new(),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/qemu"));
+    }
+}
