@@ -128,6 +128,10 @@ pub fn args(
     push(&format!("{}M", m.memory_mib));
     push("-smp");
     push(&m.cpus.to_string());
+    if m.icount {
+        push("-icount");
+        push("shift=0");
+    }
     for s in [
         "-display",
         "none",

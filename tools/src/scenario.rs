@@ -126,6 +126,9 @@ pub struct Machine {
     pub memory_mib: u64,
     /// Scheduler time slice passed to the hypervisor.
     pub timeslice_ms: u32,
+    /// Run QEMU with `-icount shift=0`: deterministic, one instruction per
+    /// virtual cycle, and the PMU counts instructions (for `bench micro`).
+    pub icount: bool,
 }
 
 impl Default for Machine {
@@ -134,6 +137,7 @@ impl Default for Machine {
             cpus: DEFAULT_CPUS,
             memory_mib: DEFAULT_MACHINE_MEMORY_MIB,
             timeslice_ms: DEFAULT_TIMESLICE_MS,
+            icount: false,
         }
     }
 }
@@ -207,6 +211,7 @@ struct RawMachine {
     cpus: Option<Spanned<i64>>,
     memory_mib: Option<Spanned<i64>>,
     timeslice_ms: Option<Spanned<i64>>,
+    icount: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +262,7 @@ pub fn parse(
         if let Some(v) = &m.timeslice_ms {
             machine.timeslice_ms = cx.int_in(v, "machine.timeslice_ms", 1, 1000)? as u32;
         }
+        machine.icount = m.icount.unwrap_or(false);
     }
 
     if raw.domain.is_empty() {
@@ -687,7 +693,8 @@ on_crash = "destroy"
             Machine {
                 cpus: 2,
                 memory_mib: 1024,
-                timeslice_ms: 5
+                timeslice_ms: 5,
+                icount: false,
             }
         );
         assert_eq!(s.domain_names(), ["driver", "guest-a"]);
