@@ -184,7 +184,7 @@ mod tests {
             ];
             let at = 64 + 56 * i;
             out[at..at + 56].copy_from_slice(ph.as_bytes());
-            out.extend(std::iter::repeat(0xab).take(filesz as usize));
+            out.extend(std::iter::repeat_n(0xab, filesz as usize));
         }
         out
     }

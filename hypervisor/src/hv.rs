@@ -46,7 +46,7 @@ static CONSOLE: Mutex<Option<Pl011>> = Mutex::new(None);
 fn print_line(prefix: &str, args: core::fmt::Arguments<'_>) {
     let mut console = CONSOLE.lock();
     if let Some(uart) = console.as_mut() {
-        let _ = write!(uart, "[{prefix}] {args}\n");
+        let _ = writeln!(uart, "[{prefix}] {args}");
     }
 }
 
@@ -382,7 +382,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // Do not wait for a console lock a panicking CPU may hold.
     if let Some(mut console) = CONSOLE.try_lock() {
         if let Some(uart) = console.as_mut() {
-            let _ = write!(uart, "[hv] PANIC: {info}\n");
+            let _ = writeln!(uart, "[hv] PANIC: {info}");
         }
     }
     psci::system_off()
@@ -1004,7 +1004,7 @@ impl Hypervisor {
         }
         if entry < d.ram_ipa
             || entry >= layout::reserved_top_base(d.ram_ipa, d.ram_size)
-            || entry % 4 != 0
+            || !entry.is_multiple_of(4)
         {
             return Err(HvError::Inval);
         }

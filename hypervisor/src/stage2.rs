@@ -180,7 +180,7 @@ impl Stage2 {
         size: u64,
         attributes: Attributes,
     ) -> Result<(), MapError> {
-        if ipa % PAGE != 0 || pa % PAGE != 0 || size % PAGE != 0 {
+        if !ipa.is_multiple_of(PAGE) || !pa.is_multiple_of(PAGE) || !size.is_multiple_of(PAGE) {
             return Err(MapError::Unaligned);
         }
         let ipa_end = ipa.checked_add(size).ok_or(MapError::OutOfRange)?;
@@ -267,11 +267,14 @@ pub mod fake {
 
     /// Tables in a `Vec`, at synthetic physical addresses from `0x1000_0000`.
     pub struct VecTables {
+        /// The tables, in allocation order.
         pub tables: Vec<[u64; 512]>,
+        /// How many tables may be allocated.
         pub limit: usize,
     }
 
     impl VecTables {
+        /// An empty store that hands out at most `limit` tables.
         pub fn new(limit: usize) -> Self {
             Self {
                 tables: Vec::new(),
@@ -361,7 +364,7 @@ mod tests {
             Err(MapError::OutOfRange)
         );
         assert_eq!(
-            s2.map(&mut mem, u64::MAX & !0xfff, 0, 8192, Attributes::RAM),
+            s2.map(&mut mem, !0xfff, 0, 8192, Attributes::RAM),
             Err(MapError::OutOfRange)
         );
         s2.map(&mut mem, 0x4000_0000, 0x5000_0000, 4 << 20, Attributes::RAM)

@@ -50,6 +50,22 @@ fn faulty_guest_is_isolated() {
     assert_has(&t, "[hv] domain guest-a exited: poweroff (code 0)");
     assert_has(&t, "[hv] all domains stopped: 2 ok, 1 failed");
     assert_has(&t, "parapet: domain 'faulty' crashed:");
+    // Bad hypercalls got typed errors (NoSys, Fault, Inval, VersionMismatch)
+    // before the fault, and the guest kept running.
+    assert_has(&t, "[faulty] errors: ok");
+}
+
+#[test]
+fn spinning_guest_is_preempted() {
+    let _g = serial();
+    // `hog` spins forever on guest-a's CPU with interrupts soft-masked; the
+    // time slice preempts it, guest-a finishes, and the run ends at the timeout.
+    let (status, t) = run_up("scenarios/spin.toml", 25);
+    assert_eq!(status.code(), Some(3), "exit status {status}:\n{t}");
+    assert_has(&t, "[hog] fault: about to spin");
+    assert_has(&t, "[guest-a] demo: done");
+    assert_has(&t, "[hv] domain guest-a exited: poweroff (code 0)");
+    assert_has(&t, "still running: driver, hog");
 }
 
 #[test]

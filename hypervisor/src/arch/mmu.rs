@@ -29,7 +29,7 @@ pub fn build() {
     }
     // SAFETY: runs once on CPU 0 before any CPU enables its MMU, so nothing
     // reads the table concurrently.
-    unsafe { (*(&raw mut EL2_L1)).0 = entries };
+    unsafe { EL2_L1 = Table(entries) };
 }
 
 /// Turns on the EL2 MMU and caches with the identity map.
