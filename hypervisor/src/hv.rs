@@ -863,7 +863,7 @@ impl Hypervisor {
         let eager = total.switches_in + total.switches_out;
         let lazy = total.fp_loads + total.fp_saves;
         hvprintln!(
-            "domain {} stats: {} slow hypercalls/traps, {} world switches in; VPSR: {} traps avoided ({masks} masks + {unmasks} unmasks by plain store, {dispatches} dispatched on unmask), {upcalls} upcalls acked without a trap ({held} held while masked); lazy FPU: {} loads + {} saves instead of {eager}, {} FP save/restores avoided, {fp_traps} FP-disabled traps in the guest",
+            "domain {} stats: {} hypercalls and traps, {} world switches in; VPSR: {} traps avoided ({masks} masks + {unmasks} unmasks by plain store, {dispatches} dispatched on unmask), {upcalls} upcalls acked without a trap ({held} held while masked); lazy FPU: {} loads + {} saves instead of {eager}, {} FP save/restores avoided, {fp_traps} FP-disabled traps in the guest",
             d.name(),
             total.hypercalls,
             total.switches_in,
