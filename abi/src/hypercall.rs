@@ -21,9 +21,10 @@ pub enum Hypercall {
     /// `() -> (status 0, x1 = version raw, x2 = feature bits)`. The null hypercall.
     Version = 0,
     /// `(x1 = version raw the guest was built for) -> ()`; `VersionMismatch` if the
-    /// majors differ. Until it has succeeded, every call but `Version`,
-    /// `VersionCheck`, `ConsoleWrite` and `Shutdown` returns `Perm` (so a refused
-    /// guest can still say why and stop).
+    /// majors differ. Until it has succeeded, `SetTimer`, `VcpuInfo`,
+    /// `VpsrSync`, `DomainCount` and `VcpuUp` return `Perm`; `Version`,
+    /// `ConsoleWrite`, `Yield`, `Block` and `Shutdown` work, so a refused guest
+    /// can still say why and stop.
     VersionCheck = 1,
     /// `(x1 = buffer IPA, x2 = length) -> x0 = bytes accepted`. Output is line-buffered
     /// per domain and printed with the domain's name as prefix. At most
