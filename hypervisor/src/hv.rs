@@ -1040,12 +1040,11 @@ impl Hypervisor {
         &mut self,
         cpu: usize,
         v: VcpuRef,
-        nr: u64,
+        call: Hypercall,
         args: [u64; 3],
         out: &mut [u64; 3],
     ) -> Result<u64, HvError> {
         let d = v.domain as usize;
-        let call = Hypercall::from_raw(nr).ok_or(HvError::NoSys)?;
         let needs_abi = !matches!(call, Hypercall::VersionCheck | Hypercall::ConsoleWrite);
         if needs_abi && !self.domains[d].abi_ok {
             return Err(HvError::Perm);
@@ -1192,13 +1191,8 @@ fn dispatch(
         if current.is_some() && now >= hv.cpus[cpu].slice_end {
             expired = true;
         }
-        let h = &mut *hv;
-        if let Some(next) = pick_next(&mut h.cpus[cpu].queue, current, expired) {
-            if Some(next) != current {
-                if let Some(c) = current {
-                    h.vcpu_mut(c).state = VcpuState::Runnable;
-                }
-            }
+        // `switch_to` marks a preempted current vCPU runnable.
+        if let Some(next) = pick_next(&mut hv.cpus[cpu].queue, current, expired) {
             return hv.switch_to(cpu, next, now);
         }
         hv.cpus[cpu].current = None;
@@ -1273,6 +1267,17 @@ extern "C" fn hvc_fast(
         out[1] = Features::OFFERED.0;
         return 0;
     }
+    // Unknown numbers are answered without taking the lock.
+    let Some(call) = Hypercall::from_raw(nr) else {
+        return HvError::NoSys.to_raw() as u64;
+    };
+    fast_locked(call, [a1, a2, a3], out)
+}
+
+/// The fast hypercalls that need the lock. Kept out of line so that the
+/// `Version` path above pays for none of its stack frame (the console buffer).
+#[inline(never)]
+fn fast_locked(call: Hypercall, args: [u64; 3], out: &mut [u64; 3]) -> u64 {
     let cpu = crate::arch::cpu_index();
     let cur = PERCPU[cpu].current.load(Ordering::Relaxed);
     let v = VcpuRef {
@@ -1281,7 +1286,7 @@ extern "C" fn hvc_fast(
     };
     let mut hv = HV.lock();
     hv.vcpu_mut(v).stats.hypercalls += 1;
-    match hv.fast_hypercall(cpu, v, nr, [a1, a2, a3], out) {
+    match hv.fast_hypercall(cpu, v, call, args, out) {
         Ok(value) => value,
         Err(e) => e.to_raw() as u64,
     }
