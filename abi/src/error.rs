@@ -10,8 +10,13 @@
 pub enum HvError {
     /// The caller may not do this (for example, touch another domain's resource).
     Perm,
-    /// The named object (domain, vCPU, port) does not exist.
+    /// The named object (vCPU, port, key) does not exist.
     NoEnt,
+    /// No such domain, or it is no longer running.
+    NoDomain,
+    /// Access denied by the object's owner: a grant or port that was not given
+    /// to the caller, or a write through a read-only grant.
+    Access,
     /// The resource is busy or in use; try again later or release it first.
     Busy,
     /// The hypervisor ran out of memory or of a bounded resource.
@@ -38,6 +43,8 @@ impl HvError {
         match self {
             HvError::Perm => -1,
             HvError::NoEnt => -2,
+            HvError::NoDomain => -3,
+            HvError::Access => -13,
             HvError::Busy => -16,
             HvError::NoMem => -12,
             HvError::Fault => -14,
@@ -54,6 +61,8 @@ impl HvError {
         match raw {
             -1 => HvError::Perm,
             -2 => HvError::NoEnt,
+            -3 => HvError::NoDomain,
+            -13 => HvError::Access,
             -16 => HvError::Busy,
             -12 => HvError::NoMem,
             -14 => HvError::Fault,
@@ -80,6 +89,8 @@ impl HvError {
         match self {
             HvError::Perm => "permission denied",
             HvError::NoEnt => "no such object",
+            HvError::NoDomain => "no such domain",
+            HvError::Access => "access denied",
             HvError::Busy => "busy",
             HvError::NoMem => "out of memory",
             HvError::Fault => "bad guest address",
@@ -107,9 +118,11 @@ impl core::error::Error for HvError {}
 mod tests {
     use super::*;
 
-    const ALL: [HvError; 9] = [
+    const ALL: [HvError; 11] = [
         HvError::Perm,
         HvError::NoEnt,
+        HvError::NoDomain,
+        HvError::Access,
         HvError::Busy,
         HvError::NoMem,
         HvError::Fault,

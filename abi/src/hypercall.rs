@@ -22,7 +22,8 @@ pub enum Hypercall {
     Version = 0,
     /// `(x1 = version raw the guest was built for) -> ()`; `VersionMismatch` if the
     /// majors differ. Until it has succeeded, `SetTimer`, `VcpuInfo`,
-    /// `VpsrSync`, `DomainCount` and `VcpuUp` return `Perm`; `Version`,
+    /// `VpsrSync`, `DomainCount`, `VcpuUp` and every event-channel, grant,
+    /// store and stats call return `Perm`; `Version`,
     /// `ConsoleWrite`, `Yield`, `Block` and `Shutdown` work, so a refused guest
     /// can still say why and stop.
     VersionCheck = 1,
@@ -52,6 +53,54 @@ pub enum Hypercall {
     VcpuUp = 9,
     /// `() -> (x1 = domains still alive, x2 = domains crashed so far)`.
     DomainCount = 10,
+    /// `(x1 = name IPA, x2 = name length) -> x1 = domain id`; `NoDomain` if no
+    /// running domain has that name.
+    DomainLookup = 11,
+    /// `(x1 = remote domain id) -> x1 = port`: allocates a port that only the
+    /// remote domain may bind (`EvtchnBindInterdomain`).
+    EvtchnAllocUnbound = 12,
+    /// `(x1 = remote domain id, x2 = remote port) -> x1 = local port`: connects
+    /// to a port the remote domain allocated for the caller. `Access` if it was
+    /// allocated for someone else, `NoEnt` if it is not unbound.
+    EvtchnBindInterdomain = 13,
+    /// `(x1 = virq, x2 = vCPU) -> x1 = port`: delivers a virtual IRQ through a
+    /// port instead of `Vpsr::pending_virqs`. `Busy` if already bound.
+    EvtchnBindVirq = 14,
+    /// `(x1 = vCPU) -> x1 = port`: an inter-vCPU port; a send notifies that vCPU.
+    EvtchnBindIpi = 15,
+    /// `(x1 = port) -> ()`: notifies the other end. `NoEnt` if the port is free,
+    /// unbound or closed by the peer, `NoDomain` if the peer has stopped.
+    EvtchnSend = 16,
+    /// `(x1 = port) -> ()`: frees the port; the peer's end becomes `Closed`.
+    EvtchnClose = 17,
+    /// `(x1 = port) -> (x1, x2, x3) =` [`PortStatus::to_raw`](crate::event::PortStatus::to_raw).
+    EvtchnStatus = 18,
+    /// `(x1 = port) -> ()`: after the guest cleared the port's mask bit and
+    /// found it pending, re-raises it on the bound vCPU.
+    EvtchnUnmask = 19,
+    /// `(x1 = granter domain id, x2 = grant ref, x3 = IPA in the grant window,
+    /// x4 =` [`map_flags`](crate::grant::map_flags)`) -> (x1 = handle, x2 = PA
+    /// for the driver domain, 0 otherwise)`: maps a granted frame into the
+    /// caller's stage-2.
+    GrantMap = 20,
+    /// `(x1 = handle) -> ()`: unmaps what `GrantMap` mapped.
+    GrantUnmap = 21,
+    /// `(x1 = IPA of a` [`GrantCopy`](crate::grant::GrantCopy)`) -> x1 = bytes
+    /// copied`: the hypervisor copies between granted frames and the caller's
+    /// memory, checking permissions, offsets and lengths.
+    GrantCopy = 22,
+    /// `(x1 = key IPA, x2 = key length, x3 = value IPA, x4 = value length) -> ()`:
+    /// writes a key of the caller's store namespace.
+    StoreWrite = 23,
+    /// `(x1 = domain id, x2 = key IPA, x3 = key length, x4 = buffer IPA, x5 =
+    /// buffer length) -> x1 = value length`: reads another domain's key (`NoEnt`
+    /// if absent; the value is truncated to the buffer).
+    StoreRead = 24,
+    /// `(x1 = key IPA, x2 = key length) -> ()`: removes a key of the caller's.
+    StoreRemove = 25,
+    /// `() -> (x1 = world switches on all CPUs, x2 = events sent by the caller,
+    /// x3 = hypercalls made by the caller)`: counters for benchmarks.
+    Stats = 26,
 }
 
 /// Largest console write accepted in one call.
@@ -72,6 +121,22 @@ impl Hypercall {
             8 => Hypercall::VpsrSync,
             9 => Hypercall::VcpuUp,
             10 => Hypercall::DomainCount,
+            11 => Hypercall::DomainLookup,
+            12 => Hypercall::EvtchnAllocUnbound,
+            13 => Hypercall::EvtchnBindInterdomain,
+            14 => Hypercall::EvtchnBindVirq,
+            15 => Hypercall::EvtchnBindIpi,
+            16 => Hypercall::EvtchnSend,
+            17 => Hypercall::EvtchnClose,
+            18 => Hypercall::EvtchnStatus,
+            19 => Hypercall::EvtchnUnmask,
+            20 => Hypercall::GrantMap,
+            21 => Hypercall::GrantUnmap,
+            22 => Hypercall::GrantCopy,
+            23 => Hypercall::StoreWrite,
+            24 => Hypercall::StoreRead,
+            25 => Hypercall::StoreRemove,
+            26 => Hypercall::Stats,
             _ => return None,
         })
     }
@@ -120,7 +185,7 @@ mod tests {
                 assert_eq!(call as u64, raw);
             }
         }
-        assert_eq!(Hypercall::from_raw(11), None);
+        assert_eq!(Hypercall::from_raw(27), None);
         assert_eq!(Hypercall::from_raw(u64::MAX), None);
     }
 

@@ -28,9 +28,10 @@ pub const GUEST_POOL_BASE: u64 = DRIVER_DOMAIN_BASE + DRIVER_DOMAIN_MAX_SIZE;
 pub const GUEST_RAM_BASE: u64 = 0x4000_0000;
 /// Most vCPUs a domain can have.
 pub const MAX_VCPUS: u64 = 8;
-/// Pages at the top of each domain's RAM reserved for the VPSR pages and the
-/// start-info page.
-pub const RESERVED_TOP_PAGES: u64 = MAX_VCPUS + 1;
+/// Pages at the top of each domain's RAM reserved by the hypervisor, from the
+/// lowest: the VPSR pages ([`MAX_VCPUS`]), the event page, the grant table, the
+/// grant scratch page, and the start-info page (the last page of RAM).
+pub const RESERVED_TOP_PAGES: u64 = MAX_VCPUS + 4;
 /// Smallest RAM a domain may have.
 pub const MIN_DOMAIN_RAM: u64 = 2 * 1024 * 1024;
 /// The virtual PPI through which the hypervisor raises the upcall (as Xen's PPI 31).
@@ -46,6 +47,23 @@ pub const fn vpsr_ipa(ram_base: u64, ram_size: u64, vcpu: u64) -> u64 {
     ram_base + ram_size - RESERVED_TOP_PAGES * PAGE_SIZE + vcpu * PAGE_SIZE
 }
 
+/// Guest-physical address of the domain's event page
+/// ([`EventPage`](crate::event::EventPage)).
+pub const fn event_page_ipa(ram_base: u64, ram_size: u64) -> u64 {
+    reserved_top_base(ram_base, ram_size) + MAX_VCPUS * PAGE_SIZE
+}
+
+/// Guest-physical address of the domain's grant table.
+pub const fn grant_table_ipa(ram_base: u64, ram_size: u64) -> u64 {
+    event_page_ipa(ram_base, ram_size) + PAGE_SIZE
+}
+
+/// Guest-physical address of the grant scratch page: where the hypervisor
+/// points the domain's mappings of a peer's pages when the peer stops.
+pub const fn grant_scratch_ipa(ram_base: u64, ram_size: u64) -> u64 {
+    grant_table_ipa(ram_base, ram_size) + PAGE_SIZE
+}
+
 /// First guest-physical address the hypervisor reserves at the top of RAM.
 pub const fn reserved_top_base(ram_base: u64, ram_size: u64) -> u64 {
     ram_base + ram_size - RESERVED_TOP_PAGES * PAGE_SIZE
@@ -53,7 +71,10 @@ pub const fn reserved_top_base(ram_base: u64, ram_size: u64) -> u64 {
 
 static_assertions::const_assert!(HYPERVISOR_BASE >= RAM_BASE + 0x20_0000);
 static_assertions::const_assert!(MODULE_AREA_END <= DRIVER_DOMAIN_BASE);
-static_assertions::const_assert!(vpsr_ipa(0, 1 << 20, MAX_VCPUS) == start_info_ipa(0, 1 << 20));
+static_assertions::const_assert!(vpsr_ipa(0, 1 << 20, MAX_VCPUS) == event_page_ipa(0, 1 << 20));
+static_assertions::const_assert!(
+    grant_scratch_ipa(0, 1 << 20) + PAGE_SIZE == start_info_ipa(0, 1 << 20)
+);
 
 #[cfg(test)]
 mod tests {
@@ -66,7 +87,15 @@ mod tests {
         for v in 0..MAX_VCPUS {
             let p = vpsr_ipa(base, size, v);
             assert!(p >= reserved_top_base(base, size) && p + PAGE_SIZE <= si);
+            assert!(p < event_page_ipa(base, size));
         }
+        let pages = [
+            event_page_ipa(base, size),
+            grant_table_ipa(base, size),
+            grant_scratch_ipa(base, size),
+            si,
+        ];
+        assert!(pages.windows(2).all(|w| w[1] == w[0] + PAGE_SIZE));
         assert_eq!(si + PAGE_SIZE, base + size);
     }
 }

@@ -3,18 +3,25 @@
 //! Everything a guest and the hypervisor must agree on lives here and nowhere else:
 //! the ABI [`version`], the [`hypercall`] numbers and calling convention, the typed
 //! [`error`] codes, the [`start_info`] page a domain receives in `x0`, the per-vCPU
-//! [`vpsr`] page, and the guest-physical memory [`layout`].
+//! [`vpsr`] page, the [`event`] channel page, the [`grant`] table, the
+//! [`store`] limits, the guest-physical memory [`layout`], and the shared-memory
+//! [`ring`] protocol that frontends and backends speak over granted pages.
 //!
 //! Shared structures are `#[repr(C)]`, derive zerocopy traits and carry compile-time
 //! size and offset assertions next to their definition, so a layout change cannot go
-//! unnoticed. The crate is `no_std` and contains no `unsafe`.
+//! unnoticed. The crate is `no_std`; its only `unsafe` code is the ring's raw
+//! shared-memory access, in one small module (`ring::mem`).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 pub mod error;
+pub mod event;
+pub mod grant;
 pub mod hypercall;
 pub mod layout;
+pub mod ring;
 pub mod start_info;
+pub mod store;
 pub mod version;
 pub mod vpsr;
 

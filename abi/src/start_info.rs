@@ -77,9 +77,21 @@ pub struct StartInfo {
     pub _reserved1: u32,
     /// Devices passed through to this domain.
     pub devices: [MmioDevice; MAX_DEVICES],
+    /// Guest-physical address of the domain's
+    /// [`EventPage`](crate::event::EventPage) (ABI 1.1).
+    pub event_page: u64,
+    /// Guest-physical address of the domain's grant table (ABI 1.1).
+    pub grant_table: u64,
+    /// Entries in the grant table.
+    pub grant_entries: u32,
+    /// Ports per domain.
+    pub max_ports: u32,
 }
 
-const_assert!(size_of::<StartInfo>() == 752);
+const_assert!(size_of::<StartInfo>() == 776);
+const_assert!(offset_of!(StartInfo, event_page) == 752);
+const_assert!(offset_of!(StartInfo, grant_table) == 760);
+const_assert!(offset_of!(StartInfo, grant_entries) == 768);
 const_assert!(size_of::<StartInfo>() <= crate::layout::PAGE_SIZE as usize);
 const_assert!(offset_of!(StartInfo, features) == 8);
 const_assert!(offset_of!(StartInfo, domain_id) == 16);

@@ -16,7 +16,7 @@ pub struct AbiVersion {
 }
 
 /// The version this crate describes.
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 0 };
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 1 };
 
 impl AbiVersion {
     /// Packs the version into one register value: `major << 16 | minor`.
@@ -57,14 +57,23 @@ impl Features {
     pub const ONESHOT_TIMER: Features = Features(1 << 2);
     /// Several vCPUs per domain ([`Hypercall::VcpuUp`](crate::Hypercall::VcpuUp)).
     pub const SMP: Features = Features(1 << 3);
-    /// Event channels (not offered yet by ABI 1.0).
+    /// Event channels (ABI 1.1).
     pub const EVENT_CHANNELS: Features = Features(1 << 4);
-    /// Grant tables (not offered yet by ABI 1.0).
+    /// Grant tables: map, unmap, copy (ABI 1.1).
     pub const GRANT_TABLES: Features = Features(1 << 5);
+    /// The store (ABI 1.1).
+    pub const STORE: Features = Features(1 << 6);
 
     /// What this hypervisor build offers.
-    pub const OFFERED: Features =
-        Features(Self::VPSR_IRQ_MASK.0 | Self::LAZY_FPU.0 | Self::ONESHOT_TIMER.0 | Self::SMP.0);
+    pub const OFFERED: Features = Features(
+        Self::VPSR_IRQ_MASK.0
+            | Self::LAZY_FPU.0
+            | Self::ONESHOT_TIMER.0
+            | Self::SMP.0
+            | Self::EVENT_CHANNELS.0
+            | Self::GRANT_TABLES.0
+            | Self::STORE.0,
+    );
 
     /// Whether every bit of `other` is set in `self`.
     pub const fn contains(self, other: Features) -> bool {
@@ -83,7 +92,7 @@ mod tests {
             minor: 0xfffe,
         };
         assert_eq!(AbiVersion::from_raw(v.to_raw()), v);
-        assert_eq!(ABI_VERSION.to_raw(), 0x1_0000);
+        assert_eq!(ABI_VERSION.to_raw(), 0x1_0001);
     }
 
     #[test]
@@ -98,7 +107,9 @@ mod tests {
     #[test]
     fn offered_features() {
         assert!(Features::OFFERED.contains(Features::LAZY_FPU));
-        assert!(!Features::OFFERED.contains(Features::GRANT_TABLES));
-        assert_eq!(ABI_VERSION.to_string(), "1.0");
+        assert!(Features::OFFERED.contains(Features::GRANT_TABLES));
+        assert!(Features::OFFERED.contains(Features::EVENT_CHANNELS));
+        assert!(!Features::OFFERED.contains(Features(1 << 40)));
+        assert_eq!(ABI_VERSION.to_string(), "1.1");
     }
 }

@@ -32,11 +32,26 @@ pub enum Virq {
     Timer = 0,
     /// Some domain stopped (exited or crashed).
     DomainExit = 1,
+    /// Another domain wrote or removed a store key.
+    Store = 2,
 }
+
+/// Number of virtual IRQs.
+pub const NR_VIRQS: usize = 3;
 
 impl Virq {
     /// Every virtual IRQ, in bit order.
-    pub const ALL: [Virq; 2] = [Virq::Timer, Virq::DomainExit];
+    pub const ALL: [Virq; NR_VIRQS] = [Virq::Timer, Virq::DomainExit, Virq::Store];
+
+    /// Decodes a raw number; `None` for unknown ones.
+    pub const fn from_raw(raw: u64) -> Option<Self> {
+        match raw {
+            0 => Some(Virq::Timer),
+            1 => Some(Virq::DomainExit),
+            2 => Some(Virq::Store),
+            _ => None,
+        }
+    }
 
     /// The bit of this IRQ in [`Vpsr::pending_virqs`].
     pub const fn bit(self) -> u64 {
@@ -60,7 +75,9 @@ pub struct Vpsr {
     /// Pending virtual IRQs, one bit per [`Virq`]; the hypervisor sets bits, the
     /// guest takes them with an atomic swap.
     pub pending_virqs: AtomicU64,
-    /// Selector of pending event-channel words (event channels arrive in ABI 1.1).
+    /// Selector of pending event-channel words: bit `i` set means word `i` of
+    /// the [`EventPage`](crate::event::EventPage) has news for this vCPU. The
+    /// hypervisor sets bits; the guest takes them with an atomic swap.
     pub pending_sel: AtomicU64,
     /// Offset of the guest's virtual counter from the physical one, in ticks.
     pub counter_offset: AtomicU64,

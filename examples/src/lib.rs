@@ -55,6 +55,47 @@ pub mod stats {
     }
 }
 
+/// End-to-end checksums of the byte-channel benchmark.
+pub mod digest {
+    /// Fletcher-style digest of one message, over 8-byte little-endian words
+    /// (a tail shorter than 8 bytes is zero-padded): sensitive to every byte
+    /// and to the order of words.
+    pub fn message(data: &[u8]) -> u64 {
+        let (mut a, mut b) = (0u64, 0u64);
+        let mut chunks = data.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            a = a.wrapping_add(w);
+            b = b.wrapping_add(a);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            a = a.wrapping_add(u64::from_le_bytes(w));
+            b = b.wrapping_add(a);
+        }
+        a ^ b.rotate_left(32) ^ data.len() as u64
+    }
+
+    /// Folds one message digest into a stream digest (order-sensitive).
+    pub fn fold(stream: u64, message: u64) -> u64 {
+        stream.rotate_left(7) ^ message.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift), the benchmark's payload.
+    pub fn fill(buf: &mut [u8], seed: u64) {
+        let mut x = seed | 1;
+        for chunk in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bytes = x.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +107,28 @@ mod tests {
             assert!(fpwork::basel_ok(n, v), "{n}: {v}");
         }
         assert!(!fpwork::basel_ok(1000, 1.0));
+    }
+
+    #[test]
+    fn digests_see_every_byte_and_the_order() {
+        let mut buf = [0u8; 200];
+        digest::fill(&mut buf, 42);
+        let d = digest::message(&buf);
+        for i in [0, 7, 8, 100, 195, 199] {
+            let mut b = buf;
+            b[i] ^= 1;
+            assert_ne!(digest::message(&b), d, "byte {i}");
+        }
+        let mut swapped = buf;
+        swapped[..8].copy_from_slice(&buf[8..16]);
+        swapped[8..16].copy_from_slice(&buf[..8]);
+        assert_ne!(digest::message(&swapped), d);
+        assert_ne!(digest::message(&buf[..199]), d);
+        let (x, y) = (digest::message(&buf[..64]), digest::message(&buf[64..128]));
+        assert_ne!(
+            digest::fold(digest::fold(0, x), y),
+            digest::fold(digest::fold(0, y), x)
+        );
     }
 
     #[test]

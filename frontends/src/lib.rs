@@ -1,8 +1,10 @@
-//! Frontends that guests use to reach Parapet's backends: the byte channel
-//! (vchan-style), netfront and blkfront.
+//! Frontends that guests use to reach Parapet's backends and each other.
 //!
-//! Not written yet: they need event channels, grant tables and the ring
-//! protocol (issue 3) and the backends (issue 4). The crate exists so that the
-//! workspace layout is the one the design fixes.
+//! * [`vchan`]: the byte channel, a stream between two guests over granted
+//!   pages and one event channel (Xen's vchan).
+//!
+//! Netfront and blkfront come with the backends (issue 4).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
+
+pub mod vchan;

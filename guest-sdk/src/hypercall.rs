@@ -29,6 +29,11 @@ fn plain(call_nr: Hypercall, args: [u64; 6]) -> Result<[u64; 3], HvError> {
     unsafe { call(call_nr as u64, args) }
 }
 
+/// A hypercall whose arguments are plain values, for the SDK's other modules.
+pub(crate) fn call_plain(call_nr: Hypercall, args: [u64; 6]) -> Result<[u64; 3], HvError> {
+    plain(call_nr, args)
+}
+
 fn args1(a: u64) -> [u64; 6] {
     [a, 0, 0, 0, 0, 0]
 }

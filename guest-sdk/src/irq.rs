@@ -109,8 +109,8 @@ fn run_pending(vpsr: &Vpsr, handlers: &Handlers) {
     }
 }
 
-/// Takes the pending virtual IRQs and calls their handlers, until `pending` stays
-/// clear. IRQs with no handler are put back in `pending_virqs` (without setting
+/// Takes the pending virtual IRQs and event-channel ports and calls their
+/// handlers, until `pending` stays clear. IRQs with no handler are put back in `pending_virqs` (without setting
 /// `pending`): [`set_handler`] delivers them.
 pub(crate) fn dispatch(vpsr: &Vpsr, handlers: &Handlers) -> u64 {
     let mut taken = 0;
@@ -134,6 +134,8 @@ pub(crate) fn dispatch(vpsr: &Vpsr, handlers: &Handlers) -> u64 {
         if unhandled != 0 {
             vpsr.pending_virqs.fetch_or(unhandled, Ordering::SeqCst);
         }
+        // Event-channel ports flagged in `pending_sel`.
+        crate::event::PORTS.dispatch(vpsr);
     }
     taken
 }

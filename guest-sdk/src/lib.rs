@@ -46,12 +46,15 @@ pub mod cmdline;
 pub mod console;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod critical;
+pub mod event;
 pub mod exception;
 pub mod fpu;
+pub mod grant;
 pub mod heap;
 pub mod hypercall;
 pub mod irq;
 pub mod smp;
+pub mod store;
 pub mod time;
 
 /// The PMU instruction counter, for benchmarks (bare metal only).

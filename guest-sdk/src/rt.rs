@@ -40,6 +40,23 @@ pub(crate) extern "C" fn sdk_start(info: usize, _vpsr: usize, _vcpu: usize) -> !
         crash();
     }
     crate::set_start_info(info);
+    if info.abi_version >= 0x1_0001 && info.event_page != 0 && info.grant_table != 0 {
+        // SAFETY: ABI 1.1 hypervisors put the event page and the grant table
+        // in reserved pages of our RAM (identity-mapped by `_start`); they stay
+        // for the domain's lifetime and are made of atomics the hypervisor
+        // shares with us.
+        let (page, table) = unsafe {
+            (
+                &*(info.event_page as *const parapet_abi::event::EventPage),
+                core::slice::from_raw_parts(
+                    info.grant_table as *const parapet_abi::grant::GrantEntry,
+                    (info.grant_entries as usize).min(parapet_abi::grant::GRANT_ENTRIES as usize),
+                ),
+            )
+        };
+        crate::event::PORTS.set_page(page);
+        crate::grant::set_table(table);
+    }
 
     let heap_start =
         (arch::image_end().max(info.image_end as usize)).next_multiple_of(PAGE_SIZE as usize);

@@ -11,9 +11,12 @@ use core::cell::UnsafeCell;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
+use parapet_abi::event::{self, EventPage, Port};
+use parapet_abi::grant::{self as abi_grant, GrantEntry, GRANT_ENTRIES};
 use parapet_abi::hypercall::{ShutdownReason, CONSOLE_WRITE_MAX, HVC_IMM};
 use parapet_abi::layout::{self, PAGE_SIZE};
 use parapet_abi::start_info::{self, device_kind, MmioDevice, StartInfo};
+use parapet_abi::store::{KEY_MAX, VALUE_MAX};
 use parapet_abi::vpsr::Virq;
 use parapet_abi::{AbiVersion, Features, HvError, Hypercall, Vpsr, ABI_VERSION};
 use spin::{Mutex, MutexGuard};
@@ -28,9 +31,12 @@ use crate::arch::{cache, mmu, phys, psci, timer, uart::Pl011};
 use crate::bootargs::{self, DomainConfig, Role};
 use crate::console::LineBuffer;
 use crate::esr::{self, ec};
+use crate::evtchn::{EventTables, Target};
+use crate::grant::{self, MapTrack, Mapping, Pins, Side};
 use crate::platform::{Module, Platform};
 use crate::sched::{pick_next, RunQueue, VcpuRef};
-use crate::stage2::{Attributes, MemKind, Stage2, TableMemory};
+use crate::stage2::{Access, Attributes, MemKind, Stage2, TableMemory};
+use crate::store::Namespace;
 
 const MAX_DOMAINS: usize = 8;
 const MAX_VCPUS: usize = layout::MAX_VCPUS as usize;
@@ -196,6 +202,12 @@ struct Domain {
     stage2: Option<Stage2>,
     console: LineBuffer,
     abi_ok: bool,
+    /// Physical address of the shared event page.
+    event_pa: u64,
+    /// Physical address of the shared grant table.
+    grant_pa: u64,
+    /// Guest-physical address of the grant scratch page.
+    scratch_ipa: u64,
     vcpus: [Vcpu; MAX_VCPUS],
 }
 
@@ -211,6 +223,9 @@ impl Domain {
         stage2: None,
         console: LineBuffer::new(),
         abi_ok: false,
+        event_pa: 0,
+        grant_pa: 0,
+        scratch_ipa: 0,
         vcpus: [const { Vcpu::EMPTY }; MAX_VCPUS],
     };
 
@@ -220,6 +235,25 @@ impl Domain {
 
     fn alive(&self) -> bool {
         self.state == DomainState::Running
+    }
+
+    fn events(&self) -> &'static EventPage {
+        // SAFETY: `event_pa` is the domain's reserved event page (set at
+        // creation, page-aligned, never reused); `EventPage` is all atomics,
+        // so sharing it with the guest is sound.
+        unsafe { &*(self.event_pa as *const EventPage) }
+    }
+
+    fn grant_table(&self) -> &'static [GrantEntry] {
+        // SAFETY: `grant_pa` is the domain's reserved grant-table page, which
+        // holds exactly GRANT_ENTRIES entries of atomics.
+        unsafe {
+            core::slice::from_raw_parts(self.grant_pa as *const GrantEntry, GRANT_ENTRIES as usize)
+        }
+    }
+
+    fn vttbr(&self) -> u64 {
+        self.vcpus[0].el1.vttbr
     }
 }
 
@@ -245,6 +279,10 @@ struct Hypervisor {
     ok: usize,
     failed: usize,
     gic: Gic,
+    events: EventTables<MAX_DOMAINS>,
+    maps: [MapTrack; MAX_DOMAINS],
+    pins: [Pins; MAX_DOMAINS],
+    store: [Namespace; MAX_DOMAINS],
 }
 
 static HV: Mutex<Hypervisor> = Mutex::new(Hypervisor {
@@ -269,7 +307,53 @@ static HV: Mutex<Hypervisor> = Mutex::new(Hypervisor {
     ok: 0,
     failed: 0,
     gic: Gic { gicd: 0, gicr: 0 },
+    events: EventTables::new(),
+    maps: [const { MapTrack::EMPTY }; MAX_DOMAINS],
+    pins: [const { Pins::EMPTY }; MAX_DOMAINS],
+    store: [const { Namespace::EMPTY }; MAX_DOMAINS],
 });
+
+/// A store key copied out of guest memory.
+struct KeyBuf {
+    bytes: [u8; KEY_MAX],
+    len: usize,
+}
+
+impl KeyBuf {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Fixed-capacity lists of mapping handles (the hypervisor has no heap).
+mod heapless_handles {
+    use parapet_abi::grant::MAX_MAPPINGS;
+
+    pub struct Handles {
+        items: [u64; MAX_MAPPINGS as usize],
+        len: usize,
+    }
+
+    impl Handles {
+        pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+            self.items[..self.len].iter().copied()
+        }
+    }
+
+    impl FromIterator<u64> for Handles {
+        fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+            let mut h = Handles {
+                items: [0; MAX_MAPPINGS as usize],
+                len: 0,
+            };
+            for x in iter.into_iter().take(MAX_MAPPINGS as usize) {
+                h.items[h.len] = x;
+                h.len += 1;
+            }
+            h
+        }
+    }
+}
 
 /// How a domain ended.
 enum Outcome<'a> {
@@ -480,6 +564,9 @@ impl Hypervisor {
             }
         };
         let size = cfg.memory;
+        if ipa + size > abi_grant::GRANT_WINDOW_BASE {
+            return Err(CreateError::Memory("RAM would overlap the grant window"));
+        }
         // SAFETY: [pa, pa+size) is this domain's RAM: the driver domain's fixed
         // range or a fresh range of the guest pool; nothing else uses it.
         unsafe { phys::zero(pa, size) };
@@ -535,6 +622,10 @@ impl Hypervisor {
         info.vpsr_base = layout::vpsr_ipa(ipa, size, 0);
         info.image_end = image.end.next_multiple_of(PAGE_SIZE);
         info.counter_freq = self.freq;
+        info.event_page = layout::event_page_ipa(ipa, size);
+        info.grant_table = layout::grant_table_ipa(ipa, size);
+        info.grant_entries = GRANT_ENTRIES;
+        info.max_ports = event::MAX_PORTS;
         start_info::set_c_str(&mut info.name, cfg.name);
         start_info::set_c_str(&mut info.cmdline, cfg.cmdline);
         let info_pa = pa + (layout::start_info_ipa(ipa, size) - ipa);
@@ -553,6 +644,13 @@ impl Hypervisor {
         d.role = cfg.role;
         d.vcpu_count = cfg.vcpus as usize;
         (d.ram_ipa, d.ram_pa, d.ram_size, d.stage2) = (ipa, pa, size, Some(s2));
+        d.event_pa = pa + (layout::event_page_ipa(ipa, size) - ipa);
+        d.grant_pa = pa + (layout::grant_table_ipa(ipa, size) - ipa);
+        d.scratch_ipa = layout::grant_scratch_ipa(ipa, size);
+        *self.events.table_mut(index as u8) = crate::evtchn::EventTable::EMPTY;
+        self.maps[index] = MapTrack::EMPTY;
+        self.pins[index] = Pins::EMPTY;
+        self.store[index].clear();
         for (i, v) in d.vcpus.iter_mut().enumerate().take(d.vcpu_count) {
             v.vpsr_pa = pa + (layout::vpsr_ipa(ipa, size, i as u64) - ipa);
             v.el1.vttbr = vttbr;
@@ -622,14 +720,28 @@ impl Hypervisor {
     /// vCPU if blocked, kicks its CPU if that is another one. Delivery to a
     /// vCPU that runs here happens in `prepare_entry` (or `deliver_now`).
     fn raise_virq(&mut self, v: VcpuRef, virq: Virq) {
+        if self.vcpu(v).state == VcpuState::Off {
+            return;
+        }
+        if let Some(target) = self.events.virq_target(v.domain, v.vcpu, virq) {
+            self.send_event(target);
+            return;
+        }
+        let vpsr = self.vcpu(v).vpsr();
+        vpsr.pending_virqs.fetch_or(virq.bit(), Ordering::SeqCst);
+        self.notify_vcpu(v);
+    }
+
+    /// Marks `v` as having work pending and makes sure it notices: wakes it if
+    /// blocked, kicks its CPU if that is another one, raises the upcall at
+    /// once if it is the vCPU loaded here.
+    fn notify_vcpu(&mut self, v: VcpuRef) {
         let here = crate::arch::cpu_index();
         let vcpu = self.vcpu_mut(v);
         if vcpu.state == VcpuState::Off {
             return;
         }
-        let vpsr = vcpu.vpsr();
-        vpsr.pending_virqs.fetch_or(virq.bit(), Ordering::SeqCst);
-        vpsr.pending.store(1, Ordering::SeqCst);
+        vcpu.vpsr().pending.store(1, Ordering::SeqCst);
         let cpu = vcpu.cpu;
         if vcpu.state == VcpuState::Blocked {
             vcpu.state = VcpuState::Runnable;
@@ -637,7 +749,37 @@ impl Hypervisor {
         }
         if cpu != here {
             gic::kick(cpu);
+        } else if self.cpus[cpu].loaded == Some(v) && self.cpus[cpu].current == Some(v) {
+            Self::deliver_now(self.vcpu(v));
         }
+    }
+
+    /// Sets `t.port` pending in its domain and, if that is news and the port
+    /// is not masked, flags the word in the bound vCPU's VPSR and notifies it
+    /// (Xen's 2-level event delivery).
+    fn send_event(&mut self, t: Target) {
+        let d = &self.domains[t.domain as usize];
+        if !d.alive() || d.event_pa == 0 {
+            return;
+        }
+        let page = d.events();
+        if !page.set_pending(t.port) || page.is_masked(t.port) {
+            return;
+        }
+        self.flag_port(t);
+    }
+
+    fn flag_port(&mut self, t: Target) {
+        let v = VcpuRef {
+            domain: t.domain,
+            vcpu: t.vcpu,
+        };
+        let (w, _) = event::word_and_bit(t.port);
+        self.vcpu(v)
+            .vpsr()
+            .pending_sel
+            .fetch_or(1 << w, Ordering::SeqCst);
+        self.notify_vcpu(v);
     }
 
     /// Raises the upcall in the loaded vCPU if it has work pending and is not
@@ -828,6 +970,7 @@ impl Hypervisor {
                 self.cpus[cpu].fp_owner = None;
             }
         }
+        self.teardown_sharing(index);
         for d in 0..self.domain_count {
             if self.domains[d].alive() {
                 self.raise_virq(
@@ -935,10 +1078,10 @@ impl Hypervisor {
 
     fn block(&mut self, v: VcpuRef) -> bool {
         let vcpu = self.vcpu_mut(v);
-        let vpsr = vcpu.vpsr();
-        if vpsr.pending_virqs.load(Ordering::SeqCst) != 0
-            || vpsr.pending.load(Ordering::SeqCst) != 0
-        {
+        // Only `pending` counts: the guest clears it when it dispatches and
+        // leaves virtual IRQs it has no handler for in `pending_virqs`, which
+        // must not keep it from blocking.
+        if vcpu.vpsr().pending.load(Ordering::SeqCst) != 0 {
             return false;
         }
         vcpu.state = VcpuState::Blocked;
@@ -1041,7 +1184,7 @@ impl Hypervisor {
         cpu: usize,
         v: VcpuRef,
         call: Hypercall,
-        args: [u64; 3],
+        args: [u64; 6],
         out: &mut [u64; 3],
     ) -> Result<u64, HvError> {
         let d = v.domain as usize;
@@ -1095,7 +1238,448 @@ impl Hypervisor {
                 ];
                 Ok(0)
             }
+            Hypercall::DomainLookup => {
+                out[0] = self.domain_lookup(d, args[0], args[1])?;
+                Ok(0)
+            }
+            Hypercall::EvtchnAllocUnbound => {
+                let alive = self.domain_alive(args[0]);
+                let port = self.events.alloc_unbound(v.domain, args[0], alive)?;
+                out[0] = port.into();
+                Ok(0)
+            }
+            Hypercall::EvtchnBindInterdomain => {
+                let alive = self.domain_alive(args[0]);
+                let port = self
+                    .events
+                    .bind_interdomain(v.domain, args[0], args[1], alive)?;
+                out[0] = port.into();
+                Ok(0)
+            }
+            Hypercall::EvtchnBindVirq => {
+                let vcpus = self.domains[d].vcpu_count;
+                out[0] = self
+                    .events
+                    .bind_virq(v.domain, args[0], args[1], vcpus)?
+                    .into();
+                Ok(0)
+            }
+            Hypercall::EvtchnBindIpi => {
+                let vcpus = self.domains[d].vcpu_count;
+                out[0] = self.events.bind_ipi(v.domain, args[0], vcpus)?.into();
+                Ok(0)
+            }
+            Hypercall::EvtchnSend => {
+                let domains = &self.domains;
+                let target = self
+                    .events
+                    .send_target(v.domain, args[0], |x| domains[x as usize].alive())?;
+                self.send_event(target);
+                Ok(0)
+            }
+            Hypercall::EvtchnClose => {
+                let peer = match self.events.table(v.domain).state(args[0])? {
+                    crate::evtchn::PortState::Interdomain {
+                        remote,
+                        remote_port,
+                    } if remote != v.domain => Some((remote, remote_port)),
+                    _ => None,
+                };
+                self.events.close(v.domain, args[0])?;
+                // Wake the peer so it sees the port closed.
+                if let Some((remote, remote_port)) = peer {
+                    let vcpu = self
+                        .events
+                        .bound_vcpu(remote, remote_port.into())
+                        .unwrap_or(0);
+                    self.send_event(Target {
+                        domain: remote,
+                        port: remote_port.into(),
+                        vcpu,
+                    });
+                }
+                Ok(0)
+            }
+            Hypercall::EvtchnStatus => {
+                *out = self.events.status(v.domain, args[0])?.to_raw();
+                Ok(0)
+            }
+            Hypercall::EvtchnUnmask => {
+                let vcpu = self.events.bound_vcpu(v.domain, args[0])?;
+                let port = args[0] as Port;
+                let page = self.domains[d].events();
+                if page.is_pending(port) && !page.is_masked(port) {
+                    self.flag_port(Target {
+                        domain: v.domain,
+                        port,
+                        vcpu,
+                    });
+                }
+                Ok(0)
+            }
+            Hypercall::GrantMap => self.grant_map(d, args, out),
+            Hypercall::GrantUnmap => {
+                self.grant_unmap(d, args[0])?;
+                Ok(0)
+            }
+            Hypercall::GrantCopy => self.grant_copy(d, args[0]),
+            Hypercall::StoreWrite => {
+                let key = self.read_key(d, args[0], args[1])?;
+                if args[3] > VALUE_MAX as u64 {
+                    return Err(HvError::Inval);
+                }
+                let mut value = [0u8; VALUE_MAX];
+                let value = &mut value[..args[3] as usize];
+                self.copy_from_guest(d, args[2], value)?;
+                self.store[d].write(key.as_slice(), value)?;
+                self.store_changed(d);
+                Ok(0)
+            }
+            Hypercall::StoreRead => {
+                let owner = usize::try_from(args[0]).map_err(|_| HvError::NoDomain)?;
+                if !self.domain_alive(owner as u64) {
+                    return Err(HvError::NoDomain);
+                }
+                let key = self.read_key(d, args[1], args[2])?;
+                let mut value = [0u8; VALUE_MAX];
+                let len = self.store[owner].read(key.as_slice(), &mut value)?;
+                let n = len.min(args[4].min(VALUE_MAX as u64) as usize);
+                self.copy_to_guest(d, args[3], &value[..n])?;
+                out[0] = len as u64;
+                Ok(0)
+            }
+            Hypercall::StoreRemove => {
+                let key = self.read_key(d, args[0], args[1])?;
+                self.store[d].remove(key.as_slice())?;
+                self.store_changed(d);
+                Ok(0)
+            }
+            Hypercall::Stats => {
+                let mut switches = 0;
+                for dom in &self.domains[..self.domain_count] {
+                    for vc in &dom.vcpus[..dom.vcpu_count] {
+                        switches += vc.stats.switches_in;
+                    }
+                }
+                let own: u64 = self.domains[d].vcpus[..self.domains[d].vcpu_count]
+                    .iter()
+                    .map(|vc| vc.stats.hypercalls)
+                    .sum();
+                *out = [switches, self.events.table(v.domain).sends, own];
+                Ok(0)
+            }
             _ => Err(HvError::NoSys),
+        }
+    }
+
+    fn domain_alive(&self, id: u64) -> bool {
+        (id as usize) < self.domain_count
+            && id < MAX_DOMAINS as u64
+            && self.domains[id as usize].alive()
+    }
+
+    fn domain_lookup(&self, d: usize, ipa: u64, len: u64) -> Result<u64, HvError> {
+        if len == 0 || len > start_info::NAME_LEN as u64 {
+            return Err(HvError::Inval);
+        }
+        let mut name = [0u8; start_info::NAME_LEN];
+        let name = &mut name[..len as usize];
+        self.copy_from_guest(d, ipa, name)?;
+        self.domains[..self.domain_count]
+            .iter()
+            .position(|dom| dom.alive() && dom.name().as_bytes() == name)
+            .map(|i| i as u64)
+            .ok_or(HvError::NoDomain)
+    }
+
+    /// Raises `Virq::Store` in every other running domain.
+    fn store_changed(&mut self, writer: usize) {
+        for e in 0..self.domain_count {
+            if e != writer && self.domains[e].alive() {
+                self.raise_virq(
+                    VcpuRef {
+                        domain: e as u8,
+                        vcpu: 0,
+                    },
+                    Virq::Store,
+                );
+            }
+        }
+    }
+
+    fn read_key(&self, d: usize, ipa: u64, len: u64) -> Result<KeyBuf, HvError> {
+        if len == 0 || len > KEY_MAX as u64 {
+            return Err(HvError::Inval);
+        }
+        let mut k = KeyBuf {
+            bytes: [0; KEY_MAX],
+            len: len as usize,
+        };
+        self.copy_from_guest(d, ipa, &mut k.bytes[..len as usize])?;
+        Ok(k)
+    }
+
+    /// Walks `len` bytes at `ipa` through domain `d`'s stage-2 and calls `f`
+    /// with each physically contiguous piece `(pa, offset, n)`. Fails before
+    /// calling `f` at all if any piece is unmapped, not RAM, or (for
+    /// `write`) read-only.
+    fn guest_ranges(
+        &self,
+        d: usize,
+        ipa: u64,
+        len: u64,
+        write: bool,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> Result<(), HvError> {
+        let s2 = self.domains[d].stage2.ok_or(HvError::Fault)?;
+        let mut pieces = [(0u64, 0usize, 0usize); 4];
+        let mut count = 0;
+        let mut done = 0;
+        while done < len {
+            let at = ipa.checked_add(done).ok_or(HvError::Fault)?;
+            let t = s2.translate(&self.tables, at).ok_or(HvError::Fault)?;
+            if t.attributes.kind != MemKind::Normal
+                || (write && t.attributes.access != Access::ReadWrite)
+            {
+                return Err(HvError::Fault);
+            }
+            let n = t.contiguous.min(len - done);
+            if count == pieces.len() {
+                return Err(HvError::Inval);
+            }
+            pieces[count] = (t.pa, done as usize, n as usize);
+            count += 1;
+            done += n;
+        }
+        for &(pa, off, n) in &pieces[..count] {
+            f(pa, off, n);
+        }
+        Ok(())
+    }
+
+    /// Copies guest memory into `buf` (read once, into hypervisor memory).
+    fn copy_from_guest(&self, d: usize, ipa: u64, buf: &mut [u8]) -> Result<(), HvError> {
+        self.guest_ranges(d, ipa, buf.len() as u64, false, |pa, off, n| {
+            // SAFETY: `guest_ranges` checked that [pa, pa + n) is RAM mapped
+            // to the domain.
+            unsafe { phys::read_bytes(pa, &mut buf[off..off + n]) }
+        })
+    }
+
+    /// Copies `data` into guest memory the domain may write.
+    fn copy_to_guest(&self, d: usize, ipa: u64, data: &[u8]) -> Result<(), HvError> {
+        self.guest_ranges(d, ipa, data.len() as u64, true, |pa, off, n| {
+            // SAFETY: `guest_ranges` checked that [pa, pa + n) is RAM the
+            // domain may write; no Rust reference aliases guest RAM.
+            unsafe { phys::write_bytes(pa, &data[off..off + n]) }
+        })
+    }
+
+    // -----------------------------------------------------------------------
+    // Grants
+
+    /// The physical page of frame `gfn` of domain `g`, if it is ordinary RAM
+    /// of `g` below its reserved pages.
+    fn granted_frame_pa(&self, g: usize, gfn: u32) -> Option<u64> {
+        let dom = &self.domains[g];
+        let ipa = u64::from(gfn) << 12;
+        let top = layout::reserved_top_base(dom.ram_ipa, dom.ram_size);
+        (ipa >= dom.ram_ipa && ipa < top).then(|| dom.ram_pa + (ipa - dom.ram_ipa))
+    }
+
+    fn grant_map(&mut self, d: usize, args: [u64; 6], out: &mut [u64; 3]) -> Result<u64, HvError> {
+        let [granter, gref, ipa, flags, ..] = args;
+        if !self.domain_alive(granter) {
+            return Err(HvError::NoDomain);
+        }
+        if flags & !abi_grant::map_flags::READONLY != 0 {
+            return Err(HvError::Inval);
+        }
+        grant::check_window(ipa)?;
+        let mut s2 = self.domains[d].stage2.ok_or(HvError::Fault)?;
+        if self.maps[d].at(ipa) || s2.translate(&self.tables, ipa).is_some() {
+            return Err(HvError::Busy);
+        }
+        if self.maps[d].len() >= abi_grant::MAX_MAPPINGS as usize {
+            return Err(HvError::NoMem);
+        }
+        let g = granter as usize;
+        let write = flags & abi_grant::map_flags::READONLY == 0;
+        let table = self.domains[g].grant_table();
+        let frame = grant::acquire(table, &mut self.pins[g], gref, d as u32, write)?;
+        let Some(pa) = self.granted_frame_pa(g, frame) else {
+            grant::release(table, &mut self.pins[g], gref as u32, write);
+            return Err(HvError::Fault);
+        };
+        let attrs = Attributes {
+            kind: MemKind::Normal,
+            access: if write {
+                Access::ReadWrite
+            } else {
+                Access::ReadOnly
+            },
+            executable: false,
+        };
+        if s2.map(&mut self.tables, ipa, pa, PAGE_SIZE, attrs).is_err() {
+            grant::release(table, &mut self.pins[g], gref as u32, write);
+            return Err(HvError::NoMem);
+        }
+        self.domains[d].stage2 = Some(s2);
+        let handle = self.maps[d].insert(Mapping {
+            granter: g as u8,
+            gref: gref as u32,
+            ipa,
+            pa,
+            write,
+            orphaned: false,
+        })?;
+        out[0] = handle;
+        out[1] = if self.domains[d].role == Role::Driver {
+            pa
+        } else {
+            0
+        };
+        Ok(0)
+    }
+
+    fn grant_unmap(&mut self, d: usize, handle: u64) -> Result<(), HvError> {
+        let m = self.maps[d].remove(handle)?;
+        self.unmap_window_page(d, m.ipa);
+        if !m.orphaned {
+            let table = self.domains[m.granter as usize].grant_table();
+            grant::release(table, &mut self.pins[m.granter as usize], m.gref, m.write);
+        }
+        Ok(())
+    }
+
+    /// Removes the page at `ipa` from `d`'s stage-2 and flushes it from TLBs.
+    fn unmap_window_page(&mut self, d: usize, ipa: u64) {
+        if let Some(mut s2) = self.domains[d].stage2 {
+            let _ = s2.unmap_page(&mut self.tables, ipa);
+            crate::arch::tlb::invalidate_ipa(self.domains[d].vttbr(), ipa);
+        }
+    }
+
+    fn grant_copy(&mut self, d: usize, op_ipa: u64) -> Result<u64, HvError> {
+        let mut op = abi_grant::GrantCopy::default();
+        self.copy_from_guest(d, op_ipa, op.as_mut_bytes())?;
+        let (src, dst) = grant::check_copy(&op, |x| self.domain_alive(x.into()))?;
+        let len = u64::from(op.len);
+        let src_pa = self.copy_side(d, src, false)?;
+        let dst_pa = match self.copy_side(d, dst, true) {
+            Ok(pa) => pa,
+            Err(e) => {
+                self.release_side(src, false);
+                return Err(e);
+            }
+        };
+        // SAFETY: both sides were checked: the source is RAM the caller may
+        // read (its own, or a frame granted to it), the destination RAM it may
+        // write; each range stays within one page.
+        unsafe { phys::copy(dst_pa, src_pa, len) };
+        self.release_side(src, false);
+        self.release_side(dst, true);
+        Ok(len)
+    }
+
+    /// Resolves one side of a grant copy to a physical address, pinning a
+    /// granted frame for the duration.
+    fn copy_side(&mut self, d: usize, side: Side, write: bool) -> Result<u64, HvError> {
+        match side {
+            Side::Own { gfn, offset } => {
+                let ipa = gfn.checked_mul(PAGE_SIZE).ok_or(HvError::Fault)?;
+                let mut pa = 0;
+                self.guest_ranges(d, ipa, PAGE_SIZE, write, |p, _, _| pa = p)?;
+                Ok(pa + u64::from(offset))
+            }
+            Side::Granted {
+                granter,
+                gref,
+                offset,
+            } => {
+                let g = granter as usize;
+                let table = self.domains[g].grant_table();
+                let frame = grant::acquire(table, &mut self.pins[g], gref.into(), d as u32, write)?;
+                match self.granted_frame_pa(g, frame) {
+                    Some(pa) => Ok(pa + u64::from(offset)),
+                    None => {
+                        grant::release(table, &mut self.pins[g], gref, write);
+                        Err(HvError::Fault)
+                    }
+                }
+            }
+        }
+    }
+
+    fn release_side(&mut self, side: Side, write: bool) {
+        if let Side::Granted { granter, gref, .. } = side {
+            let table = self.domains[granter as usize].grant_table();
+            grant::release(table, &mut self.pins[granter as usize], gref, write);
+        }
+    }
+
+    /// Domain `d` stopped: undo every mapping it made, take every mapping of
+    /// its pages away from the grantees (pointing their window page at their
+    /// own scratch page), close its ports and empty its store namespace.
+    fn teardown_sharing(&mut self, d: usize) {
+        let mine: heapless_handles::Handles = self.maps[d].iter().map(|(h, _)| h).collect();
+        for h in mine.iter() {
+            let _ = self.grant_unmap(d, h);
+        }
+        for e in 0..self.domain_count {
+            if e == d {
+                continue;
+            }
+            let theirs: heapless_handles::Handles = self.maps[e]
+                .iter()
+                .filter(|(_, m)| m.granter as usize == d && !m.orphaned)
+                .map(|(h, _)| h)
+                .collect();
+            for h in theirs.iter() {
+                let Ok(m) = self.maps[e].get(h) else { continue };
+                self.unmap_window_page(e, m.ipa);
+                let scratch_pa = {
+                    let dom = &self.domains[e];
+                    dom.ram_pa + (dom.scratch_ipa - dom.ram_ipa)
+                };
+                if let Some(mut s2) = self.domains[e].stage2 {
+                    let _ = s2.map(
+                        &mut self.tables,
+                        m.ipa,
+                        scratch_pa,
+                        PAGE_SIZE,
+                        Attributes {
+                            kind: MemKind::Normal,
+                            access: Access::ReadWrite,
+                            executable: false,
+                        },
+                    );
+                }
+                let table = self.domains[d].grant_table();
+                grant::release(table, &mut self.pins[d], m.gref, m.write);
+                self.maps[e].orphan(h);
+            }
+        }
+        self.pins[d] = Pins::EMPTY;
+        let mut peers = [(0u8, 0 as Port); 64];
+        let mut n = 0;
+        self.events.teardown(d as u8, |peer, port| {
+            if n < peers.len() {
+                peers[n] = (peer, port);
+                n += 1;
+            }
+        });
+        for &(peer, port) in &peers[..n] {
+            let vcpu = self.events.bound_vcpu(peer, port.into()).unwrap_or(0);
+            self.send_event(Target {
+                domain: peer,
+                port,
+                vcpu,
+            });
+        }
+        if !self.store[d].is_empty() {
+            self.store[d].clear();
+            self.store_changed(d);
         }
     }
 
@@ -1251,9 +1835,9 @@ extern "C" fn hvc_fast(
     a1: u64,
     a2: u64,
     a3: u64,
-    _a4: u64,
-    _a5: u64,
-    _a6: u64,
+    a4: u64,
+    a5: u64,
+    a6: u64,
     out: *mut [u64; 3],
 ) -> u64 {
     // SAFETY: `out` points to the 32-byte scratch area the vector reserved on
@@ -1271,13 +1855,13 @@ extern "C" fn hvc_fast(
     let Some(call) = Hypercall::from_raw(nr) else {
         return HvError::NoSys.to_raw() as u64;
     };
-    fast_locked(call, [a1, a2, a3], out)
+    fast_locked(call, [a1, a2, a3, a4, a5, a6], out)
 }
 
 /// The fast hypercalls that need the lock. Kept out of line so that the
 /// `Version` path above pays for none of its stack frame (the console buffer).
 #[inline(never)]
-fn fast_locked(call: Hypercall, args: [u64; 3], out: &mut [u64; 3]) -> u64 {
+fn fast_locked(call: Hypercall, args: [u64; 6], out: &mut [u64; 3]) -> u64 {
     let cpu = crate::arch::cpu_index();
     let cur = PERCPU[cpu].current.load(Ordering::Relaxed);
     let v = VcpuRef {

@@ -2,7 +2,7 @@
 //! and guests, each in its own stage-2 address space.
 //!
 //! Portable modules (`stage2`, `elf`, `bootargs`, `platform`, `sched`,
-//! `console`, `esr`) hold the logic and are tested on the host; everything that
+//! `console`, `esr`, `evtchn`, `grant`, `store`) hold the logic and are tested on the host; everything that
 //! touches system registers, the GIC, the timer or the UART lives in `arch`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -10,9 +10,12 @@ pub mod bootargs;
 pub mod console;
 pub mod elf;
 pub mod esr;
+pub mod evtchn;
+pub mod grant;
 pub mod platform;
 pub mod sched;
 pub mod stage2;
+pub mod store;
 
 #[cfg(target_os = "none")]
 mod arch;

@@ -128,6 +128,8 @@ pub enum MapError {
     AlreadyMapped,
     /// No memory for another table.
     NoMemory,
+    /// Nothing is mapped there, or not as a single page.
+    NotMapped,
 }
 
 /// One successful translation.
@@ -229,6 +231,33 @@ impl Stage2 {
         Ok(table)
     }
 
+    /// Removes the 4 KiB page mapping at `ipa` and returns the physical page it
+    /// mapped. Block mappings are refused (`NotMapped`). The caller must
+    /// invalidate the TLB entries for `ipa` afterwards.
+    pub fn unmap_page(&mut self, mem: &mut impl TableMemory, ipa: u64) -> Result<u64, MapError> {
+        if !ipa.is_multiple_of(PAGE) {
+            return Err(MapError::Unaligned);
+        }
+        if ipa >= 1 << IPA_BITS {
+            return Err(MapError::OutOfRange);
+        }
+        let mut table = self.root;
+        for level in 1..3 {
+            let desc = mem.read(table, index(ipa, level));
+            if desc & VALID == 0 || desc & TABLE_OR_PAGE == 0 {
+                return Err(MapError::NotMapped);
+            }
+            table = desc & OA_MASK;
+        }
+        let idx = index(ipa, 3);
+        let desc = mem.read(table, idx);
+        if desc & VALID == 0 || desc & TABLE_OR_PAGE == 0 {
+            return Err(MapError::NotMapped);
+        }
+        mem.write(table, idx, 0);
+        Ok(desc & OA_MASK)
+    }
+
     /// Walks the tables as the MMU would; `None` if `ipa` is not mapped.
     pub fn translate(&self, mem: &impl TableMemory, ipa: u64) -> Option<Translation> {
         if ipa >= 1 << IPA_BITS {
@@ -307,6 +336,43 @@ pub mod fake {
 mod tests {
     use super::fake::VecTables;
     use super::*;
+
+    #[test]
+    fn unmaps_and_remaps_single_pages() {
+        let mut mem = VecTables::new(64);
+        let mut s2 = Stage2::new(&mut mem).unwrap();
+        let ro = Attributes {
+            access: Access::ReadOnly,
+            executable: false,
+            ..Attributes::RAM
+        };
+        s2.map(&mut mem, 0xc000_1000, 0x5000_3000, PAGE, ro)
+            .unwrap();
+        let t = s2.translate(&mem, 0xc000_1008).unwrap();
+        assert_eq!((t.pa, t.attributes), (0x5000_3008, ro));
+        assert_eq!(s2.unmap_page(&mut mem, 0xc000_1000), Ok(0x5000_3000));
+        assert!(s2.translate(&mem, 0xc000_1000).is_none());
+        assert_eq!(
+            s2.unmap_page(&mut mem, 0xc000_1000),
+            Err(MapError::NotMapped)
+        );
+        assert_eq!(
+            s2.unmap_page(&mut mem, 0xc000_1004),
+            Err(MapError::Unaligned)
+        );
+        // The slot can be mapped again, elsewhere.
+        s2.map(&mut mem, 0xc000_1000, 0x5000_4000, PAGE, Attributes::RAM)
+            .unwrap();
+        assert_eq!(s2.translate(&mem, 0xc000_1000).unwrap().pa, 0x5000_4000);
+        // Blocks are not unmapped page by page.
+        s2.map(&mut mem, 0x4000_0000, 0x6000_0000, 2 << 20, Attributes::RAM)
+            .unwrap();
+        assert_eq!(
+            s2.unmap_page(&mut mem, 0x4000_0000),
+            Err(MapError::NotMapped)
+        );
+        assert!(s2.translate(&mem, 0x4000_0000).is_some());
+    }
 
     #[test]
     fn maps_ram_with_blocks_and_translates() {

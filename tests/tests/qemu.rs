@@ -25,7 +25,7 @@ fn demo_scenario_runs_to_completion() {
     assert_has(&t, "[driver] ");
     for g in ["guest-a", "guest-b"] {
         for what in [
-            "abi: negotiated 1.0",
+            "abi: negotiated 1.1",
             "timer: unmasked ok",
             "timer: masked ok",
             "fp: ok",
@@ -100,4 +100,85 @@ fn malformed_scenario_names_field_and_line() {
         "stderr should contain {expected:?}:\n{}",
         r.stderr
     );
+}
+
+#[test]
+fn hostile_ipc_calls_get_typed_errors() {
+    let _g = serial();
+    let (status, t) = run_up("scenarios/ipc.toml", 240);
+    assert!(status.success(), "exit status {status}:\n{t}");
+    for (who, check, error) in [
+        (
+            "ipc-client",
+            "send on the server's port number (foreign)",
+            "no such object",
+        ),
+        (
+            "ipc-client",
+            "map a grant we were not given",
+            "no such object",
+        ),
+        (
+            "ipc-client",
+            "map a read-only grant writable",
+            "access denied",
+        ),
+        (
+            "ipc-client",
+            "copy past the end of the page",
+            "invalid argument",
+        ),
+        (
+            "ipc-client",
+            "copy into the read-only grant",
+            "access denied",
+        ),
+        (
+            "ipc-client",
+            "copy from a domain that does not exist",
+            "no such domain",
+        ),
+        ("ipc-server", "revoke while mapped", "busy"),
+    ] {
+        assert_has(&t, &format!("[{who}] check {check}: ok ({error})"));
+    }
+    assert_has(&t, "[ipc-server] check revoke after unmap: ok");
+    assert_has(&t, "[ipc-server] check the client's write arrived: ok");
+    assert_has(&t, "[ipc-server] check events arrived: ok");
+    assert!(!t.contains("FAILED"), "{t}");
+    assert_has(&t, "[ipc-client] ipc: 32 checks, 0 failed");
+    assert_has(&t, "[hv] all domains stopped: 2 ok, 0 failed");
+}
+
+#[test]
+fn byte_channel_moves_megabytes_intact() {
+    let _g = serial();
+    let (status, t) = run_up("scenarios/chan.toml", 300);
+    assert!(status.success(), "exit status {status}:\n{t}");
+    let sizes = t
+        .lines()
+        .filter(|l| l.starts_with("[chan-rx] bench ring rx ") && l.ends_with("checksum=ok"))
+        .count();
+    assert_eq!(sizes, 2, "{t}");
+    assert!(!t.contains("checksum=bad"), "{t}");
+    // 2 MiB in 4 KiB messages, and 34 messages of 60000 B.
+    assert_has(
+        &t,
+        "[chan-rx] rx: received 4137152 bytes, all checksums verified",
+    );
+    assert_has(&t, "[hv] all domains stopped: 2 ok, 0 failed");
+}
+
+#[test]
+fn killing_one_end_gives_the_other_a_clean_error() {
+    let _g = serial();
+    let (status, t) = run_up("scenarios/chan-kill.toml", 300);
+    assert_eq!(status.code(), Some(1), "exit status {status}:\n{t}");
+    assert_has(&t, "[chan-tx] tx: crashing on purpose after");
+    assert_has(&t, "[hv] domain chan-tx crashed:");
+    let end = line_with(&t, "[chan-rx] rx: channel ended after");
+    assert!(end.ends_with("the peer died"), "{end}");
+    // The receiver is not hurt: it reports the error and exits by itself.
+    assert_has(&t, "[chan-rx] ring-bench: the peer died");
+    assert_has(&t, "[hv] domain chan-rx exited: poweroff (code 1)");
 }

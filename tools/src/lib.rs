@@ -1,17 +1,19 @@
 //! The `parapet` host CLI as a library: scenario files, builds, the QEMU
 //! command line, the console transcript and the prerequisites.
 //!
-//! `main.rs` only parses the command line and calls [`build`], [`up`] or
-//! [`check`].
+//! `main.rs` only parses the command line and calls [`build()`], [`up`],
+//! [`bench()`] or [`check`].
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod build;
 pub mod prereq;
 pub mod qemu;
 pub mod scenario;
 pub mod transcript;
 
-use std::io::IsTerminal;
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +39,15 @@ pub enum Error {
     /// QEMU could not be run.
     #[error(transparent)]
     Qemu(#[from] qemu::QemuError),
+    /// The `--json` report could not be written.
+    #[error("cannot write {path}: {source}")]
+    WriteReport {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Finds a scenario file: as given (relative to the current directory), else
@@ -83,19 +94,23 @@ pub struct UpOptions {
     pub no_build: bool,
 }
 
-/// `parapet up`: builds (unless `no_build`), boots QEMU, streams the consoles
-/// to stdout and returns the outcome (its summary is not printed yet).
-pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
-    let root = build::workspace_root()?;
-    let s = load(&opts.scenario, &root)?;
-    let qemu_path = prereq::ensure_qemu()?;
-    let ws = if opts.no_build {
-        let ws = build::metadata(&root)?;
+/// A scenario built and ready to boot.
+struct Prepared {
+    scenario: scenario::Scenario,
+    /// The QEMU arguments.
+    args: Vec<OsString>,
+}
+
+/// Builds the scenario's images (unless `no_build`: then only checks that
+/// they are known) and writes its QEMU command line.
+fn prepare(root: &Path, s: scenario::Scenario, no_build: bool) -> Result<Prepared, Error> {
+    let ws = if no_build {
+        let ws = build::metadata(root)?;
         ws.plan(&s)?; // names every unknown image
         ws
     } else {
-        prereq::ensure_targets(&root)?;
-        build::build_all(&root, &s)?
+        prereq::ensure_targets(root)?;
+        build::build_all(root, &s)?
     };
     let hv = ws.hypervisor_elf();
     build::file_size(&hv)?;
@@ -105,22 +120,180 @@ pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
         images.push((p, size));
     }
     let args = qemu::args(&s, &hv, &images)?;
+    Ok(Prepared { scenario: s, args })
+}
+
+/// Boots a prepared scenario, streaming the consoles to `out`.
+fn boot(
+    qemu_path: &Path,
+    p: &Prepared,
+    timeout: Option<Duration>,
+    out: &mut dyn Write,
+    colour: bool,
+) -> Result<Outcome, Error> {
     eprintln!(
         "parapet: {}",
-        qemu::display_command(&qemu_path.display().to_string(), &args)
+        qemu::display_command(&qemu_path.display().to_string(), &p.args)
     );
-    let stdout = std::io::stdout();
-    let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut out = stdout.lock();
     let (outcome, _) = qemu::run(
-        &qemu_path,
-        &args,
-        s.domain_names(),
-        opts.timeout,
-        &mut out,
+        qemu_path,
+        &p.args,
+        p.scenario.domain_names(),
+        timeout,
+        out,
         colour,
     )?;
     Ok(outcome)
+}
+
+/// Whether to colour the console prefixes on stdout.
+fn colour_stdout() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// `parapet up`: builds (unless `no_build`), boots QEMU, streams the consoles
+/// to stdout and returns the outcome (its summary is not printed yet).
+pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
+    let root = build::workspace_root()?;
+    let s = load(&opts.scenario, &root)?;
+    let qemu_path = prereq::ensure_qemu()?;
+    let p = prepare(&root, s, opts.no_build)?;
+    let colour = colour_stdout();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    boot(&qemu_path, &p, opts.timeout, &mut out, colour)
+}
+
+/// Options of `parapet bench`.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Which benchmark.
+    pub kind: bench::Kind,
+    /// Where to write the JSON report, if anywhere.
+    pub json: Option<PathBuf>,
+    /// Skip the build.
+    pub no_build: bool,
+    /// Kill QEMU after this long, per run (`None`: never).
+    pub timeout: Option<Duration>,
+}
+
+/// The results of the runs of one benchmark.
+enum BenchResults {
+    Ring(Vec<bench::RingResult>),
+    Micro(Vec<bench::MicroResult>),
+}
+
+/// `parapet bench ring|micro`: builds (unless `no_build`) and boots each of
+/// the benchmark's scenarios in turn (see [`bench::Kind::scenarios`]),
+/// streaming the consoles to stdout, then prints the results table and the
+/// targets to stdout and writes the JSON report if asked.
+///
+/// The outcome is a failure when a run fails (the transcript's exit status)
+/// or when its benchmark lines are missing, malformed or report a bad
+/// checksum ([`transcript::EXIT_DOMAIN_FAILED`]); it stops at the first
+/// failed run. Missed targets do not make it fail. The summary lines are for
+/// stderr.
+pub fn bench(opts: &BenchOptions) -> Result<Outcome, Error> {
+    let root = build::workspace_root()?;
+    let kind = opts.kind;
+    if let Some(path) = &opts.json {
+        // Say so before the runs rather than after them.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+            return Err(Error::WriteReport {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("directory {} does not exist", dir.display()),
+                ),
+            });
+        }
+    }
+    let mut scenarios = Vec::new();
+    for path in kind.scenarios() {
+        scenarios.push((*path, load(Path::new(path), &root)?));
+    }
+    let qemu_path = prereq::ensure_qemu()?;
+    let mut prepared = Vec::new();
+    for (path, s) in scenarios {
+        prepared.push((path, prepare(&root, s, opts.no_build)?));
+    }
+    let colour = colour_stdout();
+    let mut summary = Vec::new();
+    let mut results = match kind {
+        bench::Kind::Ring => BenchResults::Ring(Vec::new()),
+        bench::Kind::Micro => BenchResults::Micro(Vec::new()),
+    };
+    for (path, p) in &prepared {
+        let cpus = p.scenario.machine.cpus;
+        let what = format!("{path} ({cpus} CPU{})", if cpus == 1 { "" } else { "s" });
+        eprintln!("parapet: bench {kind}: running {what}");
+        let mut capture =
+            bench::Capture::new(std::io::stdout().lock(), p.scenario.domain_names(), colour);
+        let outcome = boot(&qemu_path, p, opts.timeout, &mut capture, false)?;
+        let lines = capture.into_lines();
+        if outcome.exit_code != transcript::EXIT_OK {
+            summary.extend(outcome.summary.iter().map(|l| format!("{what}: {l}")));
+            summary.push(format!("bench {kind}: {what} failed; no results"));
+            return Ok(Outcome {
+                exit_code: outcome.exit_code,
+                summary,
+            });
+        }
+        summary.extend(outcome.summary.iter().map(|l| format!("{what}: {l}")));
+        let parsed = match &mut results {
+            BenchResults::Ring(all) => bench::ring_run(cpus, &lines).map(|r| all.extend(r)),
+            BenchResults::Micro(all) => bench::micro_run(&lines).map(|r| all.extend(r)),
+        };
+        if let Err(e) = parsed {
+            summary.push(format!("bench {kind}: {what}: {e}"));
+            return Ok(Outcome {
+                exit_code: transcript::EXIT_DOMAIN_FAILED,
+                summary,
+            });
+        }
+    }
+    let (report, json, line) = match &results {
+        BenchResults::Ring(r) => {
+            let targets = bench::ring_targets(r);
+            let met = targets.iter().filter(|t| t.met).count();
+            (
+                bench::ring_report(r, &targets),
+                bench::ring_json(r, &targets),
+                format!(
+                    "bench ring: {} result(s), {met} of {} target(s) met",
+                    r.len(),
+                    targets.len()
+                ),
+            )
+        }
+        BenchResults::Micro(r) => {
+            let with = r.iter().filter(|m| m.target.is_some()).count();
+            let met = r.iter().filter(|m| m.met == Some(true)).count();
+            (
+                bench::micro_report(r),
+                bench::micro_json(r),
+                format!(
+                    "bench micro: {} result(s), {met} of {with} target(s) met",
+                    r.len()
+                ),
+            )
+        }
+    };
+    print!("{report}");
+    let _ = std::io::stdout().flush();
+    summary.push(line);
+    if let Some(path) = &opts.json {
+        std::fs::write(path, json).map_err(|source| Error::WriteReport {
+            path: path.clone(),
+            source,
+        })?;
+        summary.push(format!("wrote the JSON report to {}", path.display()));
+    }
+    Ok(Outcome {
+        exit_code: transcript::EXIT_OK,
+        summary,
+    })
 }
 
 /// `parapet check`: what is installed, as text lines; `Ok` iff all is there.

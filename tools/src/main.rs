@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use parapet_tools::{transcript, UpOptions, DEFAULT_SCENARIO, DEFAULT_TIMEOUT_SECS};
+use clap::{Args, Parser, Subcommand};
+use parapet_tools::bench::{self, DEFAULT_BENCH_TIMEOUT_SECS};
+use parapet_tools::{transcript, BenchOptions, UpOptions, DEFAULT_SCENARIO, DEFAULT_TIMEOUT_SECS};
 
 /// Build Parapet images and boot scenarios on QEMU.
 #[derive(Parser)]
@@ -39,8 +40,54 @@ enum Cmd {
         #[arg(long)]
         no_build: bool,
     },
+    /// Run a benchmark on QEMU and print its results and targets.
+    ///
+    /// Builds and boots the benchmark's scenarios like `up`, streams the
+    /// consoles, reads the `bench …` lines the guests print, then prints a
+    /// table and the targets (met or missed) and, with --json, writes them to
+    /// a file.
+    ///
+    /// Exit status: 0 when every run completed and its results were read,
+    /// even if targets were missed; otherwise as for `up` (1 when a domain
+    /// failed, 2 on a hypervisor panic or QEMU error, 3 on timeout), and 1
+    /// when a benchmark line is missing or malformed or a checksum is bad.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
     /// Check the prerequisites (QEMU, Rust targets) and print what was found.
     Check,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Ring throughput between two guests, with 1 and then 2 CPUs.
+    ///
+    /// Runs scenarios/bench-ring-1cpu.toml and scenarios/bench-ring-2cpu.toml.
+    /// For each CPU count and message size: MiB/s, messages/s, notifications
+    /// and world switches per message, memcpy MiB/s and the ring/memcpy ratio.
+    /// Targets: ratio at 4096 B >= 0.4 with 1 CPU and >= 0.8 with 2 CPUs;
+    /// notifications per message <= 1/32 (worst size, and at 4096 B).
+    Ring(BenchArgs),
+    /// Instruction counts of hypercalls, event delivery and world switches.
+    ///
+    /// Runs scenarios/bench-micro.toml (QEMU -icount). Targets, in
+    /// instructions: null_hypercall <= 64, event_to_handler <= 2000,
+    /// world_switch <= 400.
+    Micro(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Also write the results and targets as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Do not build; use the images already built.
+    #[arg(long)]
+    no_build: bool,
+    /// Kill QEMU after this many seconds, per run (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_BENCH_TIMEOUT_SECS)]
+    timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -60,15 +107,20 @@ fn main() -> ExitCode {
                 timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
                 no_build,
             };
-            match parapet_tools::up(&opts) {
-                Ok(outcome) => {
-                    for line in &outcome.summary {
-                        eprintln!("parapet: {line}");
-                    }
-                    ExitCode::from(outcome.exit_code as u8)
-                }
-                Err(e) => fail(&e),
-            }
+            finish(parapet_tools::up(&opts))
+        }
+        Cmd::Bench { which } => {
+            let (kind, args) = match which {
+                BenchCmd::Ring(a) => (bench::Kind::Ring, a),
+                BenchCmd::Micro(a) => (bench::Kind::Micro, a),
+            };
+            let opts = BenchOptions {
+                kind,
+                json: args.json,
+                no_build: args.no_build,
+                timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
+            };
+            finish(parapet_tools::bench(&opts))
         }
         Cmd::Check => match parapet_tools::check() {
             Ok(lines) => {
@@ -80,6 +132,19 @@ fn main() -> ExitCode {
                 ExitCode::from(transcript::EXIT_PLATFORM as u8)
             }
         },
+    }
+}
+
+/// Prints the outcome's summary and turns it into the exit status.
+fn finish(r: Result<parapet_tools::Outcome, parapet_tools::Error>) -> ExitCode {
+    match r {
+        Ok(outcome) => {
+            for line in &outcome.summary {
+                eprintln!("parapet: {line}");
+            }
+            ExitCode::from(outcome.exit_code as u8)
+        }
+        Err(e) => fail(&e),
     }
 }
 

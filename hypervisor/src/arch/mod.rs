@@ -11,6 +11,7 @@ pub mod phys;
 pub mod psci;
 pub mod sysregs;
 pub mod timer;
+pub mod tlb;
 pub mod trap;
 pub mod uart;
 

@@ -57,3 +57,14 @@ pub unsafe fn write_u64(pa: u64, v: u64) {
     // SAFETY: forwarded from the caller.
     unsafe { core::ptr::write_volatile(pa as *mut u64, v) };
 }
+
+/// Copies `len` bytes from physical `src` to physical `dst` (the ranges may
+/// overlap).
+///
+/// # Safety
+/// Both ranges must be RAM the caller is entitled to read (`src`) and write
+/// (`dst`); no Rust reference aliases `dst`.
+pub unsafe fn copy(dst: u64, src: u64, len: u64) {
+    // SAFETY: forwarded from the caller; `copy` allows overlap.
+    unsafe { core::ptr::copy(src as *const u8, dst as *mut u8, len as usize) };
+}

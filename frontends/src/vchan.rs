@@ -1,0 +1,586 @@
+//! The byte channel: a bidirectional byte stream between two guests over
+//! granted pages and one event channel, like Xen's libxenvchan.
+//!
+//! # Protocol
+//! The *server* allocates `1 + 2 * ring_pages` pages, grants them all to the
+//! client, allocates an unbound port for it, and publishes in its store
+//! namespace the key `vchan/NAME` = `[control gref: u32, port: u32]`.
+//! Page 0 is the control page ([`Control`]); pages `1..1+ring_pages` hold the
+//! server→client byte ring, the next `ring_pages` the client→server ring
+//! (`parapet_abi::ring::bytes`). The *client* waits for the key, maps the
+//! control page, copies the references out and checks them, maps the ring
+//! pages, binds the port, marks itself connected and notifies.
+//!
+//! Each side notifies only when the ring's event index says the peer waits
+//! (for data, or for space): a stream in full flow sends few events.
+//! [`Vchan::close`] marks the side closed in the control page and notifies;
+//! the peer then reads what is left and gets end-of-stream. A peer that dies
+//! is noticed through its port (the hypervisor closes it and wakes us): reads
+//! and writes fail with [`ChanError::PeerDied`].
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use parapet_abi::event::{Port, PortStatus};
+use parapet_abi::ring::bytes::{ByteReader, ByteWriter};
+use parapet_abi::ring::RingError;
+use parapet_abi::HvError;
+use parapet_guest::event::{self, DomId};
+use parapet_guest::grant::{self, Mapped, SharedBytes, SharedPages};
+use parapet_guest::store;
+
+const PAGE: usize = 4096;
+/// `"VCHN"`.
+const MAGIC: u32 = u32::from_le_bytes(*b"VCHN");
+/// Most pages per ring (data is `ring_pages - 1` pages, a power of two).
+pub const MAX_RING_PAGES: u32 = 17;
+
+/// Connection state of one side, in the control page.
+mod state {
+    pub const INIT: u32 = 0;
+    pub const CONNECTED: u32 = 1;
+    pub const CLOSED: u32 = 2;
+}
+
+/// The control page, as laid out in shared memory (offsets in bytes).
+struct Control;
+
+impl Control {
+    const MAGIC: usize = 0;
+    const RING_PAGES: usize = 4;
+    const SERVER_STATE: usize = 8;
+    const CLIENT_STATE: usize = 12;
+    const REFS: usize = 64;
+}
+
+/// What went wrong on a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChanError {
+    /// A hypercall failed.
+    Hv(HvError),
+    /// The peer broke the ring protocol (its indices are out of range).
+    Protocol(RingError),
+    /// The control page is malformed.
+    BadControl(&'static str),
+    /// The peer stopped (crashed or exited) without closing the channel.
+    PeerDied,
+    /// The channel was closed by us.
+    Closed,
+    /// Not enough bytes to read or room to write, and the call must not block.
+    WouldBlock,
+}
+
+impl From<HvError> for ChanError {
+    fn from(e: HvError) -> Self {
+        ChanError::Hv(e)
+    }
+}
+
+impl core::fmt::Display for ChanError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ChanError::Hv(e) => write!(f, "hypercall failed: {e}"),
+            ChanError::Protocol(e) => write!(f, "peer broke the ring protocol: {e}"),
+            ChanError::BadControl(m) => write!(f, "malformed control page: {m}"),
+            ChanError::PeerDied => f.write_str("the peer died"),
+            ChanError::Closed => f.write_str("channel closed"),
+            ChanError::WouldBlock => f.write_str("would block"),
+        }
+    }
+}
+
+// One per channel end: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Pages {
+    Server(SharedPages),
+    Client { control: Mapped, rings: Mapped },
+}
+
+impl Pages {
+    fn control(&self) -> &dyn SharedBytes {
+        match self {
+            Pages::Server(p) => p,
+            Pages::Client { control, .. } => control,
+        }
+    }
+}
+
+/// Counters of one channel end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChanStats {
+    /// Events this end sent.
+    pub notifications: u64,
+    /// Times this end blocked waiting.
+    pub waits: u64,
+}
+
+/// One end of a byte channel.
+pub struct Vchan {
+    // Field order: the rings borrow the pages, so they are dropped first.
+    tx: ByteWriter<'static>,
+    rx: ByteReader<'static>,
+    /// `None` only while being dropped.
+    pages: Option<Pages>,
+    port: Port,
+    is_server: bool,
+    closed: bool,
+    /// Counters.
+    pub stats: ChanStats,
+}
+
+impl core::fmt::Debug for Vchan {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vchan")
+            .field("port", &self.port)
+            .field("server", &self.is_server)
+            .finish()
+    }
+}
+
+fn state_word(pages: &Option<Pages>, server: bool) -> Option<&AtomicU32> {
+    let base = pages.as_ref()?.control_base();
+    let off = if server {
+        Control::SERVER_STATE
+    } else {
+        Control::CLIENT_STATE
+    };
+    shared::atomic_at(base + off as u64)
+}
+
+impl Pages {
+    fn control_base(&self) -> u64 {
+        self.control().base()
+    }
+}
+
+fn key<'a>(name: &str, buf: &'a mut [u8; 32]) -> Result<&'a str, ChanError> {
+    let prefix = b"vchan/";
+    let n = prefix.len() + name.len();
+    if n > buf.len() {
+        return Err(ChanError::Hv(HvError::Inval));
+    }
+    buf[..prefix.len()].copy_from_slice(prefix);
+    buf[prefix.len()..n].copy_from_slice(name.as_bytes());
+    core::str::from_utf8(&buf[..n]).map_err(|_| ChanError::Hv(HvError::Inval))
+}
+
+impl Vchan {
+    /// Server side: offers channel `name` to domain `client` with rings of
+    /// `ring_pages` pages each (2..=17; the data area is a power of two), and
+    /// waits until the client has connected.
+    pub fn listen(client: DomId, name: &str, ring_pages: u32) -> Result<Vchan, ChanError> {
+        if !(2..=MAX_RING_PAGES).contains(&ring_pages) {
+            return Err(ChanError::Hv(HvError::Inval));
+        }
+        let total = 1 + 2 * ring_pages as usize;
+        let mut pages = SharedPages::new(total)?;
+        let refs = pages.grant_all(client, false)?;
+        let mut refs_le = [0u8; 4 * 64];
+        for (i, &r) in refs[1..].iter().enumerate() {
+            refs_le[4 * i..4 * i + 4].copy_from_slice(&(r as u32).to_le_bytes());
+        }
+        let ctrl_ref = refs[0] as u32;
+        let nrefs = refs.len() - 1;
+        pages.write_at(Control::REFS, &refs_le[..4 * nrefs])?;
+        pages.write_at(Control::RING_PAGES, &ring_pages.to_le_bytes())?;
+        pages.write_at(Control::MAGIC, &MAGIC.to_le_bytes())?;
+        let ring_len = ring_pages as usize * PAGE;
+        let base = pages.base();
+        let (mut tx, mut rx) = shared::rings(
+            base + PAGE as u64,
+            base + (PAGE + ring_len) as u64,
+            ring_len,
+        )?;
+        tx.init();
+        rx.init();
+        let port = event::alloc_unbound(client)?;
+        let pages = Some(Pages::Server(pages));
+        if let Some(s) = state_word(&pages, true) {
+            s.store(state::CONNECTED, Ordering::Release);
+        }
+        let mut value = [0u8; 8];
+        value[..4].copy_from_slice(&ctrl_ref.to_le_bytes());
+        value[4..].copy_from_slice(&port.to_le_bytes());
+        let mut kbuf = [0u8; 32];
+        store::write(key(name, &mut kbuf)?, &value)?;
+        let chan = Vchan {
+            tx,
+            rx,
+            pages,
+            port,
+            is_server: true,
+            closed: false,
+            stats: ChanStats::default(),
+        };
+        let mut result = Ok(());
+        event::wait_until(|| {
+            if chan.peer_state() != state::INIT {
+                return true;
+            }
+            match event::status(chan.port) {
+                Ok(PortStatus::Interdomain { .. } | PortStatus::Unbound { .. }) => false,
+                Ok(_) => {
+                    result = Err(ChanError::PeerDied);
+                    true
+                }
+                Err(e) => {
+                    result = Err(e.into());
+                    true
+                }
+            }
+        })?;
+        result?;
+        Ok(chan)
+    }
+
+    /// Client side: connects to channel `name` offered by domain `server`,
+    /// waiting for the offer to appear.
+    pub fn connect(server: DomId, name: &str) -> Result<Vchan, ChanError> {
+        let mut kbuf = [0u8; 32];
+        let mut value = [0u8; 8];
+        let n = store::wait_for(server, key(name, &mut kbuf)?, &mut value)?;
+        if n != 8 {
+            return Err(ChanError::BadControl("store value is not 8 bytes"));
+        }
+        let ctrl_ref = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+        let remote_port = u32::from_le_bytes([value[4], value[5], value[6], value[7]]);
+        let control = grant::map(server, &[ctrl_ref], false)?;
+        // Copy the control fields out before checking them.
+        let mut head = [0u8; 8];
+        control.read_at(0, &mut head)?;
+        if u32::from_le_bytes([head[0], head[1], head[2], head[3]]) != MAGIC {
+            let _ = grant::unmap(control);
+            return Err(ChanError::BadControl("bad magic"));
+        }
+        let ring_pages = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if !(2..=MAX_RING_PAGES).contains(&ring_pages) {
+            let _ = grant::unmap(control);
+            return Err(ChanError::BadControl("ring size out of range"));
+        }
+        let nrefs = 2 * ring_pages as usize;
+        let mut raw = [0u8; 4 * 64];
+        control.read_at(Control::REFS, &mut raw[..4 * nrefs])?;
+        let mut refs = [0u32; 64];
+        for (i, r) in refs.iter_mut().enumerate().take(nrefs) {
+            *r = u32::from_le_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]]);
+        }
+        let rings = match grant::map(server, &refs[..nrefs], false) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = grant::unmap(control);
+                return Err(e.into());
+            }
+        };
+        let ring_len = ring_pages as usize * PAGE;
+        // Server→client is our receive ring.
+        let (tx, rx) = match shared::rings(rings.addr + ring_len as u64, rings.addr, ring_len) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = grant::unmap(rings);
+                let _ = grant::unmap(control);
+                return Err(e);
+            }
+        };
+        let port = match event::bind_interdomain(server, remote_port) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = grant::unmap(rings);
+                let _ = grant::unmap(control);
+                return Err(e.into());
+            }
+        };
+        let chan = Vchan {
+            tx,
+            rx,
+            pages: Some(Pages::Client { control, rings }),
+            port,
+            is_server: false,
+            closed: false,
+            stats: ChanStats::default(),
+        };
+        if let Some(s) = state_word(&chan.pages, false) {
+            s.store(state::CONNECTED, Ordering::Release);
+        }
+        event::send(port)?;
+        Ok(chan)
+    }
+
+    /// The event port of this end.
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    /// Bytes each direction's ring holds.
+    pub fn ring_size(&self) -> u32 {
+        self.tx.size()
+    }
+
+    fn peer_state(&self) -> u32 {
+        state_word(&self.pages, !self.is_server)
+            .map_or(state::CLOSED, |s| s.load(Ordering::Acquire))
+    }
+
+    fn notify(&mut self) -> Result<(), ChanError> {
+        self.stats.notifications += 1;
+        match event::send(self.port) {
+            Ok(()) => Ok(()),
+            Err(HvError::NoDomain | HvError::NoEnt) => Err(self.gone()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Why the peer is gone: closed in order, or died.
+    fn gone(&self) -> ChanError {
+        if self.peer_state() == state::CLOSED && self.peer_alive() {
+            ChanError::Closed
+        } else {
+            ChanError::PeerDied
+        }
+    }
+
+    fn peer_alive(&self) -> bool {
+        matches!(event::status(self.port), Ok(PortStatus::Interdomain { .. }))
+    }
+
+    /// Whether the peer is gone (checked only on the slow path).
+    fn peer_gone(&self) -> bool {
+        self.peer_state() == state::CLOSED || !self.peer_alive()
+    }
+
+    fn ring_err(&self, e: RingError) -> ChanError {
+        if self.peer_alive() {
+            ChanError::Protocol(e)
+        } else {
+            ChanError::PeerDied
+        }
+    }
+
+    /// Writes as much of `data` as fits, without blocking; notifies the
+    /// reader if it waits. Returns the bytes written (0 if the ring is full).
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, ChanError> {
+        if self.closed {
+            return Err(ChanError::Closed);
+        }
+        let n = self.tx.write(data).map_err(|e| self.ring_err(e))?;
+        if n > 0 && self.tx.publish() {
+            self.notify()?;
+        }
+        Ok(n)
+    }
+
+    /// Writes all of `data`, blocking while the ring is full.
+    pub fn write_all(&mut self, mut data: &[u8]) -> Result<(), ChanError> {
+        while !data.is_empty() {
+            let n = self.write(data)?;
+            data = &data[n..];
+            if data.is_empty() {
+                break;
+            }
+            self.wait_space(data.len())?;
+        }
+        Ok(())
+    }
+
+    fn wait_space(&mut self, want: usize) -> Result<(), ChanError> {
+        let want = want.min(self.tx.size() as usize / 2) as u32;
+        let mut err = None;
+        self.stats.waits += 1;
+        let tx = &mut self.tx;
+        let pages = &self.pages;
+        let port = self.port;
+        let is_server = self.is_server;
+        event::wait_until(|| match tx.request_space_notification(want) {
+            Ok(true) => true,
+            Ok(false) => {
+                let peer = state_word(pages, !is_server)
+                    .map_or(state::CLOSED, |s| s.load(Ordering::Acquire));
+                let alive = matches!(event::status(port), Ok(PortStatus::Interdomain { .. }));
+                if peer == state::CLOSED || !alive {
+                    err = Some(());
+                    true
+                } else {
+                    false
+                }
+            }
+            Err(_) => {
+                err = Some(());
+                true
+            }
+        })?;
+        if err.is_some() {
+            return Err(match self.tx.free() {
+                Err(e) => self.ring_err(e),
+                Ok(_) => self.gone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads what is available into `buf`, without blocking. `Ok(0)` means
+    /// nothing is available yet, or (if [`Self::eof`]) the stream ended.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, ChanError> {
+        let n = self.rx.read(buf).map_err(|e| self.ring_err(e))?;
+        if n > 0 && self.rx.publish() {
+            self.notify()?;
+        }
+        Ok(n)
+    }
+
+    /// Whether the peer closed its end and everything it wrote was read.
+    pub fn eof(&mut self) -> bool {
+        self.peer_state() == state::CLOSED && self.rx.available().unwrap_or(0) == 0
+    }
+
+    /// Reads at least one byte, blocking until some arrive. `Ok(0)` at the end
+    /// of the stream (the peer closed its end in order).
+    pub fn read_blocking(&mut self, buf: &mut [u8]) -> Result<usize, ChanError> {
+        loop {
+            let n = self.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.wait_data(1) {
+                Ok(()) => {}
+                Err(ChanError::Closed) => return Ok(0),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Fills `buf`, blocking as needed. `Closed` if the stream ends first.
+    pub fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), ChanError> {
+        while !buf.is_empty() {
+            let n = self.read(buf)?;
+            buf = &mut buf[n..];
+            if !buf.is_empty() {
+                self.wait_data(buf.len())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocks until `want` bytes (at most half the ring) are readable.
+    fn wait_data(&mut self, want: usize) -> Result<(), ChanError> {
+        let want = want.min(self.rx.size() as usize / 2) as u32;
+        let mut gone = false;
+        self.stats.waits += 1;
+        let rx = &mut self.rx;
+        let pages = &self.pages;
+        let port = self.port;
+        let is_server = self.is_server;
+        event::wait_until(|| match rx.request_data_notification(want) {
+            Ok(true) => true,
+            Ok(false) => {
+                let peer = state_word(pages, !is_server)
+                    .map_or(state::CLOSED, |s| s.load(Ordering::Acquire));
+                let alive = matches!(event::status(port), Ok(PortStatus::Interdomain { .. }));
+                if peer == state::CLOSED || !alive {
+                    gone = true;
+                    true
+                } else {
+                    false
+                }
+            }
+            Err(_) => {
+                gone = true;
+                true
+            }
+        })?;
+        if gone {
+            // Data that arrived before the close is still readable.
+            return match self.rx.available() {
+                Ok(n) if n > 0 => Ok(()),
+                Err(e) => Err(self.ring_err(e)),
+                Ok(_) => Err(self.gone()),
+            };
+        }
+        Ok(())
+    }
+
+    /// Closes this end in order: the peer reads what is left, then sees the
+    /// end of the stream. Waits (up to the peer's death) until the peer has
+    /// unmapped our pages before ending the grants, so memory is not reused
+    /// under it.
+    pub fn close(mut self) -> Result<(), ChanError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), ChanError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        if let Some(s) = state_word(&self.pages, self.is_server) {
+            s.store(state::CLOSED, Ordering::Release);
+        }
+        let _ = event::send(self.port);
+        if self.is_server {
+            // Wait until the client has closed too (or died), so that it
+            // unmapped our pages.
+            let port = self.port;
+            let pages = &self.pages;
+            let _ = event::wait_until(|| {
+                let peer =
+                    state_word(pages, false).map_or(state::CLOSED, |s| s.load(Ordering::Acquire));
+                peer != state::CONNECTED
+                    || !matches!(event::status(port), Ok(PortStatus::Interdomain { .. }))
+            });
+        }
+        let _ = event::close(self.port);
+        Ok(())
+    }
+
+    /// Whether the peer has gone (closed or died).
+    pub fn peer_has_gone(&self) -> bool {
+        self.peer_gone()
+    }
+}
+
+impl Drop for Vchan {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+        // A client unmaps the server's pages; a server's `SharedPages` ends
+        // the grants when dropped (or leaks the pages if the client still
+        // maps them, so they are never reused under it).
+        if let Some(Pages::Client { control, rings }) = self.pages.take() {
+            let _ = grant::unmap(rings);
+            let _ = grant::unmap(control);
+        }
+    }
+}
+
+/// The unsafe part: ring handles over shared pages.
+#[allow(unsafe_code)]
+mod shared {
+    use super::ChanError;
+    use core::sync::atomic::AtomicU32;
+    use parapet_abi::ring::bytes::{ByteReader, ByteWriter};
+
+    /// A writer over `[tx, tx + len)` and a reader over `[rx, rx + len)`.
+    ///
+    /// Both ranges are pages the channel owns (its `SharedPages`) or has
+    /// mapped (its `Mapped` runs) for as long as it lives; the `Vchan` drops
+    /// the ring handles before the pages.
+    pub fn rings(
+        tx: u64,
+        rx: u64,
+        len: usize,
+    ) -> Result<(ByteWriter<'static>, ByteReader<'static>), ChanError> {
+        // SAFETY: see above: the memory stays mapped while the handles live,
+        // and only the ring code (with atomics for the indices) touches it.
+        let w = unsafe { ByteWriter::from_raw(tx as *mut u8, len) }.map_err(ChanError::Protocol)?;
+        // SAFETY: as above.
+        let r = unsafe { ByteReader::from_raw(rx as *mut u8, len) }.map_err(ChanError::Protocol)?;
+        Ok((w, r))
+    }
+
+    /// The atomic word at `addr` of the control page.
+    pub fn atomic_at(addr: u64) -> Option<&'static AtomicU32> {
+        if !addr.is_multiple_of(4) || addr == 0 {
+            return None;
+        }
+        // SAFETY: `addr` is in the channel's control page, which stays mapped
+        // (or allocated) for as long as the channel; the word is shared with
+        // the peer, so it is only accessed atomically.
+        Some(unsafe { &*(addr as *const AtomicU32) })
+    }
+}

@@ -1,0 +1,517 @@
+//! Grant tables, guest side: granting pages of this domain to another one,
+//! ending access, mapping other domains' grants into the grant window, and
+//! grant copy.
+//!
+//! The allocators (grant references, window pages) are pure and tested on the
+//! host; the table itself is the page the hypervisor shares with the domain
+//! (`StartInfo::grant_table`).
+#![deny(unsafe_code)]
+
+use parapet_abi::grant::{
+    EndAccessError, GrantCopy, GrantEntry, GrantRef, GRANT_ENTRIES, GRANT_WINDOW_BASE,
+};
+use parapet_abi::hypercall::Hypercall;
+use parapet_abi::layout::PAGE_SIZE;
+use parapet_abi::HvError;
+
+use crate::event::DomId;
+
+/// Pages of the grant window this SDK hands out (4 MiB).
+pub const WINDOW_PAGES: usize = 1024;
+
+/// A first-fit bitmap allocator of `N * 64` slots.
+#[derive(Clone, Debug)]
+pub struct Bitmap<const N: usize> {
+    words: [u64; N],
+}
+
+impl<const N: usize> Default for Bitmap<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Bitmap<N> {
+    /// All free.
+    pub const fn new() -> Self {
+        Self { words: [0; N] }
+    }
+
+    fn used(&self, i: usize) -> bool {
+        self.words[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: usize, used: bool) {
+        if used {
+            self.words[i / 64] |= 1 << (i % 64);
+        } else {
+            self.words[i / 64] &= !(1 << (i % 64));
+        }
+    }
+
+    /// Marks slot `i` used (to reserve it).
+    pub fn reserve(&mut self, i: usize) {
+        self.set(i, true);
+    }
+
+    /// Takes `count` consecutive free slots; returns the first.
+    pub fn alloc(&mut self, count: usize) -> Option<usize> {
+        if count == 0 {
+            return None;
+        }
+        let total = N * 64;
+        let mut start = 0;
+        while start + count <= total {
+            match (start..start + count).find(|&i| self.used(i)) {
+                Some(busy) => start = busy + 1,
+                None => {
+                    (start..start + count).for_each(|i| self.set(i, true));
+                    return Some(start);
+                }
+            }
+        }
+        None
+    }
+
+    /// Frees `count` slots from `first`.
+    pub fn free(&mut self, first: usize, count: usize) {
+        for i in first..(first + count).min(N * 64) {
+            self.set(i, false);
+        }
+    }
+
+    /// Slots in use.
+    pub fn count(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+const REF_WORDS: usize = GRANT_ENTRIES as usize / 64;
+
+struct State {
+    refs: Bitmap<REF_WORDS>,
+    window: Bitmap<{ WINDOW_PAGES / 64 }>,
+}
+
+static STATE: spin::Mutex<State> = spin::Mutex::new(State {
+    refs: Bitmap::new(),
+    window: Bitmap::new(),
+});
+static TABLE: spin::Once<&'static [GrantEntry]> = spin::Once::new();
+
+/// Installs the domain's grant table (done by the runtime at start).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+pub(crate) fn set_table(table: &'static [GrantEntry]) {
+    TABLE.call_once(|| table);
+    // Reference 0 is never handed out, so that 0 can mean "none".
+    STATE.lock().refs.reserve(0);
+}
+
+fn table() -> Result<&'static [GrantEntry], HvError> {
+    TABLE.get().copied().ok_or(HvError::NotSupported)
+}
+
+/// Grants `domid` access to the page at guest-physical `addr` of this domain.
+pub fn grant_access(domid: DomId, addr: u64, readonly: bool) -> Result<GrantRef, HvError> {
+    if !addr.is_multiple_of(PAGE_SIZE) || domid > u32::from(u16::MAX) {
+        return Err(HvError::Inval);
+    }
+    let gfn = u32::try_from(addr / PAGE_SIZE).map_err(|_| HvError::Inval)?;
+    let table = table()?;
+    let gref = STATE.lock().refs.alloc(1).ok_or(HvError::NoMem)?;
+    table[gref].grant(domid, gfn, readonly);
+    Ok(gref as GrantRef)
+}
+
+/// Ends access to a grant: `Busy` while the grantee has it mapped (the grant
+/// stays), `NoEnt` if it grants nothing. On success the reference is free.
+pub fn end_access(gref: GrantRef) -> Result<(), HvError> {
+    let table = table()?;
+    let entry = table.get(gref as usize).ok_or(HvError::Inval)?;
+    if gref == 0 {
+        return Err(HvError::Inval);
+    }
+    entry.end_access().map_err(|e| match e {
+        EndAccessError::InUse => HvError::Busy,
+        EndAccessError::NotGranted => HvError::NoEnt,
+    })?;
+    STATE.lock().refs.free(gref as usize, 1);
+    Ok(())
+}
+
+/// Grant references in use.
+pub fn refs_in_use() -> usize {
+    STATE.lock().refs.count().saturating_sub(1)
+}
+
+/// A run of granted pages mapped into this domain's grant window.
+#[derive(Debug)]
+pub struct Mapped {
+    first_page: usize,
+    handles: heapless_vec::Handles,
+    /// Guest-physical (and, with the SDK's identity map, virtual) address.
+    pub addr: u64,
+    /// Physical address of each page (driver domain only; zeros otherwise).
+    pub pa: heapless_vec::Handles,
+}
+
+impl Mapped {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.handles.len() * PAGE_SIZE as usize
+    }
+
+    /// Whether it maps nothing.
+    pub fn is_empty(&self) -> bool {
+        self.handles.len() == 0
+    }
+}
+
+/// Small fixed-capacity vectors of `u64` (no heap needed).
+pub mod heapless_vec {
+    /// Most pages in one [`Mapped`](super::Mapped) run.
+    pub const MAX: usize = 64;
+
+    /// Up to [`MAX`] values.
+    #[derive(Clone, Debug)]
+    pub struct Handles {
+        items: [u64; MAX],
+        len: usize,
+    }
+
+    impl Handles {
+        pub(crate) const fn new() -> Self {
+            Self {
+                items: [0; MAX],
+                len: 0,
+            }
+        }
+
+        pub(crate) fn push(&mut self, v: u64) {
+            self.items[self.len] = v;
+            self.len += 1;
+        }
+
+        /// The values.
+        pub fn as_slice(&self) -> &[u64] {
+            &self.items[..self.len]
+        }
+
+        /// Number of values.
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Whether there are none.
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+    }
+}
+
+/// `GrantMap` at an address the caller chooses, with no bookkeeping: for tests
+/// of the hypervisor's checks. Returns `(handle, pa)`.
+pub fn map_at(
+    granter: DomId,
+    gref: GrantRef,
+    addr: u64,
+    readonly: bool,
+) -> Result<(u64, u64), HvError> {
+    let flags = if readonly {
+        parapet_abi::grant::map_flags::READONLY
+    } else {
+        0
+    };
+    let r = crate::hypercall::call_plain(
+        Hypercall::GrantMap,
+        [granter.into(), gref.into(), addr, flags, 0, 0],
+    )?;
+    Ok((r[0], r[1]))
+}
+
+/// `GrantUnmap` of a handle from [`map_at`].
+pub fn unmap_handle(handle: u64) -> Result<(), HvError> {
+    crate::hypercall::call_plain(Hypercall::GrantUnmap, [handle, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// Maps grants `refs` of `granter` at consecutive pages of the grant window.
+/// On error nothing stays mapped.
+pub fn map(granter: DomId, refs: &[GrantRef], readonly: bool) -> Result<Mapped, HvError> {
+    if refs.is_empty() || refs.len() > heapless_vec::MAX {
+        return Err(HvError::Inval);
+    }
+    let first = STATE
+        .lock()
+        .window
+        .alloc(refs.len())
+        .ok_or(HvError::NoMem)?;
+    let addr = GRANT_WINDOW_BASE + first as u64 * PAGE_SIZE;
+    let mut m = Mapped {
+        first_page: first,
+        handles: heapless_vec::Handles::new(),
+        addr,
+        pa: heapless_vec::Handles::new(),
+    };
+    for (i, &gref) in refs.iter().enumerate() {
+        match map_at(granter, gref, addr + i as u64 * PAGE_SIZE, readonly) {
+            Ok((handle, pa)) => {
+                m.handles.push(handle);
+                m.pa.push(pa);
+            }
+            Err(e) => {
+                let _ = unmap(m);
+                return Err(e);
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// Unmaps what [`map`] mapped and frees the window pages. Reports the first
+/// error but unmaps everything it can.
+pub fn unmap(m: Mapped) -> Result<(), HvError> {
+    let mut result = Ok(());
+    for &h in m.handles.as_slice() {
+        if let Err(e) = unmap_handle(h) {
+            result = result.and(Err(e));
+        }
+    }
+    // Window pages of a mapping that failed half-way are free again too.
+    let pages = (m.len() / PAGE_SIZE as usize).max(1);
+    STATE
+        .lock()
+        .window
+        .free(m.first_page, pages.max(m.handles.len()));
+    result
+}
+
+/// `GrantCopy`: the hypervisor copies as `op` says; returns the bytes copied.
+pub fn copy(op: &GrantCopy) -> Result<u32, HvError> {
+    let addr = op as *const GrantCopy as u64;
+    // SAFETY-free: the request is passed by address; the hypervisor reads it
+    // through our stage-2 and checks every field.
+    let r = copy_raw(addr)?;
+    Ok(r as u32)
+}
+
+/// `GrantCopy` with the request at an arbitrary address (for tests of the
+/// hypervisor's checks).
+pub fn copy_raw(op_addr: u64) -> Result<u64, HvError> {
+    Ok(crate::hypercall::call_plain(Hypercall::GrantCopy, [op_addr, 0, 0, 0, 0, 0])?[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_first_fit_runs() {
+        let mut b = Bitmap::<2>::new();
+        b.reserve(0);
+        assert_eq!(b.alloc(1), Some(1));
+        assert_eq!(b.alloc(3), Some(2));
+        b.free(1, 1);
+        assert_eq!(b.alloc(2), Some(5), "the one-slot hole does not fit two");
+        assert_eq!(b.alloc(1), Some(1));
+        assert_eq!(b.count(), 7);
+        assert_eq!(b.alloc(121), Some(7));
+        assert_eq!(b.alloc(1), None);
+        assert_eq!(b.alloc(0), None);
+        b.free(100, 1000);
+        assert_eq!(b.count(), 100);
+    }
+
+    #[test]
+    fn without_a_table_grants_are_not_supported() {
+        assert_eq!(
+            grant_access(1, 0x4000_0000, false),
+            Err(HvError::NotSupported)
+        );
+        assert_eq!(grant_access(1, 0x4000_0001, false), Err(HvError::Inval));
+    }
+}
+
+/// Bounds-checked byte access to shared memory: the pages of a [`Mapped`] run
+/// or of [`SharedPages`]. The peer may change the bytes at any time, so they
+/// are copied with volatile accesses and must be validated after the copy.
+///
+/// Sealed: only this module's types, whose `base..base + size` is memory the
+/// domain owns or has mapped for as long as the value lives, implement it.
+pub trait SharedBytes: sealed::Sealed {
+    /// Start address.
+    fn base(&self) -> u64;
+    /// Length in bytes.
+    fn size(&self) -> usize;
+
+    /// Copies `buf.len()` bytes from `offset` into `buf`.
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), HvError> {
+        let end = offset.checked_add(buf.len()).ok_or(HvError::Inval)?;
+        if end > self.size() {
+            return Err(HvError::Inval);
+        }
+        shared_mem::read(self.base() + offset as u64, buf);
+        Ok(())
+    }
+
+    /// Copies `data` to `offset`.
+    fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), HvError> {
+        let end = offset.checked_add(data.len()).ok_or(HvError::Inval)?;
+        if end > self.size() {
+            return Err(HvError::Inval);
+        }
+        shared_mem::write(self.base() + offset as u64, data);
+        Ok(())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Mapped {}
+    impl Sealed for super::SharedPages {}
+}
+
+impl SharedBytes for Mapped {
+    fn base(&self) -> u64 {
+        self.addr
+    }
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Zeroed, page-aligned pages of this domain's heap, to grant to another
+/// domain. Dropping them while a grant is still in place leaks them (the peer
+/// may still write there) instead of returning them to the heap.
+pub struct SharedPages {
+    base: u64,
+    pages: usize,
+    refs: heapless_vec::Handles,
+}
+
+impl core::fmt::Debug for SharedPages {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedPages")
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("pages", &self.pages)
+            .finish()
+    }
+}
+
+impl SharedPages {
+    /// Allocates `pages` zeroed pages (at most [`heapless_vec::MAX`]).
+    pub fn new(pages: usize) -> Result<Self, HvError> {
+        if pages == 0 || pages > heapless_vec::MAX {
+            return Err(HvError::Inval);
+        }
+        let base = shared_mem::alloc_pages(pages).ok_or(HvError::NoMem)?;
+        Ok(Self {
+            base,
+            pages,
+            refs: heapless_vec::Handles::new(),
+        })
+    }
+
+    /// Grants every page to `domid`; returns the references, in page order.
+    pub fn grant_all(&mut self, domid: DomId, readonly: bool) -> Result<&[u64], HvError> {
+        if !self.refs.is_empty() {
+            return Err(HvError::Busy);
+        }
+        for i in 0..self.pages {
+            match grant_access(domid, self.base + i as u64 * PAGE_SIZE, readonly) {
+                Ok(r) => self.refs.push(r.into()),
+                Err(e) => {
+                    let _ = self.end_all();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.refs.as_slice())
+    }
+
+    /// Ends every grant; `Busy` (and the grants stay) if the peer still has
+    /// one mapped.
+    pub fn end_all(&mut self) -> Result<(), HvError> {
+        let table = table()?;
+        if self
+            .refs
+            .as_slice()
+            .iter()
+            .any(|&r| table.get(r as usize).is_some_and(GrantEntry::in_use))
+        {
+            return Err(HvError::Busy);
+        }
+        for &r in self.refs.as_slice() {
+            match end_access(r as GrantRef) {
+                Ok(()) | Err(HvError::NoEnt) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.refs = heapless_vec::Handles::new();
+        Ok(())
+    }
+
+    /// The grant references, in page order (empty until [`Self::grant_all`]).
+    pub fn refs(&self) -> &[u64] {
+        self.refs.as_slice()
+    }
+}
+
+impl SharedBytes for SharedPages {
+    fn base(&self) -> u64 {
+        self.base
+    }
+    fn size(&self) -> usize {
+        self.pages * PAGE_SIZE as usize
+    }
+}
+
+impl Drop for SharedPages {
+    fn drop(&mut self) {
+        if self.end_all().is_ok() {
+            shared_mem::free_pages(self.base, self.pages);
+        }
+    }
+}
+
+/// The only unsafe code of this module: raw access to shared pages.
+#[allow(unsafe_code)]
+mod shared_mem {
+    extern crate alloc;
+    use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+    use parapet_abi::layout::PAGE_SIZE;
+
+    fn layout(pages: usize) -> Option<Layout> {
+        Layout::from_size_align(pages * PAGE_SIZE as usize, PAGE_SIZE as usize).ok()
+    }
+
+    pub fn alloc_pages(pages: usize) -> Option<u64> {
+        let l = layout(pages)?;
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { alloc_zeroed(l) };
+        (!p.is_null()).then_some(p as u64)
+    }
+
+    pub fn free_pages(base: u64, pages: usize) {
+        if let Some(l) = layout(pages) {
+            // SAFETY: `base` came from `alloc_pages(pages)` with this layout and
+            // no grant to it remains.
+            unsafe { dealloc(base as *mut u8, l) };
+        }
+    }
+
+    pub fn read(addr: u64, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: the callers checked that [addr, addr + len) lies in pages
+            // they own or have mapped for as long as they live; the peer may
+            // write concurrently, hence volatile.
+            *b = unsafe { core::ptr::read_volatile((addr + i as u64) as *const u8) };
+        }
+    }
+
+    pub fn write(addr: u64, data: &[u8]) {
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: as for `read`, and the pages are writable.
+            unsafe { core::ptr::write_volatile((addr + i as u64) as *mut u8, b) };
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The store, guest side: publish small values under keys of this domain, read
+//! other domains' keys, wait for a key to appear.
+//!
+//! Each call passes buffers by address; the hypervisor reads (or, for
+//! [`read`], writes) them through this domain's stage-2 and checks lengths.
+
+use parapet_abi::hypercall::Hypercall;
+use parapet_abi::store::VALUE_MAX;
+use parapet_abi::HvError;
+
+use crate::event::DomId;
+
+/// `StoreWrite`: sets `key` of this domain to `value`.
+pub fn write(key: &str, value: &[u8]) -> Result<(), HvError> {
+    // SAFETY: the hypervisor only reads the two buffers, through our stage-2.
+    unsafe {
+        crate::hypercall::call(
+            Hypercall::StoreWrite as u64,
+            [
+                key.as_ptr() as u64,
+                key.len() as u64,
+                value.as_ptr() as u64,
+                value.len() as u64,
+                0,
+                0,
+            ],
+        )
+    }
+    .map(|_| ())
+}
+
+/// `StoreRead`: reads `key` of domain `domid` into `buf`; returns the value's
+/// length (it may exceed `buf`, which then holds the start).
+pub fn read(domid: DomId, key: &str, buf: &mut [u8]) -> Result<usize, HvError> {
+    // SAFETY: the hypervisor writes at most `buf.len()` bytes into `buf`,
+    // which we own mutably, and reads the key.
+    let r = unsafe {
+        crate::hypercall::call(
+            Hypercall::StoreRead as u64,
+            [
+                domid.into(),
+                key.as_ptr() as u64,
+                key.len() as u64,
+                buf.as_mut_ptr() as u64,
+                buf.len() as u64,
+                0,
+            ],
+        )
+    }?;
+    Ok(r[0] as usize)
+}
+
+/// `StoreRemove`.
+pub fn remove(key: &str) -> Result<(), HvError> {
+    // SAFETY: the hypervisor only reads the key.
+    unsafe {
+        crate::hypercall::call(
+            Hypercall::StoreRemove as u64,
+            [key.as_ptr() as u64, key.len() as u64, 0, 0, 0, 0],
+        )
+    }
+    .map(|_| ())
+}
+
+/// Writes a `u64` value (little-endian).
+pub fn write_u64(key: &str, value: u64) -> Result<(), HvError> {
+    write(key, &value.to_le_bytes())
+}
+
+/// Reads a value written by [`write_u64`].
+pub fn read_u64(domid: DomId, key: &str) -> Result<u64, HvError> {
+    let mut buf = [0u8; 8];
+    match read(domid, key, &mut buf)? {
+        8 => Ok(u64::from_le_bytes(buf)),
+        _ => Err(HvError::Inval),
+    }
+}
+
+/// Blocks until `key` of `domid` exists, then returns it as [`read`] does.
+/// Fails with `NoDomain` if the domain stops meanwhile.
+pub fn wait_for(domid: DomId, key: &str, buf: &mut [u8]) -> Result<usize, HvError> {
+    let mut result = Err(HvError::NoEnt);
+    crate::event::wait_until(|| {
+        result = read(domid, key, buf);
+        !matches!(result, Err(HvError::NoEnt))
+    })?;
+    result
+}
+
+/// Blocks until `key` of `domid` holds a `u64`.
+pub fn wait_for_u64(domid: DomId, key: &str) -> Result<u64, HvError> {
+    let mut buf = [0u8; VALUE_MAX];
+    match wait_for(domid, key, &mut buf)? {
+        8 => Ok(u64::from_le_bytes([
+            buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7],
+        ])),
+        _ => Err(HvError::Inval),
+    }
+}
+
+/// `DomainLookup`: the id of the running domain called `name`.
+pub fn lookup(name: &str) -> Result<DomId, HvError> {
+    // SAFETY: the hypervisor only reads the name.
+    let r = unsafe {
+        crate::hypercall::call(
+            Hypercall::DomainLookup as u64,
+            [name.as_ptr() as u64, name.len() as u64, 0, 0, 0, 0],
+        )
+    }?;
+    Ok(r[0] as DomId)
+}

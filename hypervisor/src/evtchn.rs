@@ -1,0 +1,553 @@
+//! Event-channel port tables: allocation, binding, closing and where a send
+//! goes. The shared pending/mask bits and the kick are the caller's (`hv`);
+//! this module is pure bookkeeping and is tested on the host.
+#![deny(unsafe_code)]
+
+use parapet_abi::event::{is_valid_port, Port, PortStatus, MAX_PORTS};
+use parapet_abi::vpsr::{Virq, NR_VIRQS};
+use parapet_abi::HvError;
+
+/// Most vCPUs per domain (as the ABI's layout).
+const MAX_VCPUS: usize = parapet_abi::layout::MAX_VCPUS as usize;
+
+/// What one port is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortState {
+    /// Not allocated.
+    Free,
+    /// Allocated for `remote` to bind.
+    Unbound {
+        /// The domain allowed to bind.
+        remote: u8,
+    },
+    /// Connected to `remote_port` of `remote`.
+    Interdomain {
+        /// The peer domain.
+        remote: u8,
+        /// The peer's port.
+        remote_port: u16,
+    },
+    /// A virtual IRQ.
+    Virq(Virq),
+    /// An inter-vCPU port.
+    Ipi,
+    /// The peer closed its end or stopped.
+    Closed {
+        /// The peer domain that was.
+        remote: u8,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PortEntry {
+    state: PortState,
+    /// The vCPU notified when this port becomes pending.
+    vcpu: u8,
+}
+
+/// One domain's ports.
+#[derive(Clone, Debug)]
+pub struct EventTable {
+    ports: [PortEntry; MAX_PORTS as usize],
+    virq_ports: [[u16; NR_VIRQS]; MAX_VCPUS],
+    /// Successful sends by this domain.
+    pub sends: u64,
+}
+
+impl Default for EventTable {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// Where a send lands: a port of a domain, notifying one of its vCPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The domain to notify.
+    pub domain: u8,
+    /// Its port to set pending.
+    pub port: Port,
+    /// Its vCPU to notify.
+    pub vcpu: u8,
+}
+
+impl EventTable {
+    /// A table with every port free.
+    pub const EMPTY: EventTable = EventTable {
+        ports: [PortEntry {
+            state: PortState::Free,
+            vcpu: 0,
+        }; MAX_PORTS as usize],
+        virq_ports: [[0; NR_VIRQS]; MAX_VCPUS],
+        sends: 0,
+    };
+
+    fn alloc(&mut self, state: PortState, vcpu: u8) -> Result<Port, HvError> {
+        let port = (1..MAX_PORTS as usize)
+            .find(|&p| self.ports[p].state == PortState::Free)
+            .ok_or(HvError::NoMem)?;
+        self.ports[port] = PortEntry { state, vcpu };
+        Ok(port as Port)
+    }
+
+    fn entry(&self, port: u64) -> Result<&PortEntry, HvError> {
+        if !is_valid_port(port) {
+            return Err(HvError::Inval);
+        }
+        Ok(&self.ports[port as usize])
+    }
+
+    /// The port bound to `virq` on `vcpu`, if any.
+    pub fn virq_port(&self, vcpu: u8, virq: Virq) -> Option<Port> {
+        match self.virq_ports[vcpu as usize % MAX_VCPUS][virq as usize] {
+            0 => None,
+            p => Some(Port::from(p)),
+        }
+    }
+
+    /// The state of `port`.
+    pub fn state(&self, port: u64) -> Result<PortState, HvError> {
+        Ok(self.entry(port)?.state)
+    }
+
+    /// Ports not free.
+    pub fn in_use(&self) -> usize {
+        self.ports
+            .iter()
+            .filter(|p| p.state != PortState::Free)
+            .count()
+    }
+}
+
+/// The port tables of every domain. Operations that connect two domains
+/// change both tables at once.
+pub struct EventTables<const N: usize> {
+    tables: [EventTable; N],
+}
+
+impl<const N: usize> Default for EventTables<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> EventTables<N> {
+    /// Every domain with every port free.
+    pub const fn new() -> Self {
+        Self {
+            tables: [const { EventTable::EMPTY }; N],
+        }
+    }
+
+    /// Domain `d`'s table.
+    pub fn table(&self, d: u8) -> &EventTable {
+        &self.tables[d as usize]
+    }
+
+    /// Domain `d`'s table, mutably.
+    pub fn table_mut(&mut self, d: u8) -> &mut EventTable {
+        &mut self.tables[d as usize]
+    }
+
+    /// `EvtchnAllocUnbound`: a port of `d` that only `remote` may bind.
+    /// `remote_alive` says whether the remote domain exists and runs.
+    pub fn alloc_unbound(
+        &mut self,
+        d: u8,
+        remote: u64,
+        remote_alive: bool,
+    ) -> Result<Port, HvError> {
+        if remote >= N as u64 || !remote_alive {
+            return Err(HvError::NoDomain);
+        }
+        self.tables[d as usize].alloc(
+            PortState::Unbound {
+                remote: remote as u8,
+            },
+            0,
+        )
+    }
+
+    /// `EvtchnBindInterdomain`: connects a new port of `d` to `remote_port` of
+    /// `remote`, which must be unbound and allocated for `d`.
+    pub fn bind_interdomain(
+        &mut self,
+        d: u8,
+        remote: u64,
+        remote_port: u64,
+        remote_alive: bool,
+    ) -> Result<Port, HvError> {
+        if remote >= N as u64 || !remote_alive {
+            return Err(HvError::NoDomain);
+        }
+        let r = remote as u8;
+        match self.tables[r as usize].state(remote_port)? {
+            PortState::Unbound { remote: allowed } if allowed == d => {}
+            PortState::Unbound { .. } => return Err(HvError::Access),
+            _ => return Err(HvError::NoEnt),
+        }
+        if r == d {
+            // Loopback: the unbound port itself becomes one end.
+            let local = self.tables[d as usize].alloc(PortState::Ipi, 0)?;
+            self.connect(d, local, r, remote_port as Port);
+            return Ok(local);
+        }
+        let local = self.tables[d as usize].alloc(PortState::Free, 0)?;
+        self.connect(d, local, r, remote_port as Port);
+        Ok(local)
+    }
+
+    fn connect(&mut self, a: u8, pa: Port, b: u8, pb: Port) {
+        self.tables[a as usize].ports[pa as usize].state = PortState::Interdomain {
+            remote: b,
+            remote_port: pb as u16,
+        };
+        self.tables[b as usize].ports[pb as usize].state = PortState::Interdomain {
+            remote: a,
+            remote_port: pa as u16,
+        };
+    }
+
+    /// `EvtchnBindVirq`.
+    pub fn bind_virq(
+        &mut self,
+        d: u8,
+        virq: u64,
+        vcpu: u64,
+        vcpus: usize,
+    ) -> Result<Port, HvError> {
+        let virq = Virq::from_raw(virq).ok_or(HvError::Inval)?;
+        if vcpu >= vcpus as u64 {
+            return Err(HvError::NoEnt);
+        }
+        let t = &mut self.tables[d as usize];
+        if t.virq_ports[vcpu as usize][virq as usize] != 0 {
+            return Err(HvError::Busy);
+        }
+        let port = t.alloc(PortState::Virq(virq), vcpu as u8)?;
+        t.virq_ports[vcpu as usize][virq as usize] = port as u16;
+        Ok(port)
+    }
+
+    /// `EvtchnBindIpi`.
+    pub fn bind_ipi(&mut self, d: u8, vcpu: u64, vcpus: usize) -> Result<Port, HvError> {
+        if vcpu >= vcpus as u64 {
+            return Err(HvError::NoEnt);
+        }
+        self.tables[d as usize].alloc(PortState::Ipi, vcpu as u8)
+    }
+
+    /// `EvtchnClose`: frees `port` of `d`; an interdomain peer sees `Closed`.
+    pub fn close(&mut self, d: u8, port: u64) -> Result<(), HvError> {
+        let state = self.tables[d as usize].state(port)?;
+        match state {
+            PortState::Free => return Err(HvError::NoEnt),
+            PortState::Interdomain {
+                remote,
+                remote_port,
+            } if remote != d => {
+                let peer = &mut self.tables[remote as usize].ports[remote_port as usize];
+                if peer.state
+                    == (PortState::Interdomain {
+                        remote: d,
+                        remote_port: port as u16,
+                    })
+                {
+                    peer.state = PortState::Closed { remote: d };
+                }
+            }
+            PortState::Interdomain { remote_port, .. } => {
+                // Loopback: the other end becomes closed too.
+                let peer = &mut self.tables[d as usize].ports[remote_port as usize];
+                if remote_port as u64 != port {
+                    peer.state = PortState::Closed { remote: d };
+                }
+            }
+            PortState::Virq(virq) => {
+                let t = &mut self.tables[d as usize];
+                let vcpu = t.ports[port as usize].vcpu as usize;
+                t.virq_ports[vcpu][virq as usize] = 0;
+            }
+            _ => {}
+        }
+        self.tables[d as usize].ports[port as usize] = PortEntry {
+            state: PortState::Free,
+            vcpu: 0,
+        };
+        Ok(())
+    }
+
+    /// `EvtchnStatus`.
+    pub fn status(&self, d: u8, port: u64) -> Result<PortStatus, HvError> {
+        let e = self.tables[d as usize].entry(port)?;
+        Ok(match e.state {
+            PortState::Free => PortStatus::Free,
+            PortState::Unbound { remote } => PortStatus::Unbound {
+                remote: remote.into(),
+            },
+            PortState::Interdomain {
+                remote,
+                remote_port,
+            } => PortStatus::Interdomain {
+                remote: remote.into(),
+                remote_port: remote_port.into(),
+            },
+            PortState::Virq(v) => PortStatus::Virq {
+                virq: v as u32,
+                vcpu: e.vcpu.into(),
+            },
+            PortState::Ipi => PortStatus::Ipi {
+                vcpu: e.vcpu.into(),
+            },
+            PortState::Closed { remote } => PortStatus::Closed {
+                remote: remote.into(),
+            },
+        })
+    }
+
+    /// `EvtchnSend`: where a send on `port` of `d` lands. `alive(domain)` says
+    /// whether a domain runs.
+    pub fn send_target(
+        &mut self,
+        d: u8,
+        port: u64,
+        alive: impl Fn(u8) -> bool,
+    ) -> Result<Target, HvError> {
+        let e = *self.tables[d as usize].entry(port)?;
+        let target = match e.state {
+            PortState::Interdomain {
+                remote,
+                remote_port,
+            } => {
+                if !alive(remote) {
+                    return Err(HvError::NoDomain);
+                }
+                let vcpu = self.tables[remote as usize].ports[remote_port as usize].vcpu;
+                Target {
+                    domain: remote,
+                    port: remote_port.into(),
+                    vcpu,
+                }
+            }
+            PortState::Ipi => Target {
+                domain: d,
+                port: port as Port,
+                vcpu: e.vcpu,
+            },
+            PortState::Closed { remote } if !alive(remote) => return Err(HvError::NoDomain),
+            // Free, unbound, closed, or a VIRQ (only the hypervisor raises those).
+            _ => return Err(HvError::NoEnt),
+        };
+        self.tables[d as usize].sends += 1;
+        Ok(target)
+    }
+
+    /// Where `virq` for vCPU `vcpu` of `d` goes, if it is bound to a port.
+    pub fn virq_target(&self, d: u8, vcpu: u8, virq: Virq) -> Option<Target> {
+        self.tables[d as usize]
+            .virq_port(vcpu, virq)
+            .map(|port| Target {
+                domain: d,
+                port,
+                vcpu,
+            })
+    }
+
+    /// `EvtchnUnmask`: the vCPU a pending port of `d` notifies.
+    pub fn bound_vcpu(&self, d: u8, port: u64) -> Result<u8, HvError> {
+        let e = self.tables[d as usize].entry(port)?;
+        if e.state == PortState::Free {
+            return Err(HvError::NoEnt);
+        }
+        Ok(e.vcpu)
+    }
+
+    /// Domain `d` stopped: frees all its ports (their peers see `Closed`) and
+    /// turns the unbound ports others allocated for it into closed ones.
+    /// Returns the peers whose ports changed, as `(domain, port)` pairs through
+    /// `notify`, so the caller can wake them.
+    pub fn teardown(&mut self, d: u8, mut notify: impl FnMut(u8, Port)) {
+        for port in 1..MAX_PORTS as u64 {
+            if let PortState::Interdomain {
+                remote,
+                remote_port,
+            } = self.tables[d as usize].ports[port as usize].state
+            {
+                if remote != d {
+                    notify(remote, remote_port.into());
+                }
+            }
+            if self.tables[d as usize].ports[port as usize].state != PortState::Free {
+                let _ = self.close(d, port);
+            }
+        }
+        self.tables[d as usize].sends = 0;
+        for (i, t) in self.tables.iter_mut().enumerate() {
+            if i == d as usize {
+                continue;
+            }
+            for p in t.ports.iter_mut() {
+                if p.state == (PortState::Unbound { remote: d }) {
+                    p.state = PortState::Closed { remote: d };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type T = EventTables<4>;
+
+    fn alive(_: u8) -> bool {
+        true
+    }
+
+    #[test]
+    fn unbound_bind_send_both_ways() {
+        let mut t = T::new();
+        let p1 = t.alloc_unbound(1, 2, true).unwrap();
+        assert_eq!(p1, 1, "port 0 is never handed out");
+        assert_eq!(
+            t.status(1, p1.into()),
+            Ok(PortStatus::Unbound { remote: 2 })
+        );
+        let p2 = t.bind_interdomain(2, 1, p1.into(), true).unwrap();
+        assert_eq!(
+            t.send_target(2, p2.into(), alive),
+            Ok(Target {
+                domain: 1,
+                port: p1,
+                vcpu: 0
+            })
+        );
+        assert_eq!(
+            t.send_target(1, p1.into(), alive),
+            Ok(Target {
+                domain: 2,
+                port: p2,
+                vcpu: 0
+            })
+        );
+        assert_eq!(t.table(2).sends, 1);
+    }
+
+    #[test]
+    fn foreign_and_invalid_ports_are_refused() {
+        let mut t = T::new();
+        let p1 = t.alloc_unbound(1, 2, true).unwrap();
+        // Domain 3 may not bind a port meant for domain 2.
+        assert_eq!(
+            t.bind_interdomain(3, 1, p1.into(), true),
+            Err(HvError::Access)
+        );
+        // Not unbound.
+        assert_eq!(t.bind_interdomain(2, 1, 5, true), Err(HvError::NoEnt));
+        assert_eq!(t.bind_interdomain(2, 1, 0, true), Err(HvError::Inval));
+        assert_eq!(
+            t.bind_interdomain(2, 1, u64::from(MAX_PORTS), true),
+            Err(HvError::Inval)
+        );
+        assert_eq!(t.bind_interdomain(2, 9, 1, true), Err(HvError::NoDomain));
+        assert_eq!(t.alloc_unbound(1, 2, false), Err(HvError::NoDomain));
+        // Sending on a port the caller does not hold (it is domain 1's).
+        assert_eq!(t.send_target(3, p1.into(), alive), Err(HvError::NoEnt));
+        // Sending on an unbound port.
+        assert_eq!(t.send_target(1, p1.into(), alive), Err(HvError::NoEnt));
+        assert_eq!(t.send_target(1, 0, alive), Err(HvError::Inval));
+        assert_eq!(t.send_target(1, 1 << 40, alive), Err(HvError::Inval));
+        assert_eq!(t.close(1, 77), Err(HvError::NoEnt));
+    }
+
+    #[test]
+    fn close_leaves_the_peer_closed() {
+        let mut t = T::new();
+        let p1 = t.alloc_unbound(1, 2, true).unwrap();
+        let p2 = t.bind_interdomain(2, 1, p1.into(), true).unwrap();
+        t.close(1, p1.into()).unwrap();
+        assert_eq!(t.status(2, p2.into()), Ok(PortStatus::Closed { remote: 1 }));
+        assert_eq!(t.send_target(2, p2.into(), alive), Err(HvError::NoEnt));
+        assert_eq!(
+            t.send_target(2, p2.into(), |d| d != 1),
+            Err(HvError::NoDomain)
+        );
+        assert_eq!(t.status(1, p1.into()), Ok(PortStatus::Free));
+        // The freed number is reused.
+        assert_eq!(t.alloc_unbound(1, 3, true), Ok(p1));
+    }
+
+    #[test]
+    fn dead_peer_gives_nodomain_and_teardown_closes() {
+        let mut t = T::new();
+        let p1 = t.alloc_unbound(1, 2, true).unwrap();
+        let p2 = t.bind_interdomain(2, 1, p1.into(), true).unwrap();
+        let spare = t.alloc_unbound(3, 1, true).unwrap();
+        assert_eq!(
+            t.send_target(2, p2.into(), |d| d != 1),
+            Err(HvError::NoDomain)
+        );
+        let mut notified = Vec::new();
+        t.teardown(1, |d, p| notified.push((d, p)));
+        assert_eq!(notified, vec![(2, p2)]);
+        assert_eq!(t.table(1).in_use(), 0);
+        assert_eq!(t.status(2, p2.into()), Ok(PortStatus::Closed { remote: 1 }));
+        assert_eq!(
+            t.status(3, spare.into()),
+            Ok(PortStatus::Closed { remote: 1 })
+        );
+    }
+
+    #[test]
+    fn virq_and_ipi_binding() {
+        let mut t = T::new();
+        let p = t.bind_virq(1, Virq::Timer as u64, 1, 2).unwrap();
+        assert_eq!(t.bind_virq(1, Virq::Timer as u64, 1, 2), Err(HvError::Busy));
+        assert_eq!(t.bind_virq(1, 99, 0, 2), Err(HvError::Inval));
+        assert_eq!(t.bind_virq(1, 0, 2, 2), Err(HvError::NoEnt));
+        assert_eq!(
+            t.virq_target(1, 1, Virq::Timer),
+            Some(Target {
+                domain: 1,
+                port: p,
+                vcpu: 1
+            })
+        );
+        assert_eq!(t.virq_target(1, 0, Virq::Timer), None);
+        // Guests cannot send on a VIRQ port.
+        assert_eq!(t.send_target(1, p.into(), alive), Err(HvError::NoEnt));
+        t.close(1, p.into()).unwrap();
+        assert_eq!(t.virq_target(1, 1, Virq::Timer), None);
+        let ipi = t.bind_ipi(1, 1, 2).unwrap();
+        assert_eq!(
+            t.send_target(1, ipi.into(), alive),
+            Ok(Target {
+                domain: 1,
+                port: ipi,
+                vcpu: 1
+            })
+        );
+        assert_eq!(t.bind_ipi(1, 5, 2), Err(HvError::NoEnt));
+    }
+
+    #[test]
+    fn loopback_channel() {
+        let mut t = T::new();
+        let a = t.alloc_unbound(1, 1, true).unwrap();
+        let b = t.bind_interdomain(1, 1, a.into(), true).unwrap();
+        assert_eq!(t.send_target(1, a.into(), alive).unwrap().port, b);
+        assert_eq!(t.send_target(1, b.into(), alive).unwrap().port, a);
+        t.close(1, a.into()).unwrap();
+        assert_eq!(t.status(1, b.into()), Ok(PortStatus::Closed { remote: 1 }));
+    }
+
+    #[test]
+    fn ports_run_out_explicitly() {
+        let mut t = T::new();
+        for _ in 1..MAX_PORTS {
+            t.alloc_unbound(1, 2, true).unwrap();
+        }
+        assert_eq!(t.alloc_unbound(1, 2, true), Err(HvError::NoMem));
+    }
+}
