@@ -31,8 +31,11 @@ use parapet_guest::store;
 const PAGE: usize = 4096;
 /// `"VCHN"`.
 const MAGIC: u32 = u32::from_le_bytes(*b"VCHN");
+/// Times a waiting end yields and looks again before it sleeps on the event.
+const POLL_YIELDS: u32 = 32;
+
 /// Most pages per ring (data is `ring_pages - 1` pages, a power of two).
-pub const MAX_RING_PAGES: u32 = 17;
+pub const MAX_RING_PAGES: u32 = 33;
 
 /// Connection state of one side, in the control page.
 mod state {
@@ -111,6 +114,10 @@ pub struct ChanStats {
     pub notifications: u64,
     /// Times this end blocked waiting.
     pub waits: u64,
+    /// Counter ticks spent blocked.
+    pub wait_ticks: u64,
+    /// Times a poll (yield and look again) found what it waited for.
+    pub polls_ok: u64,
 }
 
 /// One end of a byte channel.
@@ -165,7 +172,7 @@ fn key<'a>(name: &str, buf: &'a mut [u8; 32]) -> Result<&'a str, ChanError> {
 
 impl Vchan {
     /// Server side: offers channel `name` to domain `client` with rings of
-    /// `ring_pages` pages each (2..=17; the data area is a power of two), and
+    /// `ring_pages` pages each (2..=33; the data area is a power of two), and
     /// waits until the client has connected.
     pub fn listen(client: DomId, name: &str, ring_pages: u32) -> Result<Vchan, ChanError> {
         if !(2..=MAX_RING_PAGES).contains(&ring_pages) {
@@ -174,7 +181,7 @@ impl Vchan {
         let total = 1 + 2 * ring_pages as usize;
         let mut pages = SharedPages::new(total)?;
         let refs = pages.grant_all(client, false)?;
-        let mut refs_le = [0u8; 4 * 64];
+        let mut refs_le = [0u8; 8 * MAX_RING_PAGES as usize];
         for (i, &r) in refs[1..].iter().enumerate() {
             refs_le[4 * i..4 * i + 4].copy_from_slice(&(r as u32).to_le_bytes());
         }
@@ -257,9 +264,9 @@ impl Vchan {
             return Err(ChanError::BadControl("ring size out of range"));
         }
         let nrefs = 2 * ring_pages as usize;
-        let mut raw = [0u8; 4 * 64];
+        let mut raw = [0u8; 8 * MAX_RING_PAGES as usize];
         control.read_at(Control::REFS, &mut raw[..4 * nrefs])?;
-        let mut refs = [0u32; 64];
+        let mut refs = [0u32; 2 * MAX_RING_PAGES as usize];
         for (i, r) in refs.iter_mut().enumerate().take(nrefs) {
             *r = u32::from_le_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]]);
         }
@@ -382,8 +389,20 @@ impl Vchan {
 
     fn wait_space(&mut self, want: usize) -> Result<(), ChanError> {
         let want = want.min(self.tx.size() as usize / 2) as u32;
+        // Poll first, yielding the CPU between looks: on one CPU that runs
+        // the peer at once; on two, the peer is likely running and about to
+        // free space, and a yield costs far less than sleeping and being
+        // woken by an event.
+        for _ in 0..POLL_YIELDS {
+            if self.tx.free().map_err(|e| self.ring_err(e))? >= want {
+                self.stats.polls_ok += 1;
+                return Ok(());
+            }
+            let _ = parapet_guest::hypercall::yield_now();
+        }
         let mut err = None;
         self.stats.waits += 1;
+        let t0 = parapet_guest::time::now();
         let tx = &mut self.tx;
         let pages = &self.pages;
         let port = self.port;
@@ -406,6 +425,7 @@ impl Vchan {
                 true
             }
         })?;
+        self.stats.wait_ticks += parapet_guest::time::now() - t0;
         if err.is_some() {
             return Err(match self.tx.free() {
                 Err(e) => self.ring_err(e),
@@ -461,8 +481,20 @@ impl Vchan {
     /// Blocks until `want` bytes (at most half the ring) are readable.
     fn wait_data(&mut self, want: usize) -> Result<(), ChanError> {
         let want = want.min(self.rx.size() as usize / 2) as u32;
+        // Poll first (see `wait_space`).
+        for _ in 0..POLL_YIELDS {
+            if self.rx.available().map_err(|e| self.ring_err(e))? >= want {
+                self.stats.polls_ok += 1;
+                return Ok(());
+            }
+            if self.peer_state() == state::CLOSED {
+                break;
+            }
+            let _ = parapet_guest::hypercall::yield_now();
+        }
         let mut gone = false;
         self.stats.waits += 1;
+        let t0 = parapet_guest::time::now();
         let rx = &mut self.rx;
         let pages = &self.pages;
         let port = self.port;
@@ -485,6 +517,7 @@ impl Vchan {
                 true
             }
         })?;
+        self.stats.wait_ticks += parapet_guest::time::now() - t0;
         if gone {
             // Data that arrived before the close is still readable.
             return match self.rx.available() {

@@ -170,7 +170,7 @@ impl Mapped {
 /// Small fixed-capacity vectors of `u64` (no heap needed).
 pub mod heapless_vec {
     /// Most pages in one [`Mapped`](super::Mapped) run.
-    pub const MAX: usize = 64;
+    pub const MAX: usize = 128;
 
     /// Up to [`MAX`] values.
     #[derive(Clone, Debug)]

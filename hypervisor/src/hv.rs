@@ -42,6 +42,8 @@ const MAX_DOMAINS: usize = 8;
 const MAX_VCPUS: usize = layout::MAX_VCPUS as usize;
 const TABLE_POOL_PAGES: usize = 1024;
 const DEFAULT_UART: usize = 0x0900_0000;
+/// How long an idle CPU polls for an interrupt before it halts (iterations).
+const IDLE_POLL_SPINS: u32 = 20_000;
 
 // ---------------------------------------------------------------------------
 // Console
@@ -1787,7 +1789,7 @@ fn dispatch(
         }
         hv.program_timer(cpu);
         drop(hv);
-        crate::arch::wait_for_interrupt();
+        crate::arch::wait_for_interrupt_polling(IDLE_POLL_SPINS);
         hv = HV.lock();
         hv.handle_irqs();
         expired = false;
