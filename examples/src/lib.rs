@@ -53,6 +53,16 @@ pub mod stats {
         samples.sort_unstable();
         Some((samples[0], samples[(samples.len() - 1) / 2]))
     }
+
+    /// Instructions from reading `start` to reading `end` of a 32-bit PMU
+    /// event counter (on the same CPU, possibly in different domains), minus
+    /// `calibration`, the cost of a counter read itself. `None` if `end` comes
+    /// before `start` (half the counter's range or more "later"): the two
+    /// readings do not belong together.
+    pub fn counter_delta(start: u64, end: u64, calibration: u64) -> Option<u64> {
+        let d = (end as u32).wrapping_sub(start as u32);
+        (d < 1 << 31).then(|| u64::from(d).saturating_sub(calibration))
+    }
 }
 
 /// End-to-end checksums of the byte-channel benchmark.
@@ -137,5 +147,21 @@ mod tests {
         assert_eq!(stats::min_median(&mut [5]), Some((5, 5)));
         assert_eq!(stats::min_median(&mut [9, 1, 5, 7]), Some((1, 5)));
         assert_eq!(stats::min_median(&mut [3, 2, 1]), Some((1, 2)));
+    }
+
+    #[test]
+    fn counter_deltas_wrap_and_reject_reversed_pairs() {
+        assert_eq!(stats::counter_delta(100, 350, 2), Some(248));
+        assert_eq!(stats::counter_delta(100, 101, 2), Some(0));
+        // The counter is 32 bits: it wraps, and the upper half of the u64 is ignored.
+        assert_eq!(stats::counter_delta(0xffff_fff0, 0x10, 0), Some(0x20));
+        assert_eq!(stats::counter_delta(0x1_0000_0005, 0x9, 0), Some(4));
+        // `end` before `start`: not a pair.
+        assert_eq!(stats::counter_delta(350, 100, 0), None);
+        assert_eq!(stats::counter_delta(0, 1 << 31, 0), None);
+        assert_eq!(
+            stats::counter_delta(0, (1 << 31) - 1, 0),
+            Some((1 << 31) - 1)
+        );
     }
 }

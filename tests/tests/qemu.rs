@@ -182,3 +182,31 @@ fn killing_one_end_gives_the_other_a_clean_error() {
     assert_has(&t, "[chan-rx] ring-bench: the peer died");
     assert_has(&t, "[hv] domain chan-rx exited: poweroff (code 1)");
 }
+
+#[test]
+fn bench_micro_reports_every_path_as_json() {
+    let _g = serial();
+    let json = std::env::temp_dir().join(format!("parapet-micro-{}.json", std::process::id()));
+    let r = run_parapet(&[
+        "bench",
+        "micro",
+        "--json",
+        json.to_str().unwrap(),
+        "--timeout",
+        "300",
+    ]);
+    assert!(r.status.success(), "{}\n{}", r.stdout, r.stderr);
+    let text = std::fs::read_to_string(&json).expect("the JSON report");
+    let _ = std::fs::remove_file(&json);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let results = v["results"].as_array().expect("results");
+    for name in ["null_hypercall", "event_to_handler", "world_switch"] {
+        let r = results
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        // Instruction counts exist and are plausible (not a target check).
+        let n = r["instructions"].as_u64().unwrap();
+        assert!(n > 0 && n < 100_000, "{name}: {n}");
+    }
+}

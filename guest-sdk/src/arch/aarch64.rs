@@ -351,10 +351,15 @@ pub unsafe fn hvc(nr: u64, args: [u64; 6]) -> [u64; 4] {
             inlateout("x1") args[0] => r1,
             inlateout("x2") args[1] => r2,
             inlateout("x3") args[2] => r3,
-            in("x4") args[3],
-            in("x5") args[4],
-            in("x6") args[5],
-            clobber_abi("C"),
+            inlateout("x4") args[3] => _,
+            inlateout("x5") args[4] => _,
+            inlateout("x6") args[5] => _,
+            // x0–x17 only, not the FP/SIMD registers (the ABI preserves them):
+            // `clobber_abi("C")` would make every call save and restore d8–d15,
+            // an FP use that defeats the lazy FPU.
+            lateout("x7") _, lateout("x8") _, lateout("x9") _, lateout("x10") _,
+            lateout("x11") _, lateout("x12") _, lateout("x13") _, lateout("x14") _,
+            lateout("x15") _, lateout("x16") _, lateout("x17") _,
             options(nostack),
         );
     }
