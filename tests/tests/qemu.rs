@@ -210,3 +210,17 @@ fn bench_micro_reports_every_path_as_json() {
         assert!(n > 0 && n < 100_000, "{name}: {n}");
     }
 }
+
+#[test]
+fn granter_dying_takes_its_pages_from_the_mapper_cleanly() {
+    let _g = serial();
+    let (status, t) = run_up("scenarios/chan-kill-server.toml", 300);
+    assert_eq!(status.code(), Some(1), "exit status {status}:\n{t}");
+    assert_has(&t, "[chan-rx] rx: crashing on purpose after");
+    assert_has(&t, "[hv] domain chan-rx crashed:");
+    // The sender had the receiver's pages mapped: it gets an error, not a
+    // fault, and exits by itself (unmapping the orphaned mappings).
+    assert_has(&t, "[chan-tx] ring-bench: the peer died");
+    assert_has(&t, "[hv] domain chan-tx exited: poweroff (code 1)");
+    assert!(!t.contains("[hv] domain chan-tx crashed"), "{t}");
+}

@@ -9,7 +9,8 @@
 //! Command line: `tx` or `rx`; `peer=NAME` (default `ring-rx` / `ring-tx`);
 //! `sizes=64,256,...` (tx; default 64 B to 64 KiB); `kib=N` bytes per size in
 //! KiB (tx; default 8192); `crash-after=BYTES` (tx: crash after sending that
-//! much, to test that the reader gets a clean error); `ring-pages=N` (rx).
+//! much, to test that the reader gets a clean error; rx: crash after receiving
+//! that much, to test the writer's side); `ring-pages=N` (rx).
 //!
 //! Output lines (parsed by `cargo parapet bench ring`):
 //! `bench ring tx size=.. msgs=.. notify=..`,
@@ -57,7 +58,11 @@ mod guest {
             let pages = cmdline::get(cmd, "ring-pages")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(33);
-            receive(peer, pages)
+            receive(
+                peer,
+                pages,
+                cmdline::get(cmd, "crash-after").and_then(|v| v.parse().ok()),
+            )
         } else {
             send(peer, cmd)
         };
@@ -136,7 +141,7 @@ mod guest {
         Ok(())
     }
 
-    fn receive(peer: u32, ring_pages: u32) -> Result<(), ChanError> {
+    fn receive(peer: u32, ring_pages: u32, crash_after: Option<u64>) -> Result<(), ChanError> {
         let mut chan = Vchan::listen(peer, CHANNEL, ring_pages)?;
         println!(
             "rx: connected, ring {} KiB per direction",
@@ -176,6 +181,10 @@ mod guest {
                     return Err(e);
                 }
                 total += u64::from(size);
+                if crash_after.is_some_and(|c| total >= c) {
+                    println!("rx: crashing on purpose after {total} bytes");
+                    hypercall::shutdown(ShutdownReason::Crash, 3);
+                }
             }
             let t1 = time::now();
             let s1 = event::stats().unwrap_or_default();
