@@ -10,13 +10,16 @@
 //!   slots), against `rtrb` (push/pop, and its chunk API) and `crossbeam-queue`'s
 //!   `ArrayQueue`, each with the same capacity. Consumers check every message's
 //!   sequence number at both ends of the payload.
-//! * (b) 4 KiB messages through the byte ring (65-page region = 256 KiB data area),
-//!   against `rtrb`'s byte API (`io::Write`/`io::Read`, capacity 256 KiB), in GB/s, and
-//!   memcpy of 4 KiB buffers on one thread: hot (the same two buffers) and over a
-//!   256 KiB working set (as the ring's data passes through its area). Ratio ring/memcpy.
+//!   The byte ring also carries the same 64-byte messages one way (same capacity).
+//! * (b) 4 KiB messages through the byte ring (65 and 257 pages: 256 KiB and 1 MiB of
+//!   data), against `rtrb`'s byte API (`io::Write`/`io::Read`, same capacity), in GB/s,
+//!   and memcpy of 4 KiB buffers on one thread: hot (the same two buffers), over a
+//!   256 KiB and a 64 MiB working set. Ratios ring/memcpy and ring/rtrb.
 //!
-//! Each case runs for a fixed time (0.4 s, 0.15 s with `--quick`) three times and the
-//! best run is kept. Prints a table; `--json FILE` also writes the results as JSON.
+//! Each case runs for a fixed time (0.2 s, 0.1 s with `--quick`), five times,
+//! interleaved with the other cases, and the best run is kept. Prints a table;
+//! `--json FILE` also writes the results as JSON; `--filter TEXT` runs only the cases
+//! whose name contains TEXT.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -178,7 +181,7 @@ fn bench_rtrb(cap: usize, time: Duration) -> (u64, f64) {
                 if tx.push(msg(seq)).is_ok() {
                     idle.reset();
                     seq += 1;
-                    if seq % 32 == 0 && stop() {
+                    if seq.is_multiple_of(32) && stop() {
                         return seq;
                     }
                 } else {
@@ -262,7 +265,7 @@ fn bench_crossbeam(cap: usize, time: Duration) -> (u64, f64) {
                 if q.push(msg(seq)).is_ok() {
                     idle.reset();
                     seq += 1;
-                    if seq % 32 == 0 && stop() {
+                    if seq.is_multiple_of(32) && stop() {
                         return seq;
                     }
                 } else {
@@ -301,11 +304,11 @@ fn big_msg(seq: u64, m: &mut [u8]) {
 }
 
 /// Messages of `size` bytes through a byte ring over `pages` pages, published in
-/// batches of a quarter of the ring (at most 32 KiB) or when the ring is full / empty.
+/// batches of half the ring (at most 32 KiB) or when the ring is full / empty.
 fn bench_byte_ring(pages: usize, size: usize, time: Duration) -> (u64, f64) {
     let mut buf = RingBuffer::new(pages);
     let (mut w, mut r) = buf.split_bytes().unwrap();
-    let batch = (w.size() as usize / 4).min(32 << 10).div_ceil(size).max(1);
+    let batch = (w.size() as usize / 2).min(32 << 10).div_ceil(size).max(1);
     pair(
         time,
         move |stop| {
@@ -389,7 +392,7 @@ fn bench_rtrb_bytes(cap: usize, time: Duration) -> (u64, f64) {
                     idle.reset();
                     seq += 1;
                     off = 0;
-                    if seq % 8 == 0 && stop() {
+                    if seq.is_multiple_of(8) && stop() {
                         return seq;
                     }
                     big_msg(seq, m);
@@ -530,38 +533,41 @@ fn main() {
             Box::new(move || bench_byte_ring(bpages, 64, time)),
         );
     }
-    let data = 64 * PAGE_SIZE;
-    let mut add = |name: &str, cap: &str, run: Box<dyn Fn() -> (u64, f64)>| {
+    let mut add = |name: String, cap: &str, run: Box<dyn Fn() -> (u64, f64)>| {
         cases.push(Case {
             group: "4 KiB messages",
-            name: name.into(),
+            name,
             capacity: cap.into(),
             msg_bytes: BIG,
             run,
         })
     };
+    for (data, cap) in [(256 << 10, "256 KiB"), (1 << 20, "1 MiB")] {
+        // One header page plus the data area.
+        let pages = data / PAGE_SIZE + 1;
+        add(
+            format!("parapet byte ring ({pages} pages)"),
+            cap,
+            Box::new(move || bench_byte_ring(pages, BIG, time)),
+        );
+        add(
+            "rtrb u8 io::Write/Read".into(),
+            cap,
+            Box::new(move || bench_rtrb_bytes(data, time)),
+        );
+    }
     add(
-        "parapet byte ring (65 pages)",
-        "256 KiB",
-        Box::new(move || bench_byte_ring(65, BIG, time)),
-    );
-    add(
-        "rtrb u8 io::Write/Read",
-        "256 KiB",
-        Box::new(move || bench_rtrb_bytes(data, time)),
-    );
-    add(
-        "memcpy 1 thread, hot 4 KiB",
+        "memcpy 1 thread, hot 4 KiB".into(),
         "4 KiB",
         Box::new(move || bench_memcpy(BIG, time)),
     );
     add(
-        "memcpy 1 thread, 256 KiB set",
+        "memcpy 1 thread, 256 KiB set".into(),
         "256 KiB",
-        Box::new(move || bench_memcpy(data, time)),
+        Box::new(move || bench_memcpy(256 << 10, time)),
     );
     add(
-        "memcpy 1 thread, 64 MiB set",
+        "memcpy 1 thread, 64 MiB set".into(),
         "64 MiB",
         Box::new(move || bench_memcpy(64 << 20, time)),
     );
@@ -590,50 +596,50 @@ fn main() {
         })
         .collect();
 
-    let find = |prefix: &str| {
+    let find = |name: &str, cap: &str| {
         rows.iter()
-            .find(|r| r.name.starts_with(prefix))
-            .map(Row::gb_per_s)
+            .find(|r| r.name.starts_with(name) && r.capacity == cap)
+            .map(|r| r.msgs_per_s)
     };
-    let mut ratios = Vec::new();
-    if let Some(ring) = find("parapet byte ring (65") {
-        for (name, other) in [
-            ("byte ring / memcpy hot 4 KiB", "memcpy 1 thread, hot 4"),
-            ("byte ring / memcpy 256 KiB set", "memcpy 1 thread, 256"),
-            ("byte ring / memcpy 64 MiB set", "memcpy 1 thread, 64"),
-            ("byte ring / rtrb bytes", "rtrb u8"),
+    let mut ratios: Vec<(String, f64)> = Vec::new();
+    let mut ratio = |label: String, a: Option<f64>, b: Option<f64>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            ratios.push((label, a / b));
+        }
+    };
+    for cap in ["32 slots", "512 slots"] {
+        let rtrb = find("rtrb push/pop", cap);
+        ratio(
+            format!("req/rsp ring / rtrb push/pop, {cap}"),
+            find("parapet req/rsp", cap),
+            rtrb,
+        );
+        ratio(
+            format!("byte ring one-way / rtrb push/pop, {cap}"),
+            find("parapet byte ring", cap),
+            rtrb,
+        );
+    }
+    for cap in ["256 KiB", "1 MiB"] {
+        let ring = find("parapet byte ring", cap);
+        for (m, mcap) in [
+            ("hot 4 KiB", "4 KiB"),
+            ("256 KiB set", "256 KiB"),
+            ("64 MiB set", "64 MiB"),
         ] {
-            if let Some(o) = find(other) {
-                ratios.push((name, ring / o));
-            }
+            ratio(
+                format!("byte ring {cap} / memcpy {m}"),
+                ring,
+                find("memcpy", mcap),
+            );
         }
+        ratio(
+            format!("byte ring {cap} / rtrb bytes {cap}"),
+            ring,
+            find("rtrb u8", cap),
+        );
     }
-    for (name, ours, theirs) in [(
-        "req ring 32 / rtrb push/pop 32",
-        "parapet req/rsp ring (1 ",
-        "rtrb push/pop",
-    )] {
-        let get = |p: &str| {
-            rows.iter()
-                .find(|r| r.name.starts_with(p) && r.capacity == "32 slots")
-        };
-        if let (Some(a), Some(b)) = (get(ours), get(theirs)) {
-            ratios.push((name, a.msgs_per_s / b.msgs_per_s));
-        }
-    }
-    for (name, ours, theirs) in [(
-        "req ring 512 / rtrb push/pop 512",
-        "parapet req/rsp ring (16",
-        "rtrb push/pop",
-    )] {
-        let get = |p: &str| {
-            rows.iter()
-                .find(|r| r.name.starts_with(p) && r.capacity == "512 slots")
-        };
-        if let (Some(a), Some(b)) = (get(ours), get(theirs)) {
-            ratios.push((name, a.msgs_per_s / b.msgs_per_s));
-        }
-    }
+
     println!(
         "{:<18} {:<40} {:>10} {:>14} {:>9}",
         "group", "queue", "capacity", "msgs/s", "GB/s"
@@ -649,7 +655,7 @@ fn main() {
         );
     }
     for (name, v) in &ratios {
-        println!("ratio {name:<40} {v:>6.3}");
+        println!("ratio {name:<50} {v:>6.3}");
     }
     println!("total time {:.1} s", t_all.elapsed().as_secs_f64());
 

@@ -157,10 +157,11 @@ fn request_ring_full_waits_for_responses() {
                 assert_eq!(r, got);
                 got += 1;
             }
-            if got < N && (sent == N || front.free_slots() == 0) {
-                if !front.final_check_for_responses().unwrap() {
-                    to_front.wait();
-                }
+            if got < N
+                && (sent == N || front.free_slots() == 0)
+                && !front.final_check_for_responses().unwrap()
+            {
+                to_front.wait();
             }
         }
         backend.join().unwrap();

@@ -73,7 +73,10 @@ impl Region {
                 align: PAGE_SIZE,
             });
         }
-        if len == 0 || !len.is_multiple_of(PAGE_SIZE) || len > isize::MAX as usize - addr {
+        let fits = addr
+            .checked_add(len)
+            .is_some_and(|end| end <= isize::MAX as usize);
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE) || !fits {
             return Err(RingError::BadLength { len });
         }
         let base = NonNull::new(ptr).ok_or(RingError::Misaligned {
@@ -195,7 +198,7 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
     /// initialises the shared header (indices 0, both event indices 1).
     ///
     /// Fails if `ptr` is not page-aligned, `len_bytes` not a non-zero multiple of
-    /// [`PAGE_SIZE`](super::PAGE_SIZE), or the region cannot hold one slot.
+    /// [`PAGE_SIZE`], or the region cannot hold one slot.
     ///
     /// # Safety
     ///
@@ -216,7 +219,7 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> BackRing<'a, Req, Rsp> {
     /// at the shared `rsp_prod`.
     ///
     /// Fails if `ptr` is not page-aligned, `len_bytes` not a non-zero multiple of
-    /// [`PAGE_SIZE`](super::PAGE_SIZE), or the region cannot hold one slot.
+    /// [`PAGE_SIZE`], or the region cannot hold one slot.
     ///
     /// # Safety
     ///
@@ -234,7 +237,7 @@ impl<'a> ByteWriter<'a> {
     /// Attaches the writing end to an initialised byte ring (see [`ByteWriter::init`]).
     ///
     /// Fails if `ptr` is not page-aligned or `len_bytes` not a non-zero multiple of
-    /// [`PAGE_SIZE`](super::PAGE_SIZE).
+    /// [`PAGE_SIZE`].
     ///
     /// # Safety
     ///
@@ -253,7 +256,7 @@ impl<'a> ByteReader<'a> {
     /// Attaches the reading end to an initialised byte ring (see [`ByteReader::init`]).
     ///
     /// Fails if `ptr` is not page-aligned or `len_bytes` not a non-zero multiple of
-    /// [`PAGE_SIZE`](super::PAGE_SIZE).
+    /// [`PAGE_SIZE`].
     ///
     /// # Safety
     ///

@@ -37,20 +37,20 @@
 //! memory outside the region or return more than asked.
 //!
 //! The only `unsafe` code is in the private module `mem`. With the `std` feature (or in this crate's
-//! tests) [`RingBuffer`] provides an owned region and safe constructors for host tests.
+//! tests) `RingBuffer` provides an owned region and safe constructors for host tests.
 
 pub mod bytes;
 pub mod index;
 mod mem;
 pub mod req;
-pub mod sync;
+mod sync;
 
 use core::fmt;
 
-pub use bytes::{ByteReader, ByteRingHeader, ByteWriter};
+pub use bytes::{data_size, ByteReader, ByteRingHeader, ByteWriter};
 #[cfg(any(test, feature = "std"))]
 pub use mem::{RingBuffer, GUARD_BYTE};
-pub use req::{slot_size, BackRing, FrontRing, ReqRingPair, RingEntry, SringHeader};
+pub use req::{slot_count, slot_size, BackRing, FrontRing, ReqRingPair, RingEntry, SringHeader};
 
 /// Size of a page: ring regions are whole pages, page-aligned.
 pub const PAGE_SIZE: usize = 4096;

@@ -89,9 +89,7 @@ impl SharedHeader for SringHeader {
 /// Ties a ring end to its memory's lifetime and its entry types (without owning any).
 type Marker<'a, Req, Rsp> = PhantomData<(&'a mut [u8], fn() -> (Req, Rsp))>;
 
-/// Both ends of one request/response ring, as [`RingBuffer::split_req`] returns them.
-///
-/// [`RingBuffer::split_req`]: super::RingBuffer::split_req
+/// Both ends of one request/response ring, as `RingBuffer::split_req` returns them.
 pub type ReqRingPair<'a, Req, Rsp> = (FrontRing<'a, Req, Rsp>, BackRing<'a, Req, Rsp>);
 
 /// What a ring entry (request or response) must be: plain bytes, copied in and out.
@@ -160,10 +158,7 @@ impl<Req, Rsp> fmt::Debug for FrontRing<'_, Req, Rsp> {
 
 impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
     const SLOT: usize = slot_size::<Req, Rsp>();
-    const CHECKS: () = {
-        assert!(Self::SLOT > 0, "ring entries must not be zero-sized");
-        assert!(core::mem::align_of::<Req>() <= 8 && core::mem::align_of::<Rsp>() <= 8);
-    };
+    const CHECKS: () = assert!(Self::SLOT > 0, "ring entries must not be zero-sized");
 
     pub(super) fn over(region: Region, start: u32) -> Result<Self, RingError> {
         #[allow(clippy::let_unit_value)]
@@ -340,10 +335,7 @@ impl<Req, Rsp> fmt::Debug for BackRing<'_, Req, Rsp> {
 
 impl<'a, Req: RingEntry, Rsp: RingEntry> BackRing<'a, Req, Rsp> {
     const SLOT: usize = slot_size::<Req, Rsp>();
-    const CHECKS: () = {
-        assert!(Self::SLOT > 0, "ring entries must not be zero-sized");
-        assert!(core::mem::align_of::<Req>() <= 8 && core::mem::align_of::<Rsp>() <= 8);
-    };
+    const CHECKS: () = assert!(Self::SLOT > 0, "ring entries must not be zero-sized");
 
     pub(super) fn attach(region: Region) -> Result<Self, RingError> {
         #[allow(clippy::let_unit_value)]
