@@ -27,6 +27,8 @@ mod guest {
     parapet_guest::entry!(main);
 
     static EVENTS: AtomicU32 = AtomicU32::new(0);
+    static TIMER_PORT_FIRED: AtomicU32 = AtomicU32::new(0);
+    static IPI_FIRED: AtomicU32 = AtomicU32::new(0);
     const EVENT_COUNT: u32 = 50;
 
     struct Checks {
@@ -68,6 +70,78 @@ mod guest {
 
     fn on_event(_: u32) {
         EVENTS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn on_timer_port(_: u32) {
+        TIMER_PORT_FIRED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn on_ipi(_: u32) {
+        IPI_FIRED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Ports bound to a virtual IRQ and to a vCPU (IPI).
+    fn local_ports(c: &mut Checks) {
+        use parapet_guest::abi::vpsr::Virq;
+        use parapet_guest::time::{self, Duration};
+        let timer = event::bind_virq(Virq::Timer, 0);
+        c.expect("bind the timer VIRQ to a port", timer, Ok(()));
+        let Ok(timer) = timer else { return };
+        c.expect(
+            "bind it twice",
+            event::bind_virq(Virq::Timer, 0),
+            Err(HvError::Busy),
+        );
+        c.expect(
+            "bind a VIRQ for a vCPU we do not have",
+            event::bind_virq(Virq::Timer, 5),
+            Err(HvError::NoEnt),
+        );
+        c.expect(
+            "send on a VIRQ port",
+            event::send(timer),
+            Err(HvError::NoEnt),
+        );
+        event::set_handler(timer, on_timer_port).unwrap();
+        let _ = time::set_timer_after(Duration::from_millis(2));
+        let _ = event::wait_until(|| TIMER_PORT_FIRED.load(Ordering::SeqCst) > 0);
+        c.truth(
+            "the timer arrived on its port",
+            TIMER_PORT_FIRED.load(Ordering::SeqCst) == 1,
+        );
+        c.truth(
+            "status of the VIRQ port",
+            event::status(timer)
+                == Ok(PortStatus::Virq {
+                    virq: Virq::Timer as u32,
+                    vcpu: 0,
+                }),
+        );
+        c.expect("close the VIRQ port", event::close(timer), Ok(()));
+        let ipi = event::bind_ipi(0);
+        c.expect("bind an IPI port", ipi, Ok(()));
+        c.expect(
+            "bind an IPI to a vCPU we do not have",
+            event::bind_ipi(5),
+            Err(HvError::NoEnt),
+        );
+        if let Ok(ipi) = ipi {
+            event::set_handler(ipi, on_ipi).unwrap();
+            c.expect("send to ourselves", event::send(ipi), Ok(()));
+            let _ = event::wait_until(|| IPI_FIRED.load(Ordering::SeqCst) > 0);
+            c.truth("the IPI arrived", IPI_FIRED.load(Ordering::SeqCst) == 1);
+            // Masked: the event stays pending until unmasked.
+            event::mask(ipi).unwrap();
+            c.expect("send while masked", event::send(ipi), Ok(()));
+            c.truth(
+                "held while masked",
+                IPI_FIRED.load(Ordering::SeqCst) == 1 && event::is_pending(ipi),
+            );
+            c.expect("unmask", event::unmask(ipi), Ok(()));
+            let _ = event::wait_until(|| IPI_FIRED.load(Ordering::SeqCst) > 1);
+            c.truth("delivered on unmask", IPI_FIRED.load(Ordering::SeqCst) == 2);
+            c.expect("close the IPI port", event::close(ipi), Ok(()));
+        }
     }
 
     fn main(info: &StartInfo) -> i32 {
@@ -372,6 +446,7 @@ mod guest {
         );
         c.expect("close our port", event::close(port), Ok(()));
         c.expect("close it again", event::close(port), Err(HvError::NoEnt));
+        local_ports(c);
         store::write_u64("client-done", 1).unwrap();
     }
 }
