@@ -153,6 +153,13 @@ fn state_word(pages: &Option<Pages>, server: bool) -> Option<&AtomicU32> {
     shared::atomic_at(base + off as u64)
 }
 
+/// Whether the peer of the end (`is_server`, `port`) closed its side or its
+/// port is no longer connected (it closed, or died). A hypercall: slow path only.
+fn peer_gone_at(pages: &Option<Pages>, is_server: bool, port: Port) -> bool {
+    let peer = state_word(pages, !is_server).map_or(state::CLOSED, |s| s.load(Ordering::Acquire));
+    peer == state::CLOSED || !matches!(event::status(port), Ok(PortStatus::Interdomain { .. }))
+}
+
 impl Pages {
     fn control_base(&self) -> u64 {
         self.control().base()
@@ -350,7 +357,7 @@ impl Vchan {
 
     /// Whether the peer is gone (checked only on the slow path).
     fn peer_gone(&self) -> bool {
-        self.peer_state() == state::CLOSED || !self.peer_alive()
+        peer_gone_at(&self.pages, self.is_server, self.port)
     }
 
     fn ring_err(&self, e: RingError) -> ChanError {
@@ -410,10 +417,7 @@ impl Vchan {
         event::wait_until(|| match tx.request_space_notification(want) {
             Ok(true) => true,
             Ok(false) => {
-                let peer = state_word(pages, !is_server)
-                    .map_or(state::CLOSED, |s| s.load(Ordering::Acquire));
-                let alive = matches!(event::status(port), Ok(PortStatus::Interdomain { .. }));
-                if peer == state::CLOSED || !alive {
+                if peer_gone_at(pages, is_server, port) {
                     err = Some(());
                     true
                 } else {
@@ -502,10 +506,7 @@ impl Vchan {
         event::wait_until(|| match rx.request_data_notification(want) {
             Ok(true) => true,
             Ok(false) => {
-                let peer = state_word(pages, !is_server)
-                    .map_or(state::CLOSED, |s| s.load(Ordering::Acquire));
-                let alive = matches!(event::status(port), Ok(PortStatus::Interdomain { .. }));
-                if peer == state::CLOSED || !alive {
+                if peer_gone_at(pages, is_server, port) {
                     gone = true;
                     true
                 } else {
