@@ -148,6 +148,8 @@ pub fn refs_in_use() -> usize {
 #[derive(Debug)]
 pub struct Mapped {
     first_page: usize,
+    /// Window pages reserved (all of them, even if mapping stopped half-way).
+    window_pages: usize,
     handles: heapless_vec::Handles,
     /// Guest-physical (and, with the SDK's identity map, virtual) address.
     pub addr: u64,
@@ -248,6 +250,7 @@ pub fn map(granter: DomId, refs: &[GrantRef], readonly: bool) -> Result<Mapped, 
     let addr = GRANT_WINDOW_BASE + first as u64 * PAGE_SIZE;
     let mut m = Mapped {
         first_page: first,
+        window_pages: refs.len(),
         handles: heapless_vec::Handles::new(),
         addr,
         pa: heapless_vec::Handles::new(),
@@ -277,11 +280,7 @@ pub fn unmap(m: Mapped) -> Result<(), HvError> {
         }
     }
     // Window pages of a mapping that failed half-way are free again too.
-    let pages = (m.len() / PAGE_SIZE as usize).max(1);
-    STATE
-        .lock()
-        .window
-        .free(m.first_page, pages.max(m.handles.len()));
+    STATE.lock().window.free(m.first_page, m.window_pages);
     result
 }
 

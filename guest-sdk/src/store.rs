@@ -5,7 +5,6 @@
 //! [`read`], writes) them through this domain's stage-2 and checks lengths.
 
 use parapet_abi::hypercall::Hypercall;
-use parapet_abi::store::VALUE_MAX;
 use parapet_abi::HvError;
 
 use crate::event::DomId;
@@ -70,7 +69,13 @@ pub fn write_u64(key: &str, value: u64) -> Result<(), HvError> {
 /// Reads a value written by [`write_u64`].
 pub fn read_u64(domid: DomId, key: &str) -> Result<u64, HvError> {
     let mut buf = [0u8; 8];
-    match read(domid, key, &mut buf)? {
+    let len = read(domid, key, &mut buf)?;
+    decode_u64(len, buf)
+}
+
+/// A `u64` value from a read of `len` bytes that left its start in `buf`.
+fn decode_u64(len: usize, buf: [u8; 8]) -> Result<u64, HvError> {
+    match len {
         8 => Ok(u64::from_le_bytes(buf)),
         _ => Err(HvError::Inval),
     }
@@ -89,13 +94,9 @@ pub fn wait_for(domid: DomId, key: &str, buf: &mut [u8]) -> Result<usize, HvErro
 
 /// Blocks until `key` of `domid` holds a `u64`.
 pub fn wait_for_u64(domid: DomId, key: &str) -> Result<u64, HvError> {
-    let mut buf = [0u8; VALUE_MAX];
-    match wait_for(domid, key, &mut buf)? {
-        8 => Ok(u64::from_le_bytes([
-            buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7],
-        ])),
-        _ => Err(HvError::Inval),
-    }
+    let mut buf = [0u8; 8];
+    let len = wait_for(domid, key, &mut buf)?;
+    decode_u64(len, buf)
 }
 
 /// `DomainLookup`: the id of the running domain called `name`.

@@ -186,13 +186,9 @@ impl<const N: usize> EventTables<N> {
             PortState::Unbound { .. } => return Err(HvError::Access),
             _ => return Err(HvError::NoEnt),
         }
-        if r == d {
-            // Loopback: the unbound port itself becomes one end.
-            let local = self.tables[d as usize].alloc(PortState::Ipi, 0)?;
-            self.connect(d, local, r, remote_port as Port);
-            return Ok(local);
-        }
-        let local = self.tables[d as usize].alloc(PortState::Free, 0)?;
+        // `connect` overwrites the placeholder state at once (also for a
+        // loopback channel, where both ends are `d`'s).
+        let local = self.tables[d as usize].alloc(PortState::Closed { remote: r }, 0)?;
         self.connect(d, local, r, remote_port as Port);
         Ok(local)
     }
@@ -238,8 +234,10 @@ impl<const N: usize> EventTables<N> {
     }
 
     /// `EvtchnClose`: frees `port` of `d`; an interdomain peer sees `Closed`.
-    pub fn close(&mut self, d: u8, port: u64) -> Result<(), HvError> {
+    /// Returns that peer's port, `(domain, port)`, for the caller to wake.
+    pub fn close(&mut self, d: u8, port: u64) -> Result<Option<(u8, Port)>, HvError> {
         let state = self.tables[d as usize].state(port)?;
+        let mut peer_to_wake = None;
         match state {
             PortState::Free => return Err(HvError::NoEnt),
             PortState::Interdomain {
@@ -254,6 +252,7 @@ impl<const N: usize> EventTables<N> {
                     })
                 {
                     peer.state = PortState::Closed { remote: d };
+                    peer_to_wake = Some((remote, Port::from(remote_port)));
                 }
             }
             PortState::Interdomain { remote_port, .. } => {
@@ -274,7 +273,7 @@ impl<const N: usize> EventTables<N> {
             state: PortState::Free,
             vcpu: 0,
         };
-        Ok(())
+        Ok(peer_to_wake)
     }
 
     /// `EvtchnStatus`.
@@ -368,17 +367,10 @@ impl<const N: usize> EventTables<N> {
     /// `notify`, so the caller can wake them.
     pub fn teardown(&mut self, d: u8, mut notify: impl FnMut(u8, Port)) {
         for port in 1..MAX_PORTS as u64 {
-            if let PortState::Interdomain {
-                remote,
-                remote_port,
-            } = self.tables[d as usize].ports[port as usize].state
-            {
-                if remote != d {
-                    notify(remote, remote_port.into());
-                }
-            }
             if self.tables[d as usize].ports[port as usize].state != PortState::Free {
-                let _ = self.close(d, port);
+                if let Ok(Some((peer, peer_port))) = self.close(d, port) {
+                    notify(peer, peer_port);
+                }
             }
         }
         self.tables[d as usize].sends = 0;

@@ -771,6 +771,13 @@ impl Hypervisor {
         self.flag_port(t);
     }
 
+    /// Makes `port` of `domain` pending on its bound vCPU, so that a peer
+    /// whose port was just closed wakes up and sees it.
+    fn wake_port(&mut self, domain: u8, port: Port) {
+        let vcpu = self.events.bound_vcpu(domain, port.into()).unwrap_or(0);
+        self.send_event(Target { domain, port, vcpu });
+    }
+
     fn flag_port(&mut self, t: Target) {
         let v = VcpuRef {
             domain: t.domain,
@@ -1280,25 +1287,8 @@ impl Hypervisor {
                 Ok(0)
             }
             Hypercall::EvtchnClose => {
-                let peer = match self.events.table(v.domain).state(args[0])? {
-                    crate::evtchn::PortState::Interdomain {
-                        remote,
-                        remote_port,
-                    } if remote != v.domain => Some((remote, remote_port)),
-                    _ => None,
-                };
-                self.events.close(v.domain, args[0])?;
-                // Wake the peer so it sees the port closed.
-                if let Some((remote, remote_port)) = peer {
-                    let vcpu = self
-                        .events
-                        .bound_vcpu(remote, remote_port.into())
-                        .unwrap_or(0);
-                    self.send_event(Target {
-                        domain: remote,
-                        port: remote_port.into(),
-                        vcpu,
-                    });
+                if let Some((peer, port)) = self.events.close(v.domain, args[0])? {
+                    self.wake_port(peer, port);
                 }
                 Ok(0)
             }
@@ -1672,12 +1662,7 @@ impl Hypervisor {
             }
         });
         for &(peer, port) in &peers[..n] {
-            let vcpu = self.events.bound_vcpu(peer, port.into()).unwrap_or(0);
-            self.send_event(Target {
-                domain: peer,
-                port,
-                vcpu,
-            });
+            self.wake_port(peer, port);
         }
         if !self.store[d].is_empty() {
             self.store[d].clear();
@@ -1692,19 +1677,7 @@ impl Hypervisor {
             return Err(HvError::Inval);
         }
         let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
-        let s2 = self.domains[d].stage2.ok_or(HvError::Fault)?;
-        let mut done = 0;
-        while done < len {
-            let at = ipa.checked_add(done).ok_or(HvError::Fault)?;
-            let t = s2.translate(&self.tables, at).ok_or(HvError::Fault)?;
-            if t.attributes.kind != MemKind::Normal {
-                return Err(HvError::Fault);
-            }
-            let n = t.contiguous.min(len - done);
-            // SAFETY: the stage-2 walk says [t.pa, t.pa + n) is RAM of this domain.
-            unsafe { phys::read_bytes(t.pa, &mut buf[done as usize..(done + n) as usize]) };
-            done += n;
-        }
+        self.copy_from_guest(d, ipa, &mut buf[..len as usize])?;
         let dom = &mut self.domains[d];
         let name = start_info::c_str(&dom.name).unwrap_or("?");
         dom.console.push(&buf[..len as usize], |line| {
