@@ -131,6 +131,11 @@ pub enum PortStatus {
         /// The vCPU that receives it.
         vcpu: u32,
     },
+    /// Bound to the interrupt of a passed-through device (ABI 1.2).
+    Pirq {
+        /// The device's GIC INTID.
+        intid: u32,
+    },
     /// The peer closed its end (or died): sends fail with `NoDomain`.
     Closed {
         /// The peer domain that was.
@@ -151,6 +156,7 @@ impl PortStatus {
             PortStatus::Virq { virq, vcpu } => [3, virq as u64, vcpu as u64],
             PortStatus::Ipi { vcpu } => [4, vcpu as u64, 0],
             PortStatus::Closed { remote } => [5, remote as u64, 0],
+            PortStatus::Pirq { intid } => [6, intid as u64, 0],
         }
     }
 
@@ -167,6 +173,7 @@ impl PortStatus {
             3 => PortStatus::Virq { virq: a, vcpu: b },
             4 => PortStatus::Ipi { vcpu: a },
             5 => PortStatus::Closed { remote: a },
+            6 => PortStatus::Pirq { intid: a },
             _ => return None,
         })
     }
@@ -213,6 +220,7 @@ mod tests {
             PortStatus::Virq { virq: 0, vcpu: 1 },
             PortStatus::Ipi { vcpu: 3 },
             PortStatus::Closed { remote: 4 },
+            PortStatus::Pirq { intid: 48 },
         ] {
             assert_eq!(PortStatus::from_raw(s.to_raw()), Some(s));
         }

@@ -101,6 +101,19 @@ pub enum Hypercall {
     /// `() -> (x1 = world switches on all CPUs, x2 = events sent by the caller,
     /// x3 = hypercalls made by the caller)`: counters for benchmarks.
     Stats = 26,
+    /// `(x1 = buffer IPA, x2 = buffer length) -> x1 = bytes read`: takes
+    /// console input the hypervisor buffered (0 when there is none). Only the
+    /// console-input domain may call it (`Perm` otherwise). ABI 1.2.
+    ConsoleRead = 27,
+    /// `(x1 = INTID) -> x1 = port`: binds the interrupt of a device passed
+    /// through to the caller to a new event-channel port. The hypervisor masks
+    /// the interrupt each time it fires and sends the port; the caller unmasks
+    /// it with `IrqEoi` once it has served the device. `Access` for a device
+    /// that is not the caller's, `Busy` if already bound. ABI 1.2.
+    EvtchnBindPirq = 28,
+    /// `(x1 = INTID) -> ()`: end of interrupt for a bound device interrupt:
+    /// unmasks it at the interrupt controller. ABI 1.2.
+    IrqEoi = 29,
 }
 
 /// Largest console write accepted in one call.
@@ -137,6 +150,9 @@ impl Hypercall {
             24 => Hypercall::StoreRead,
             25 => Hypercall::StoreRemove,
             26 => Hypercall::Stats,
+            27 => Hypercall::ConsoleRead,
+            28 => Hypercall::EvtchnBindPirq,
+            29 => Hypercall::IrqEoi,
             _ => return None,
         })
     }
@@ -185,7 +201,7 @@ mod tests {
                 assert_eq!(call as u64, raw);
             }
         }
-        assert_eq!(Hypercall::from_raw(27), None);
+        assert_eq!(Hypercall::from_raw(30), None);
         assert_eq!(Hypercall::from_raw(u64::MAX), None);
     }
 

@@ -16,7 +16,7 @@ pub struct AbiVersion {
 }
 
 /// The version this crate describes.
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 1 };
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 2 };
 
 impl AbiVersion {
     /// Packs the version into one register value: `major << 16 | minor`.
@@ -63,6 +63,10 @@ impl Features {
     pub const GRANT_TABLES: Features = Features(1 << 5);
     /// The store (ABI 1.1).
     pub const STORE: Features = Features(1 << 6);
+    /// Console input: `Virq::Console` and `ConsoleRead` (ABI 1.2).
+    pub const CONSOLE_INPUT: Features = Features(1 << 7);
+    /// Device interrupts as events: `EvtchnBindPirq`, `IrqEoi` (ABI 1.2).
+    pub const DEVICE_IRQS: Features = Features(1 << 8);
 
     /// What this hypervisor build offers.
     pub const OFFERED: Features = Features(
@@ -72,7 +76,9 @@ impl Features {
             | Self::SMP.0
             | Self::EVENT_CHANNELS.0
             | Self::GRANT_TABLES.0
-            | Self::STORE.0,
+            | Self::STORE.0
+            | Self::CONSOLE_INPUT.0
+            | Self::DEVICE_IRQS.0,
     );
 
     /// Whether every bit of `other` is set in `self`.
@@ -92,7 +98,7 @@ mod tests {
             minor: 0xfffe,
         };
         assert_eq!(AbiVersion::from_raw(v.to_raw()), v);
-        assert_eq!(ABI_VERSION.to_raw(), 0x1_0001);
+        assert_eq!(ABI_VERSION.to_raw(), 0x1_0002);
     }
 
     #[test]
@@ -110,6 +116,6 @@ mod tests {
         assert!(Features::OFFERED.contains(Features::GRANT_TABLES));
         assert!(Features::OFFERED.contains(Features::EVENT_CHANNELS));
         assert!(!Features::OFFERED.contains(Features(1 << 40)));
-        assert_eq!(ABI_VERSION.to_string(), "1.1");
+        assert_eq!(ABI_VERSION.to_string(), "1.2");
     }
 }

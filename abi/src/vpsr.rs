@@ -34,14 +34,18 @@ pub enum Virq {
     DomainExit = 1,
     /// Another domain wrote or removed a store key.
     Store = 2,
+    /// Console input arrived (read it with `ConsoleRead`). Raised only in the
+    /// console-input domain (the driver domain unless the scenario names
+    /// another), like Xen's `VIRQ_CONSOLE` for dom0.
+    Console = 3,
 }
 
 /// Number of virtual IRQs.
-pub const NR_VIRQS: usize = 3;
+pub const NR_VIRQS: usize = 4;
 
 impl Virq {
     /// Every virtual IRQ, in bit order.
-    pub const ALL: [Virq; NR_VIRQS] = [Virq::Timer, Virq::DomainExit, Virq::Store];
+    pub const ALL: [Virq; NR_VIRQS] = [Virq::Timer, Virq::DomainExit, Virq::Store, Virq::Console];
 
     /// Decodes a raw number; `None` for unknown ones.
     pub const fn from_raw(raw: u64) -> Option<Self> {
@@ -49,6 +53,7 @@ impl Virq {
             0 => Some(Virq::Timer),
             1 => Some(Virq::DomainExit),
             2 => Some(Virq::Store),
+            3 => Some(Virq::Console),
             _ => None,
         }
     }

@@ -4,4 +4,5 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
+pub mod shell;
 pub mod virtio_mmio;

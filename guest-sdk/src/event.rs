@@ -120,6 +120,18 @@ pub fn bind_ipi(vcpu: u32) -> Result<Port, HvError> {
     Ok(call_plain(Hypercall::EvtchnBindIpi, [vcpu.into(), 0, 0, 0, 0, 0])?[0] as Port)
 }
 
+/// `EvtchnBindPirq`: a port for the interrupt `intid` of a device passed
+/// through to this domain. Each time it fires the hypervisor masks it and
+/// sends the port; call [`irq_eoi`] once the device is served.
+pub fn bind_pirq(intid: u32) -> Result<Port, HvError> {
+    Ok(call_plain(Hypercall::EvtchnBindPirq, [intid.into(), 0, 0, 0, 0, 0])?[0] as Port)
+}
+
+/// `IrqEoi`: unmasks device interrupt `intid` (bound with [`bind_pirq`]).
+pub fn irq_eoi(intid: u32) -> Result<(), HvError> {
+    call_plain(Hypercall::IrqEoi, [intid.into(), 0, 0, 0, 0, 0]).map(|_| ())
+}
+
 /// `EvtchnSend`: notifies the other end of `port`.
 pub fn send(port: Port) -> Result<(), HvError> {
     call_plain(Hypercall::EvtchnSend, [port.into(), 0, 0, 0, 0, 0]).map(|_| ())

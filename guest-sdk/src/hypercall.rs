@@ -86,6 +86,22 @@ pub fn console_write(bytes: &[u8]) -> Result<usize, HvError> {
     Ok(done)
 }
 
+/// `ConsoleRead`: takes console input the hypervisor queued for this domain
+/// (the console-input domain; others get `Perm`) into `buf`; returns how many
+/// bytes, 0 when there are none. `Virq::Console` says when there are some.
+pub fn console_read(buf: &mut [u8]) -> Result<usize, HvError> {
+    // SAFETY: the hypervisor writes at most `buf.len()` bytes into a live,
+    // exclusively borrowed slice; the guest maps itself 1:1.
+    let r = unsafe {
+        arch::hvc(
+            Hypercall::ConsoleRead as u64,
+            [buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0, 0],
+        )
+    };
+    HvError::check(r[0])?;
+    Ok((r[1] as usize).min(buf.len()))
+}
+
 /// `Yield`: gives the CPU to another runnable vCPU.
 pub fn yield_now() -> Result<(), HvError> {
     plain(Hypercall::Yield, [0; 6]).map(|_| ())

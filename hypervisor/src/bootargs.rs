@@ -1,6 +1,6 @@
 //! Parsing of the domain table: one `/chosen/module@…` node per domain, whose
 //! `bootargs` the `parapet` tool writes as
-//! `name=NAME role=driver|guest mem_mib=M vcpus=V [cpu=C] [-- CMDLINE]`,
+//! `name=NAME role=driver|guest mem_mib=M vcpus=V [cpu=C] [console=in] [-- CMDLINE]`,
 //! and of the hypervisor's own command line (`timeslice_ms=…`).
 #![deny(unsafe_code)]
 
@@ -29,6 +29,9 @@ pub struct DomainConfig<'a> {
     pub vcpus: u32,
     /// Physical CPU the domain is pinned to, if any.
     pub cpu: Option<u32>,
+    /// Whether console input goes to this domain (`console=in`) rather than
+    /// to the driver domain.
+    pub console_input: bool,
     /// The domain's own command line.
     pub cmdline: &'a str,
 }
@@ -69,6 +72,7 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
         None => (args.strip_suffix(" --").unwrap_or(args), ""),
     };
     let (mut name, mut role, mut mem, mut vcpus, mut cpu) = (None, Role::Guest, None, 1, None);
+    let mut console_input = false;
     for word in head.split_ascii_whitespace() {
         let (key, value) = word.split_once('=').ok_or(BootargsError::Invalid(word))?;
         match key {
@@ -89,6 +93,8 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
             }
             "vcpus" => vcpus = value.parse().map_err(|_| BootargsError::Invalid("vcpus"))?,
             "cpu" => cpu = Some(value.parse().map_err(|_| BootargsError::Invalid("cpu"))?),
+            "console" if value == "in" => console_input = true,
+            "console" => return Err(BootargsError::Invalid("console")),
             "name" => return Err(BootargsError::Invalid("name")),
             _ => return Err(BootargsError::Unknown(key)),
         }
@@ -118,6 +124,7 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
         memory,
         vcpus,
         cpu,
+        console_input,
         cmdline,
     })
 }
@@ -168,6 +175,16 @@ mod tests {
         assert_eq!(
             (d.role, d.cpu, d.cmdline, d.vcpus),
             (Role::Driver, None, "", 1)
+        );
+        assert!(!d.console_input);
+        assert!(
+            parse_domain("name=a mem_mib=4 console=in")
+                .unwrap()
+                .console_input
+        );
+        assert_eq!(
+            parse_domain("name=a mem_mib=4 console=out"),
+            Err(BootargsError::Invalid("console"))
         );
     }
 

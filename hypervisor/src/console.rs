@@ -1,6 +1,8 @@
-//! Per-domain console line buffering. Output is cut into lines so that lines
-//! of different domains never interleave on the serial port; each line is
-//! printed with the domain's name as prefix by the caller.
+//! Per-domain console line buffering, and the console input queue. Output is
+//! cut into lines so that lines of different domains never interleave on the
+//! serial port; each line is printed with the domain's name as prefix by the
+//! caller. Input typed on the serial port waits in an [`InputQueue`] until the
+//! console-input domain reads it.
 #![deny(unsafe_code)]
 
 /// Longest line kept before it is flushed without a newline.
@@ -105,5 +107,122 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].len(), LINE_MAX);
         assert_eq!(out[1], "xxxxx");
+    }
+}
+
+/// Bytes of console input kept for the console-input domain.
+pub const INPUT_MAX: usize = 1024;
+
+/// Console input received on the serial port and not yet read. When it is
+/// full, new bytes are dropped (and counted) rather than old ones, so that a
+/// line being read stays whole.
+pub struct InputQueue {
+    buf: [u8; INPUT_MAX],
+    head: usize,
+    len: usize,
+    /// Bytes dropped because the queue was full.
+    pub dropped: u64,
+}
+
+impl Default for InputQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InputQueue {
+    /// An empty queue.
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; INPUT_MAX],
+            head: 0,
+            len: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends one byte; `false` (and counted in `dropped`) when full.
+    pub fn push(&mut self, byte: u8) -> bool {
+        if self.len == INPUT_MAX {
+            self.dropped += 1;
+            return false;
+        }
+        self.buf[(self.head + self.len) % INPUT_MAX] = byte;
+        self.len += 1;
+        true
+    }
+
+    /// Copies up to `out.len()` of the oldest bytes into `out`, leaving them
+    /// queued; returns how many.
+    pub fn peek_into(&self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len);
+        for (i, b) in out.iter_mut().take(n).enumerate() {
+            *b = self.buf[(self.head + i) % INPUT_MAX];
+        }
+        n
+    }
+
+    /// Drops the `n` oldest bytes (after they were delivered).
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.head = (self.head + n) % INPUT_MAX;
+        self.len -= n;
+    }
+
+    /// Moves up to `out.len()` bytes into `out`; returns how many.
+    pub fn pop_into(&mut self, out: &mut [u8]) -> usize {
+        let n = self.peek_into(out);
+        self.consume(n);
+        n
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+
+    #[test]
+    fn input_is_read_in_order_and_wraps() {
+        let mut q = InputQueue::new();
+        let mut out = [0u8; 700];
+        for round in 0..5u8 {
+            for i in 0..700u32 {
+                assert!(q.push(round.wrapping_add(i as u8)));
+            }
+            assert_eq!(q.pop_into(&mut out[..300]), 300);
+            assert_eq!(q.pop_into(&mut out[300..]), 400);
+            assert!(out
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == round.wrapping_add(i as u8)));
+            assert!(q.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_new_bytes() {
+        let mut q = InputQueue::new();
+        for i in 0..INPUT_MAX + 10 {
+            q.push(i as u8);
+        }
+        assert_eq!((q.len(), q.dropped), (INPUT_MAX, 10));
+        let mut out = [0u8; 2];
+        assert_eq!(q.pop_into(&mut out), 2);
+        assert_eq!(out, [0, 1], "the oldest bytes are kept");
+        assert_eq!(q.pop_into(&mut []), 0);
+        assert_eq!(q.peek_into(&mut out), 2);
+        assert_eq!(out, [2, 3]);
+        assert_eq!(q.peek_into(&mut out), 2, "peeking leaves the bytes queued");
+        assert_eq!(q.len(), INPUT_MAX - 2);
     }
 }

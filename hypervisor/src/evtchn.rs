@@ -31,6 +31,8 @@ pub enum PortState {
     Virq(Virq),
     /// An inter-vCPU port.
     Ipi,
+    /// A device interrupt passed through to the domain (its GIC INTID).
+    Pirq(u16),
     /// The peer closed its end or stopped.
     Closed {
         /// The peer domain that was.
@@ -123,7 +125,15 @@ impl EventTable {
 /// change both tables at once.
 pub struct EventTables<const N: usize> {
     tables: [EventTable; N],
+    /// Device interrupt `intid` → the `(domain, port)` it is bound to.
+    pirqs: [Option<(u8, u16)>; MAX_PIRQ],
 }
+
+/// Device interrupts that can be bound are the SPIs below this INTID (QEMU
+/// `virt` puts its devices at SPIs 0..=95).
+pub const MAX_PIRQ: usize = 128;
+/// The first SPI: INTIDs below are SGIs and PPIs, never passed through.
+pub const FIRST_SPI: u32 = 32;
 
 impl<const N: usize> Default for EventTables<N> {
     fn default() -> Self {
@@ -136,6 +146,7 @@ impl<const N: usize> EventTables<N> {
     pub const fn new() -> Self {
         Self {
             tables: [const { EventTable::EMPTY }; N],
+            pirqs: [None; MAX_PIRQ],
         }
     }
 
@@ -233,6 +244,44 @@ impl<const N: usize> EventTables<N> {
         self.tables[d as usize].alloc(PortState::Ipi, vcpu as u8)
     }
 
+    /// `EvtchnBindPirq`: a port of `d` (notifying vCPU 0) for device
+    /// interrupt `intid`. `owns(intid)` says whether the device is `d`'s; the
+    /// caller enables the interrupt.
+    pub fn bind_pirq(
+        &mut self,
+        d: u8,
+        intid: u64,
+        owns: impl Fn(u32) -> bool,
+    ) -> Result<Port, HvError> {
+        if intid < u64::from(FIRST_SPI) || intid >= MAX_PIRQ as u64 {
+            return Err(HvError::Inval);
+        }
+        if !owns(intid as u32) {
+            return Err(HvError::Access);
+        }
+        if self.pirqs[intid as usize].is_some() {
+            return Err(HvError::Busy);
+        }
+        let port = self.tables[d as usize].alloc(PortState::Pirq(intid as u16), 0)?;
+        self.pirqs[intid as usize] = Some((d, port as u16));
+        Ok(port)
+    }
+
+    /// Where device interrupt `intid` goes, if a domain bound it.
+    pub fn pirq_target(&self, intid: u32) -> Option<Target> {
+        let (domain, port) = (*self.pirqs.get(intid as usize)?)?;
+        Some(Target {
+            domain,
+            port: port.into(),
+            vcpu: self.tables[domain as usize].ports[port as usize].vcpu,
+        })
+    }
+
+    /// Whether `d` has bound device interrupt `intid` (`IrqEoi` is allowed).
+    pub fn pirq_bound_by(&self, d: u8, intid: u64) -> bool {
+        matches!(self.pirqs.get(intid as usize), Some(Some((owner, _))) if *owner == d)
+    }
+
     /// `EvtchnClose`: frees `port` of `d`; an interdomain peer sees `Closed`.
     /// Returns that peer's port, `(domain, port)`, for the caller to wake.
     pub fn close(&mut self, d: u8, port: u64) -> Result<Option<(u8, Port)>, HvError> {
@@ -267,6 +316,7 @@ impl<const N: usize> EventTables<N> {
                 let vcpu = t.ports[port as usize].vcpu as usize;
                 t.virq_ports[vcpu][virq as usize] = 0;
             }
+            PortState::Pirq(intid) => self.pirqs[intid as usize] = None,
             _ => {}
         }
         self.tables[d as usize].ports[port as usize] = PortEntry {
@@ -297,6 +347,9 @@ impl<const N: usize> EventTables<N> {
             },
             PortState::Ipi => PortStatus::Ipi {
                 vcpu: e.vcpu.into(),
+            },
+            PortState::Pirq(intid) => PortStatus::Pirq {
+                intid: intid.into(),
             },
             PortState::Closed { remote } => PortStatus::Closed {
                 remote: remote.into(),
@@ -392,6 +445,39 @@ mod tests {
     use super::*;
 
     type T = EventTables<4>;
+
+    #[test]
+    fn device_interrupts_bind_to_their_owner_only() {
+        let mut t = T::new();
+        let owns = |intid| intid == 48;
+        assert_eq!(t.bind_pirq(0, 27, owns), Err(HvError::Inval), "a PPI");
+        assert_eq!(t.bind_pirq(0, 500, owns), Err(HvError::Inval));
+        assert_eq!(t.bind_pirq(1, 49, owns), Err(HvError::Access));
+        let p = t.bind_pirq(0, 48, owns).unwrap();
+        assert_eq!(t.bind_pirq(0, 48, owns), Err(HvError::Busy));
+        assert_eq!(
+            t.pirq_target(48),
+            Some(Target {
+                domain: 0,
+                port: p,
+                vcpu: 0
+            })
+        );
+        assert!(t.pirq_bound_by(0, 48));
+        assert!(!t.pirq_bound_by(1, 48));
+        assert_eq!(t.status(0, p.into()), Ok(PortStatus::Pirq { intid: 48 }));
+        assert_eq!(
+            t.send_target(0, p.into(), alive),
+            Err(HvError::NoEnt),
+            "only the hypervisor raises a device port"
+        );
+        t.teardown(0, |_, _| {});
+        assert_eq!(t.pirq_target(48), None, "teardown unbinds it");
+        assert!(
+            t.bind_pirq(0, 48, owns).is_ok(),
+            "and it can be bound again"
+        );
+    }
 
     fn alive(_: u8) -> bool {
         true

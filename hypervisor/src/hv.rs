@@ -29,9 +29,9 @@ use crate::arch::sysregs::{self, cptr, El1State};
 use crate::arch::trap::{self, GuestRegs, PerCpuTrap, TrapKind};
 use crate::arch::{cache, mmu, phys, psci, timer, uart::Pl011};
 use crate::bootargs::{self, DomainConfig, Role};
-use crate::console::LineBuffer;
+use crate::console::{InputQueue, LineBuffer};
 use crate::esr::{self, ec};
-use crate::evtchn::{EventTables, Target};
+use crate::evtchn::{EventTables, Target, FIRST_SPI, MAX_PIRQ};
 use crate::grant::{self, MapTrack, Mapping, Pins, Side};
 use crate::platform::{Module, Platform};
 use crate::sched::{pick_next, RunQueue, VcpuRef};
@@ -210,6 +210,11 @@ struct Domain {
     grant_pa: u64,
     /// Guest-physical address of the grant scratch page.
     scratch_ipa: u64,
+    /// Interrupts of the devices passed through to the domain, one bit per
+    /// INTID below `evtchn::MAX_PIRQ`.
+    device_irqs: u128,
+    /// The scenario asked for console input to go to this domain.
+    console_input: bool,
     vcpus: [Vcpu; MAX_VCPUS],
 }
 
@@ -228,6 +233,8 @@ impl Domain {
         event_pa: 0,
         grant_pa: 0,
         scratch_ipa: 0,
+        device_irqs: 0,
+        console_input: false,
         vcpus: [const { Vcpu::EMPTY }; MAX_VCPUS],
     };
 
@@ -285,6 +292,14 @@ struct Hypervisor {
     maps: [MapTrack; MAX_DOMAINS],
     pins: [Pins; MAX_DOMAINS],
     store: [Namespace; MAX_DOMAINS],
+    /// Console input not yet read by the console-input domain.
+    console_in: InputQueue,
+    /// The domain that receives console input (`Virq::Console`).
+    console_domain: usize,
+    /// The PL011's interrupt.
+    uart_intid: u32,
+    /// Each CPU's affinity (`MPIDR_EL1`), for routing device interrupts.
+    mpidr: [u64; MAX_CPUS],
 }
 
 static HV: Mutex<Hypervisor> = Mutex::new(Hypervisor {
@@ -313,6 +328,10 @@ static HV: Mutex<Hypervisor> = Mutex::new(Hypervisor {
     maps: [const { MapTrack::EMPTY }; MAX_DOMAINS],
     pins: [const { Pins::EMPTY }; MAX_DOMAINS],
     store: [const { Namespace::EMPTY }; MAX_DOMAINS],
+    console_in: InputQueue::new(),
+    console_domain: 0,
+    uart_intid: 0,
+    mpidr: [0; MAX_CPUS],
 });
 
 /// A store key copied out of guest memory.
@@ -374,7 +393,11 @@ pub fn cpu_main(cpu: usize) -> ! {
         mmu::enable();
         sysregs::init_el2_controls();
         trap::install(&PERCPU[cpu]);
-        let gic = HV.lock().gic;
+        let gic = {
+            let mut hv = HV.lock();
+            hv.mpidr[cpu] = sysregs::read_mpidr();
+            hv.gic
+        };
         gic.init_cpu(sysregs::read_mpidr());
         hvprintln!("CPU {cpu} online");
     }
@@ -431,6 +454,8 @@ fn primary_boot() {
     }
     let mut hv = HV.lock();
     hv.gic = gic;
+    hv.mpidr[0] = sysregs::read_mpidr();
+    hv.uart_intid = platform.uart_intid;
     hv.cpu_count = cpus;
     hv.freq = freq;
     hv.timeslice = freq * options.timeslice_ms / 1000;
@@ -446,6 +471,7 @@ fn primary_boot() {
             hv.failed += 1;
         }
     }
+    hv.start_console_input();
     drop(hv);
     for cpu in 1..cpus {
         if let Err(e) = psci::cpu_on(
@@ -589,6 +615,7 @@ impl Hypervisor {
         s2.map(&mut self.tables, ipa, pa, size, Attributes::RAM)
             .map_err(|_| CreateError::Tables)?;
         let mut info = StartInfo::new_zeroed();
+        let mut device_irqs = 0u128;
         if cfg.role == Role::Driver {
             let mut mapped_page = u64::MAX;
             for dev in platform
@@ -603,6 +630,9 @@ impl Hypervisor {
                     mapped_page = page;
                 }
                 if (info.device_count as usize) < start_info::MAX_DEVICES {
+                    if (dev.intid as usize) < MAX_PIRQ && dev.intid >= FIRST_SPI {
+                        device_irqs |= 1u128 << dev.intid;
+                    }
                     info.devices[info.device_count as usize] = MmioDevice {
                         base: dev.base,
                         size: dev.size,
@@ -649,6 +679,8 @@ impl Hypervisor {
         d.event_pa = pa + (layout::event_page_ipa(ipa, size) - ipa);
         d.grant_pa = pa + (layout::grant_table_ipa(ipa, size) - ipa);
         d.scratch_ipa = layout::grant_scratch_ipa(ipa, size);
+        d.device_irqs = device_irqs;
+        d.console_input = cfg.console_input;
         *self.events.table_mut(index as u8) = crate::evtchn::EventTable::EMPTY;
         self.maps[index] = MapTrack::EMPTY;
         self.pins[index] = Pins::EMPTY;
@@ -855,8 +887,52 @@ impl Hypervisor {
             if intid == gic::INTID_HYP_TIMER {
                 // Level-triggered: silence it until `program_timer` re-arms it.
                 timer::disable();
+            } else if intid == self.uart_intid {
+                self.console_input();
+            } else if (FIRST_SPI..gic::INTID_SPURIOUS).contains(&intid) {
+                // A passed-through device: masked until its domain's `IrqEoi`
+                // (the device keeps a level interrupt asserted until served).
+                self.gic.disable_spi(intid);
+                if let Some(t) = self.events.pirq_target(intid) {
+                    self.send_event(t);
+                }
             }
             gic::end(intid);
+        }
+    }
+
+    /// Chooses the console-input domain (the one the scenario names, else the
+    /// driver domain, else domain 0) and turns on the UART's receive interrupt.
+    fn start_console_input(&mut self) {
+        let domains = &self.domains[..self.domain_count];
+        self.console_domain = domains
+            .iter()
+            .position(|d| d.console_input)
+            .or_else(|| domains.iter().position(|d| d.role == Role::Driver))
+            .unwrap_or(0);
+        if let Some(uart) = CONSOLE.lock().as_mut() {
+            uart.enable_rx_interrupt();
+        }
+        self.gic.enable_spi(self.uart_intid, self.mpidr[0]);
+    }
+
+    /// The UART received input: queue it and tell the console-input domain.
+    fn console_input(&mut self) {
+        let mut got = false;
+        if let Some(uart) = CONSOLE.lock().as_mut() {
+            while let Some(b) = uart.try_get() {
+                got |= self.console_in.push(b);
+            }
+        }
+        let d = self.console_domain;
+        if got && d < self.domain_count && self.domains[d].alive() {
+            self.raise_virq(
+                VcpuRef {
+                    domain: d as u8,
+                    vcpu: 0,
+                },
+                Virq::Console,
+            );
         }
     }
 
@@ -1286,7 +1362,33 @@ impl Hypervisor {
                 self.send_event(target);
                 Ok(0)
             }
+            Hypercall::EvtchnBindPirq => {
+                let owned = self.domains[d].device_irqs;
+                let port = self.events.bind_pirq(v.domain, args[0], |intid| {
+                    (intid as usize) < MAX_PIRQ && owned & (1u128 << intid) != 0
+                })?;
+                let cpu = self.domains[d].vcpus[0].cpu;
+                self.gic.enable_spi(args[0] as u32, self.mpidr[cpu]);
+                out[0] = port.into();
+                Ok(0)
+            }
+            Hypercall::IrqEoi => {
+                if !self.events.pirq_bound_by(v.domain, args[0]) {
+                    return Err(HvError::Access);
+                }
+                self.gic.unmask_spi(args[0] as u32);
+                Ok(0)
+            }
+            Hypercall::ConsoleRead => {
+                out[0] = self.console_read(d, args[0], args[1])?;
+                Ok(0)
+            }
             Hypercall::EvtchnClose => {
+                if let Ok(crate::evtchn::PortState::Pirq(intid)) =
+                    self.events.table(v.domain).state(args[0])
+                {
+                    self.gic.disable_spi(intid.into());
+                }
                 if let Some((peer, port)) = self.events.close(v.domain, args[0])? {
                     self.wake_port(peer, port);
                 }
@@ -1653,6 +1755,11 @@ impl Hypervisor {
             }
         }
         self.pins[d] = Pins::EMPTY;
+        for intid in FIRST_SPI..MAX_PIRQ as u32 {
+            if self.events.pirq_bound_by(d as u8, intid.into()) {
+                self.gic.disable_spi(intid);
+            }
+        }
         let mut peers = [(0u8, 0 as Port); 64];
         let mut n = 0;
         self.events.teardown(d as u8, |peer, port| {
@@ -1668,6 +1775,21 @@ impl Hypervisor {
             self.store[d].clear();
             self.store_changed(d);
         }
+    }
+
+    /// `ConsoleRead`: hands queued console input to the console-input domain.
+    /// Bytes leave the queue only once they are in the guest's buffer.
+    #[inline(never)]
+    fn console_read(&mut self, d: usize, ipa: u64, len: u64) -> Result<u64, HvError> {
+        if d != self.console_domain {
+            return Err(HvError::Perm);
+        }
+        let mut buf = [0u8; crate::console::INPUT_MAX];
+        let want = len.min(buf.len() as u64) as usize;
+        let n = self.console_in.peek_into(&mut buf[..want]);
+        self.copy_to_guest(d, ipa, &buf[..n])?;
+        self.console_in.consume(n);
+        Ok(n as u64)
     }
 
     /// Copies the guest's buffer through its stage-2 view (read once, into a

@@ -45,6 +45,8 @@ pub struct Platform<'a> {
     pub gicr: u64,
     /// PL011 UART.
     pub uart: u64,
+    /// The PL011's interrupt (console input).
+    pub uart_intid: u32,
     /// Number of CPUs.
     pub cpus: usize,
     /// virtio-mmio slots (the first `virtio_count`).
@@ -124,17 +126,20 @@ impl<'a> Platform<'a> {
             .ok_or(PlatformError::Missing("GICv3"))?;
         let (gicd, _) = first_reg(&gic, 0).ok_or(PlatformError::Missing("GICv3 reg"))?;
         let (gicr, _) = first_reg(&gic, 1).ok_or(PlatformError::Missing("GICv3 redistributor"))?;
-        let uart = fdt
+        let pl011 = fdt
             .find_compatible(&["arm,pl011"])
-            .and_then(|n| first_reg(&n, 0))
-            .ok_or(PlatformError::Missing("PL011"))?
+            .ok_or(PlatformError::Missing("PL011"))?;
+        let uart = first_reg(&pl011, 0)
+            .ok_or(PlatformError::Missing("PL011 reg"))?
             .0;
+        let uart_intid = intid(&pl011).ok_or(PlatformError::Missing("PL011 interrupt"))?;
         let mut platform = Platform {
             ram_base: mem.starting_address as u64,
             ram_size: mem.size.unwrap_or(0) as u64,
             gicd,
             gicr,
             uart,
+            uart_intid,
             cpus: fdt.cpus().count().max(1),
             virtio: [Device::default(); MAX_VIRTIO],
             virtio_count: 0,
@@ -220,6 +225,7 @@ mod tests {
             (0x0800_0000, 0x080a_0000, 0x0900_0000)
         );
         assert_eq!(p.cpus, 2);
+        assert_eq!(p.uart_intid, 33);
         assert_eq!(p.virtio().len(), 32);
         assert_eq!(
             p.virtio()[0],

@@ -52,6 +52,12 @@ impl Run {
 /// Runs `cargo run --quiet -p parapet-tools --bin parapet -- ARGS` in the
 /// workspace root, killing it (and failing) after [`WATCHDOG`].
 pub fn run_parapet(args: &[&str]) -> Run {
+    run_parapet_with_input(args, None)
+}
+
+/// As [`run_parapet`], with `input` written to parapet's standard input (as
+/// if typed on the console) and then closed.
+pub fn run_parapet_with_input(args: &[&str], input: Option<&[u8]>) -> Run {
     let mut child = Command::new(env!("CARGO"))
         .args([
             "run",
@@ -65,11 +71,22 @@ pub fn run_parapet(args: &[&str]) -> Run {
         .args(args)
         .current_dir(workspace_root())
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot run cargo");
+    if let (Some(mut sink), Some(input)) = (child.stdin.take(), input) {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = sink.write_all(&input);
+        });
+    }
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let t_out = std::thread::spawn(move || {

@@ -1,7 +1,7 @@
 //! End-to-end tests: boot the shipped scenarios on QEMU through `cargo parapet up`,
 //! exactly as a user would, and check the console transcript.
 
-use parapet_tests::{run_parapet, run_up, serial};
+use parapet_tests::{run_parapet, run_parapet_with_input, run_up, serial};
 
 fn assert_has(transcript: &str, needle: &str) {
     assert!(
@@ -25,7 +25,7 @@ fn demo_scenario_runs_to_completion() {
     assert_has(&t, "[driver] ");
     for g in ["guest-a", "guest-b"] {
         for what in [
-            "abi: negotiated 1.1",
+            "abi: negotiated 1.2",
             "timer: unmasked ok",
             "timer: masked ok",
             "fp: ok",
@@ -35,6 +35,23 @@ fn demo_scenario_runs_to_completion() {
         }
         assert_has(&t, &format!("[hv] domain {g} exited: poweroff (code 0)"));
     }
+    assert_has(&t, "[hv] all domains stopped: 3 ok, 0 failed");
+}
+
+#[test]
+fn console_input_reaches_the_driver_domain() {
+    let _g = serial();
+    // Typed on the serial port: the hypervisor queues it, raises
+    // `Virq::Console` in the driver domain, which reads it with `ConsoleRead`.
+    let r = run_parapet_with_input(
+        &["up", "scenarios/demo.toml", "--timeout", "240"],
+        Some(b"echo hello from the host\r\ndomains\nfrobnicate\n"),
+    );
+    let t = r.transcript();
+    assert!(r.status.success(), "exit status {}:\n{t}", r.status);
+    assert_has(&t, "[driver] echo: hello from the host");
+    assert_has(&t, "[driver] domains: ");
+    assert_has(&t, "[driver] unknown command `frobnicate`");
     assert_has(&t, "[hv] all domains stopped: 3 ok, 0 failed");
 }
 
@@ -139,6 +156,21 @@ fn hostile_ipc_calls_get_typed_errors() {
             "no such domain",
         ),
         ("ipc-server", "revoke while mapped", "busy"),
+        (
+            "ipc-client",
+            "read the console (not the console-input domain)",
+            "permission denied",
+        ),
+        (
+            "ipc-client",
+            "bind a device interrupt we do not own",
+            "access denied",
+        ),
+        (
+            "ipc-client",
+            "end a device interrupt we did not bind",
+            "access denied",
+        ),
     ] {
         assert_has(&t, &format!("[{who}] check {check}: ok ({error})"));
     }
@@ -156,7 +188,7 @@ fn hostile_ipc_calls_get_typed_errors() {
     ] {
         assert_has(&t, &format!("[ipc-client] check {check}"));
     }
-    assert_has(&t, "[ipc-client] ipc: 48 checks, 0 failed");
+    assert_has(&t, "[ipc-client] ipc: 52 checks, 0 failed");
     assert_has(&t, "[hv] all domains stopped: 2 ok, 0 failed");
 }
 

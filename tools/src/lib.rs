@@ -130,6 +130,7 @@ fn boot(
     timeout: Option<Duration>,
     out: &mut dyn Write,
     colour: bool,
+    forward_stdin: bool,
 ) -> Result<Outcome, Error> {
     eprintln!(
         "parapet: {}",
@@ -142,6 +143,7 @@ fn boot(
         timeout,
         out,
         colour,
+        forward_stdin,
     )?;
     Ok(outcome)
 }
@@ -161,7 +163,7 @@ pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
     let colour = colour_stdout();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    boot(&qemu_path, &p, opts.timeout, &mut out, colour)
+    boot(&qemu_path, &p, opts.timeout, &mut out, colour, true)
 }
 
 /// Options of `parapet bench`.
@@ -230,7 +232,7 @@ pub fn bench(opts: &BenchOptions) -> Result<Outcome, Error> {
         eprintln!("parapet: bench {kind}: running {what}");
         let mut capture =
             bench::Capture::new(std::io::stdout().lock(), p.scenario.domain_names(), colour);
-        let outcome = boot(&qemu_path, p, opts.timeout, &mut capture, false)?;
+        let outcome = boot(&qemu_path, p, opts.timeout, &mut capture, false, false)?;
         let lines = capture.into_lines();
         if outcome.exit_code != transcript::EXIT_OK {
             summary.extend(outcome.summary.iter().map(|l| format!("{what}: {l}")));

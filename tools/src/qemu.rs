@@ -86,6 +86,9 @@ pub fn bootargs(d: &Domain) -> String {
     if let Some(c) = d.cpu {
         s += &format!(" cpu={c}");
     }
+    if d.console_input {
+        s += " console=in";
+    }
     if let Some(c) = &d.cmdline {
         s += &format!(" -- {c}");
     }
@@ -196,6 +199,10 @@ fn kill(child: &mut Child) {
 /// prefixes when `colour`), and decides the outcome. `timeout` of `None` means
 /// no limit. QEMU is killed on timeout, on a console error, and when it does
 /// not exit within [`EXIT_GRACE`] after the hypervisor said it is done.
+///
+/// With `forward_stdin`, what is typed on (or piped into) our standard input
+/// goes to the serial port, where the hypervisor hands it to the
+/// console-input domain.
 pub fn run(
     program: &Path,
     args: &[OsString],
@@ -203,10 +210,15 @@ pub fn run(
     timeout: Option<Duration>,
     out: &mut dyn Write,
     colour: bool,
+    forward_stdin: bool,
 ) -> Result<(Outcome, Transcript), QemuError> {
     let mut child = Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if forward_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -214,6 +226,20 @@ pub fn run(
             program: program.display().to_string(),
             source,
         })?;
+    if let Some(mut sink) = child.stdin.take() {
+        // Line by line, so a terminal in cooked mode works as expected; the
+        // thread ends with our input or with QEMU (a write then fails).
+        std::thread::spawn(move || {
+            let mut line = Vec::new();
+            let mut input = std::io::stdin().lock();
+            while matches!(input.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                if sink.write_all(&line).and_then(|()| sink.flush()).is_err() {
+                    break;
+                }
+                line.clear();
+            }
+        });
+    }
     let (tx, rx) = mpsc::channel::<Msg>();
     if let Some(stdout) = child.stdout.take() {
         let tx = tx.clone();
@@ -456,6 +482,7 @@ vcpus = 2
             timeout,
             &mut out,
             false,
+            false,
         )
         .unwrap();
         (o, out)
@@ -500,6 +527,7 @@ vcpus = 2
             vec![],
             None,
             &mut Vec::new(),
+            false,
             false,
         )
         .unwrap_err();

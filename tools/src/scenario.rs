@@ -163,6 +163,8 @@ pub struct Domain {
     pub cmdline: Option<String>,
     /// Crash policy.
     pub on_crash: OnCrash,
+    /// Console input goes to this domain (default: the driver domain).
+    pub console_input: bool,
     /// Index of the `[[domain]]` table in the file (0-based).
     pub index: usize,
     /// Line of the `image` field.
@@ -225,6 +227,7 @@ struct RawDomain {
     cpu: Option<Spanned<i64>>,
     cmdline: Option<Spanned<String>>,
     on_crash: Option<Spanned<String>>,
+    console_input: Option<Spanned<bool>>,
 }
 
 /// Reads and validates a scenario file.
@@ -421,6 +424,23 @@ pub fn parse(
             },
         };
 
+        let console_input = match &d.console_input {
+            Some(c) if *c.get_ref() => {
+                if let Some(prev) = domains.iter().find(|p| p.console_input) {
+                    return Err(cx.at(
+                        c,
+                        f("console_input"),
+                        format!(
+                            "domain {:?} already takes the console input: only one domain may",
+                            prev.name
+                        ),
+                    ));
+                }
+                true
+            }
+            _ => false,
+        };
+
         domains.push(Domain {
             name,
             role,
@@ -431,6 +451,7 @@ pub fn parse(
             cpu,
             cmdline,
             on_crash,
+            console_input,
             index: i,
             image_line,
         });
@@ -830,6 +851,16 @@ on_crash = "destroy"
             2,
             "domain[0].name",
             "not a valid name",
+        );
+    }
+
+    #[test]
+    fn one_console_input_domain() {
+        assert_err(
+            "[[domain]]\nname = \"a\"\nimage = \"x\"\nconsole_input = true\n[[domain]]\nname = \"b\"\nimage = \"x\"\nconsole_input = true\n",
+            8,
+            "domain[1].console_input",
+            "already takes the console input",
         );
     }
 

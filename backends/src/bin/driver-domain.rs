@@ -1,5 +1,7 @@
-//! The driver domain: probes the virtio-mmio devices passed to it, then waits for
-//! the other domains to stop and powers off when it is the last one alive.
+//! The driver domain: probes the virtio-mmio devices passed to it, answers
+//! console commands typed on the serial port (it is the console-input domain
+//! unless the scenario names another), then waits for the other domains to
+//! stop and powers off when it is the last one alive.
 //! (Real virtio drivers and the backends come later.)
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -12,6 +14,7 @@ fn main() {
 mod driver {
     use core::sync::atomic::{AtomicBool, Ordering};
 
+    use parapet_backends::shell::{Command, LineEditor, HELP};
     use parapet_backends::virtio_mmio::{Header, Probe, Registers};
     use parapet_guest::abi::start_info::{device_kind, MmioDevice};
     use parapet_guest::abi::vpsr::Virq;
@@ -43,8 +46,44 @@ mod driver {
         DOMAIN_EXITED.store(true, Ordering::SeqCst);
     }
 
+    static CONSOLE_INPUT: AtomicBool = AtomicBool::new(false);
+
+    fn on_console_input() {
+        CONSOLE_INPUT.store(true, Ordering::SeqCst);
+    }
+
+    /// Reads what console input is queued and runs each complete line.
+    fn serve_console(editor: &mut LineEditor, info: &StartInfo, present: usize) {
+        let mut buf = [0u8; 256];
+        loop {
+            let n = match hypercall::console_read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) => {
+                    println!("console: read failed: {e}");
+                    return;
+                }
+            };
+            editor.feed(&buf[..n], |line| match Command::parse(line) {
+                Command::Help => println!("{HELP}"),
+                Command::Domains => match hypercall::domain_count() {
+                    Ok(c) => println!("domains: {} running, {} crashed", c.alive, c.crashed),
+                    Err(e) => println!("domains: {e}"),
+                },
+                Command::Devices => println!(
+                    "devices: {present} virtio devices among {} slots",
+                    info.devices().len()
+                ),
+                Command::Echo(text) => println!("echo: {text}"),
+                Command::Unknown(word) => println!("unknown command `{word}` ({HELP})"),
+            });
+        }
+    }
+
     fn main(info: &StartInfo) -> i32 {
         irq::set_handler(Virq::DomainExit, on_domain_exit);
+        irq::set_handler(Virq::Console, on_console_input);
+        let mut editor = LineEditor::new();
         let devices = info.devices();
         println!("driver domain up: {} devices", devices.len());
         let (mut present, mut empty) = (0, 0);
@@ -66,9 +105,11 @@ mod driver {
         }
         println!("driver domain: {present} virtio devices, {empty} empty slots");
 
+        // Input typed before the handler was set is queued in the hypervisor.
+        serve_console(&mut editor, info, present);
         loop {
             let state = irq::disable();
-            if !DOMAIN_EXITED.load(Ordering::SeqCst) {
+            if !DOMAIN_EXITED.load(Ordering::SeqCst) && !CONSOLE_INPUT.load(Ordering::SeqCst) {
                 if let Err(e) = hypercall::block() {
                     irq::restore(state);
                     println!("driver domain: block failed: {e}");
@@ -76,6 +117,9 @@ mod driver {
                 }
             }
             irq::restore(state);
+            if CONSOLE_INPUT.swap(false, Ordering::SeqCst) {
+                serve_console(&mut editor, info, present);
+            }
             if DOMAIN_EXITED.swap(false, Ordering::SeqCst) {
                 match hypercall::domain_count() {
                     Ok(count) if count.alive <= 1 => {

@@ -144,6 +144,31 @@ mod guest {
         }
     }
 
+    /// Calls reserved to the console-input domain and to a device's owner.
+    /// (The client is domain 1; console input goes to domain 0 here.)
+    fn device_calls(c: &mut Checks) {
+        c.expect(
+            "read the console (not the console-input domain)",
+            parapet_guest::hypercall::console_read(&mut [0u8; 16]).map(|_| ()),
+            Err(HvError::Perm),
+        );
+        c.expect(
+            "bind a device interrupt we do not own",
+            event::bind_pirq(48).map(|_| ()),
+            Err(HvError::Access),
+        );
+        c.expect(
+            "bind the timer PPI as a device interrupt",
+            event::bind_pirq(27).map(|_| ()),
+            Err(HvError::Inval),
+        );
+        c.expect(
+            "end a device interrupt we did not bind",
+            event::irq_eoi(48),
+            Err(HvError::Access),
+        );
+    }
+
     fn main(info: &StartInfo) -> i32 {
         let cmd = info.cmdline();
         let Some(peer_name) = cmdline::get(cmd, "peer") else {
@@ -447,6 +472,7 @@ mod guest {
         c.expect("close our port", event::close(port), Ok(()));
         c.expect("close it again", event::close(port), Err(HvError::NoEnt));
         local_ports(c);
+        device_calls(c);
         store::write_u64("client-done", 1).unwrap();
     }
 }

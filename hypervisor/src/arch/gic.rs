@@ -11,6 +11,11 @@ mod gicd {
     pub const CTLR_ARE: u32 = 1 << 4;
     pub const CTLR_ENABLE_GRP1: u32 = 1 << 1;
     pub const CTLR_RWP: u32 = 1 << 31;
+    pub const IGROUPR: usize = 0x0080;
+    pub const ISENABLER: usize = 0x0100;
+    pub const ICENABLER: usize = 0x0180;
+    pub const IPRIORITYR: usize = 0x0400;
+    pub const IROUTER: usize = 0x6000;
 }
 
 /// Redistributor registers (offsets from a CPU's RD_base; SGI frame at +64 KiB).
@@ -98,6 +103,49 @@ impl Gic {
             gicd::CTLR_ARE | gicd::CTLR_ENABLE_GRP1,
         );
         while Self::read32(self.gicd + gicd::CTLR) & gicd::CTLR_RWP != 0 {}
+    }
+
+    fn wait_for_distributor(&self) {
+        while Self::read32(self.gicd + gicd::CTLR) & gicd::CTLR_RWP != 0 {}
+    }
+
+    /// Makes SPI `intid` a group-1 interrupt at the hypervisor's priority,
+    /// routed to the CPU with affinity `mpidr`, and enables it.
+    pub fn enable_spi(&self, intid: u32, mpidr: u64) {
+        let (word, bit) = ((intid / 32) as usize * 4, 1u32 << (intid % 32));
+        self.disable_spi(intid);
+        let group = self.gicd + gicd::IGROUPR + word;
+        Self::write32(group, Self::read32(group) | bit);
+        // SAFETY: IPRIORITYR is byte-accessible (GICv3 architecture); the
+        // address is this SPI's priority byte in the distributor.
+        unsafe {
+            write_volatile(
+                (self.gicd + gicd::IPRIORITYR + intid as usize) as *mut u8,
+                PRIORITY,
+            )
+        };
+        let aff = mpidr & 0xff_00ff_ffff;
+        // SAFETY: IROUTER<n> is this SPI's 64-bit routing register.
+        unsafe {
+            write_volatile(
+                (self.gicd + gicd::IROUTER + 8 * intid as usize) as *mut u64,
+                aff,
+            )
+        };
+        Self::write32(self.gicd + gicd::ISENABLER + word, bit);
+    }
+
+    /// Unmasks SPI `intid` (after [`Gic::enable_spi`] configured it).
+    pub fn unmask_spi(&self, intid: u32) {
+        let (word, bit) = ((intid / 32) as usize * 4, 1u32 << (intid % 32));
+        Self::write32(self.gicd + gicd::ISENABLER + word, bit);
+    }
+
+    /// Masks SPI `intid` and waits until the distributor has done so.
+    pub fn disable_spi(&self, intid: u32) {
+        let (word, bit) = ((intid / 32) as usize * 4, 1u32 << (intid % 32));
+        Self::write32(self.gicd + gicd::ICENABLER + word, bit);
+        self.wait_for_distributor();
     }
 
     /// Finds the redistributor of the CPU with affinity `mpidr`.
