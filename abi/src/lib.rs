@@ -14,16 +14,19 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod blkif;
 pub mod error;
 pub mod event;
 pub mod grant;
 pub mod hypercall;
 pub mod layout;
+pub mod netif;
 pub mod ring;
 pub mod start_info;
 pub mod store;
 pub mod version;
 pub mod vpsr;
+pub mod xenbus;
 
 pub use error::HvError;
 pub use hypercall::Hypercall;

@@ -4,5 +4,9 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
+pub mod blkback;
+pub mod config;
+pub mod netback;
 pub mod shell;
+pub mod switch;
 pub mod virtio_mmio;

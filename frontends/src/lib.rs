@@ -7,4 +7,6 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
+pub mod blkfront;
+pub mod netfront;
 pub mod vchan;

@@ -56,6 +56,78 @@ fn console_input_reaches_the_driver_domain() {
 }
 
 #[test]
+fn disk_writes_survive_a_reboot() {
+    let _g = serial();
+    // The image file scenarios/disk.toml names; start from a fresh one.
+    let image = parapet_tests::workspace_root().join("target/parapet/disks/shared.img");
+    let _ = std::fs::remove_file(&image);
+    for boot in 1..=2 {
+        let (status, t) = run_up("scenarios/disk.toml", 240);
+        assert!(status.success(), "boot {boot}: exit status {status}:\n{t}");
+        for g in ["disk-a", "disk-b"] {
+            assert_has(
+                &t,
+                &format!("[{g}] disk: boot counter {boot} (was {})", boot - 1),
+            );
+            assert_has(&t, &format!("[{g}] disk: wrote and read back 256 KiB: ok"));
+            assert_has(
+                &t,
+                &format!("[{g}] disk: a read past the end is refused: ok"),
+            );
+            assert_has(&t, &format!("[{g}] disk: done"));
+        }
+        assert_has(
+            &t,
+            "[driver] blkback: disk-a/vbd0 connected: 8192 sectors from disk0 at sector 0",
+        );
+        assert_has(
+            &t,
+            "[driver] blkback: disk-b/vbd0 connected: 8192 sectors from disk0 at sector 8192",
+        );
+    }
+    // The writes reached the host file: each guest's counter sits in the
+    // first sector of its own range.
+    let bytes = std::fs::read(&image).expect("the image file");
+    for start in [0usize, 8192 * 512] {
+        assert_eq!(&bytes[start..start + 8], b"PRPTDISK", "at byte {start}");
+        assert_eq!(bytes[start + 8], 2, "the counter at byte {start}");
+    }
+}
+
+#[test]
+fn hostile_disk_frontend_is_refused_and_others_keep_working() {
+    let _g = serial();
+    let (status, t) = run_up("scenarios/disk-hostile.toml", 240);
+    assert!(status.success(), "exit status {status}:\n{t}");
+    for (case, answer) in [
+        ("a sane read", "Okay"),
+        ("a grant never given", "Error"),
+        ("sectors past the disk", "Error"),
+        ("a sector number that wraps", "Error"),
+        ("a segment past its page", "Error"),
+        ("no segments", "Error"),
+        ("200 segments", "Error"),
+        ("an unknown operation", "NotSupported"),
+    ] {
+        assert_has(&t, &format!("[evil] hostile: {case}: {answer} (ok)"));
+    }
+    assert_has(
+        &t,
+        "[evil] hostile: a flood of 100 bad requests: 100 refused (ok)",
+    );
+    assert_has(&t, "[driver] blkback: evil/vbd0: ring corrupted");
+    assert_has(
+        &t,
+        "[evil] hostile: a corrupted ring index: disconnected by the backend (ok)",
+    );
+    assert_has(&t, "[evil] hostile: done");
+    // The other guest's disk was untouched by all this.
+    assert_has(&t, "[disk-b] disk: wrote and read back 256 KiB: ok");
+    assert_has(&t, "[disk-b] disk: done");
+    assert_has(&t, "[hv] all domains stopped: 3 ok, 0 failed");
+}
+
+#[test]
 fn faulty_guest_is_isolated() {
     let _g = serial();
     let (status, t) = run_up("scenarios/fault.toml", 240);

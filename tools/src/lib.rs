@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod disks;
 pub mod prereq;
 pub mod qemu;
 pub mod scenario;
@@ -39,6 +40,9 @@ pub enum Error {
     /// QEMU could not be run.
     #[error(transparent)]
     Qemu(#[from] qemu::QemuError),
+    /// A guest's disk could not be set up.
+    #[error(transparent)]
+    Disk(#[from] disks::DiskError),
     /// The `--json` report could not be written.
     #[error("cannot write {path}: {source}")]
     WriteReport {
@@ -103,7 +107,31 @@ struct Prepared {
 
 /// Builds the scenario's images (unless `no_build`: then only checks that
 /// they are known) and writes its QEMU command line.
-fn prepare(root: &Path, s: scenario::Scenario, no_build: bool) -> Result<Prepared, Error> {
+fn prepare(root: &Path, mut s: scenario::Scenario, no_build: bool) -> Result<Prepared, Error> {
+    let disk_plan = disks::prepare(&s)?;
+    if !disk_plan.driver_wiring.is_empty() {
+        if let Some(driver) = s
+            .domains
+            .iter_mut()
+            .find(|d| d.role == scenario::Role::Driver)
+        {
+            let cmdline = match driver.cmdline.take() {
+                Some(c) => format!("{c} {}", disk_plan.driver_wiring),
+                None => disk_plan.driver_wiring.clone(),
+            };
+            if cmdline.len() >= 256 {
+                return Err(disks::DiskError::Invalid {
+                    location: format!("{}", s.path.display()),
+                    message: format!(
+                        "the driver domain's command line with the disk wiring is {} bytes (at most 255): use fewer or shorter names",
+                        cmdline.len()
+                    ),
+                }
+                .into());
+            }
+            driver.cmdline = Some(cmdline);
+        }
+    }
     let ws = if no_build {
         let ws = build::metadata(root)?;
         ws.plan(&s)?; // names every unknown image
@@ -119,7 +147,7 @@ fn prepare(root: &Path, s: scenario::Scenario, no_build: bool) -> Result<Prepare
         let size = build::file_size(&p)?;
         images.push((p, size));
     }
-    let args = qemu::args(&s, &hv, &images)?;
+    let args = qemu::args(&s, &hv, &images, &disk_plan.attached)?;
     Ok(Prepared { scenario: s, args })
 }
 

@@ -112,6 +112,7 @@ pub fn args(
     scenario: &Scenario,
     hypervisor: &Path,
     images: &[(PathBuf, u64)],
+    disks: &[crate::disks::AttachedDisk],
 ) -> Result<Vec<OsString>, QemuError> {
     let m = &scenario.machine;
     let named: Vec<(&str, u64)> = scenario
@@ -155,6 +156,18 @@ pub fn args(
     push("user,id=net0");
     push("-device");
     push("virtio-net-device,netdev=net0");
+    for (i, disk) in disks.iter().enumerate() {
+        push("-drive");
+        push(&format!(
+            "file={},format=raw,if=none,id=drive{i}",
+            escape_opt(utf8(&disk.path)?)
+        ));
+        push("-device");
+        push(&format!(
+            "virtio-blk-device,drive=drive{i},serial={}",
+            disk.serial
+        ));
+    }
     for ((d, (path, _)), addr) in scenario.domains.iter().zip(images).zip(addrs) {
         a.push("-device".into());
         a.push(
@@ -433,7 +446,7 @@ vcpus = 2
             (PathBuf::from("/t/driver-domain"), 0x18000),
             (PathBuf::from("/t,x/demo-guest"), 10),
         ];
-        let a = args(&s, Path::new("/t/hv"), &images).unwrap();
+        let a = args(&s, Path::new("/t/hv"), &images, &[]).unwrap();
         let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
         let expect = [
             "-M",

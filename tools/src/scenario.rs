@@ -165,11 +165,33 @@ pub struct Domain {
     pub on_crash: OnCrash,
     /// Console input goes to this domain (default: the driver domain).
     pub console_input: bool,
+    /// Its virtual disk (`vbd0`), served by the driver domain.
+    pub disk: Option<DiskSpec>,
     /// Index of the `[[domain]]` table in the file (0-based).
     pub index: usize,
     /// Line of the `image` field.
     pub image_line: usize,
 }
+
+/// A guest's virtual disk: a raw image file, or a range of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    /// The image file (relative paths are resolved against the workspace root).
+    pub image: PathBuf,
+    /// Size of the image when `parapet` has to create it, in MiB.
+    pub size_mib: u64,
+    /// First sector of the range (default 0).
+    pub start_sector: u64,
+    /// Sectors in the range (default: to the end of the image).
+    pub sectors: Option<u64>,
+    /// The guest may not write.
+    pub readonly: bool,
+    /// `path:line: domain[N].disk`, for errors found when the image is opened.
+    pub location: String,
+}
+
+/// Size of a disk image `parapet` creates when the scenario gives none.
+pub const DEFAULT_DISK_MIB: u64 = 8;
 
 /// A validated scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +250,17 @@ struct RawDomain {
     cmdline: Option<Spanned<String>>,
     on_crash: Option<Spanned<String>>,
     console_input: Option<Spanned<bool>>,
+    disk: Option<Spanned<RawDisk>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisk {
+    image: String,
+    size_mib: Option<Spanned<i64>>,
+    start_sector: Option<Spanned<i64>>,
+    sectors: Option<Spanned<i64>>,
+    readonly: Option<bool>,
 }
 
 /// Reads and validates a scenario file.
@@ -441,6 +474,57 @@ pub fn parse(
             _ => false,
         };
 
+        let disk = match &d.disk {
+            None => None,
+            Some(sd) if role == Role::Driver => {
+                return Err(cx.at(
+                    sd,
+                    f("disk"),
+                    "the driver domain serves disks; give the disk to a guest".into(),
+                ))
+            }
+            Some(sd) => {
+                let raw = sd.get_ref();
+                if raw.image.is_empty() || raw.image.contains('\0') || raw.image.contains(',') {
+                    return Err(cx.at(
+                        sd,
+                        f("disk.image"),
+                        "needs a file path (without commas)".into(),
+                    ));
+                }
+                let image = Path::new(&raw.image);
+                let image = if image.is_absolute() {
+                    image.to_owned()
+                } else {
+                    workspace_root.join(image)
+                };
+                let size_mib = match &raw.size_mib {
+                    None => DEFAULT_DISK_MIB,
+                    Some(v) => cx.int_in(v, &f("disk.size_mib"), 1, 4096)? as u64,
+                };
+                let start_sector = match &raw.start_sector {
+                    None => 0,
+                    Some(v) => cx.int_in(v, &f("disk.start_sector"), 0, i64::MAX / 1024)? as u64,
+                };
+                let sectors = match &raw.sectors {
+                    None => None,
+                    Some(v) => Some(cx.int_in(v, &f("disk.sectors"), 1, i64::MAX / 1024)? as u64),
+                };
+                Some(DiskSpec {
+                    image,
+                    size_mib,
+                    start_sector,
+                    sectors,
+                    readonly: raw.readonly.unwrap_or(false),
+                    location: format!(
+                        "{}:{}: domain[{i}].disk",
+                        path.display(),
+                        cx.line(sd.span().start)
+                    ),
+                })
+            }
+        };
+
         domains.push(Domain {
             name,
             role,
@@ -452,6 +536,7 @@ pub fn parse(
             cmdline,
             on_crash,
             console_input,
+            disk,
             index: i,
             image_line,
         });

@@ -1,0 +1,303 @@
+//! The driver domain: drives the virtio-mmio devices passed to it with
+//! `virtio-drivers`, serves the guests' virtual disks (blkback) as the
+//! scenario wires them (its command line), answers console commands typed on
+//! the serial port (it is the console-input domain unless the scenario names
+//! another), and powers off when it is the last domain alive.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("driver-domain is a bare-metal image: build it with `cargo parapet build`");
+}
+
+#[cfg(target_os = "none")]
+mod hal;
+#[cfg(target_os = "none")]
+mod vbd;
+
+#[cfg(target_os = "none")]
+mod driver {
+    extern crate alloc;
+
+    use alloc::vec::Vec;
+    use core::ptr::NonNull;
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    use parapet_backends::blkback::REQUEST_BYTES_MAX;
+    use parapet_backends::config::{self, Name, Wiring};
+    use parapet_backends::shell::{Command, LineEditor, HELP};
+    use parapet_backends::virtio_mmio::{Header, Probe, Registers};
+    use parapet_guest::abi::event::Port;
+    use parapet_guest::abi::start_info::{device_kind, MmioDevice};
+    use parapet_guest::abi::vpsr::Virq;
+    use parapet_guest::abi::StartInfo;
+    use parapet_guest::{hypercall, irq, println, store};
+    use virtio_drivers::device::blk::VirtIOBlk;
+    use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+    use virtio_drivers::transport::{DeviceType, Transport};
+
+    use crate::hal::{leak_pages, DriverHal};
+    use crate::vbd::{BlockDevice, Vbd};
+
+    parapet_guest::entry!(main);
+
+    /// A device's register window, read with volatile loads (mapped 1:1, Device
+    /// memory in the SDK's identity map).
+    struct Mmio<'a>(&'a MmioDevice);
+
+    impl Registers for Mmio<'_> {
+        fn read32(&self, offset: usize) -> u32 {
+            if offset + 4 > self.0.size as usize {
+                return 0;
+            }
+            let addr = self.0.base as usize + offset;
+            // SAFETY: the hypervisor passed this window to the driver domain and
+            // maps it 1:1; the offset is inside it and 4-byte aligned (the callers
+            // use the virtio-mmio register offsets).
+            unsafe { (addr as *const u32).read_volatile() }
+        }
+    }
+
+    static DOMAIN_EXITED: AtomicBool = AtomicBool::new(false);
+    static CONSOLE_INPUT: AtomicBool = AtomicBool::new(false);
+    static STORE_CHANGED: AtomicBool = AtomicBool::new(true);
+    static RING_WORK: AtomicBool = AtomicBool::new(false);
+
+    fn on_domain_exit() {
+        DOMAIN_EXITED.store(true, Ordering::SeqCst);
+    }
+
+    fn on_console_input() {
+        CONSOLE_INPUT.store(true, Ordering::SeqCst);
+    }
+
+    fn on_store() {
+        STORE_CHANGED.store(true, Ordering::SeqCst);
+    }
+
+    fn on_ring(_: Port) {
+        RING_WORK.store(true, Ordering::SeqCst);
+    }
+
+    struct State {
+        editor: LineEditor,
+        disks: Vec<BlockDevice>,
+        vbds: Vec<Vbd>,
+        present: usize,
+        slots: usize,
+    }
+
+    /// Reads what console input is queued and runs each complete line.
+    fn serve_console(st: &mut State) {
+        let mut buf = [0u8; 256];
+        loop {
+            let n = match hypercall::console_read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) => {
+                    println!("console: read failed: {e}");
+                    return;
+                }
+            };
+            let (disks, vbds) = (&st.disks, &st.vbds);
+            let (present, slots) = (st.present, st.slots);
+            st.editor
+                .feed(&buf[..n], |line| match Command::parse(line) {
+                    Command::Help => println!("{HELP}"),
+                    Command::Domains => match hypercall::domain_count() {
+                        Ok(c) => println!("domains: {} running, {} crashed", c.alive, c.crashed),
+                        Err(e) => println!("domains: {e}"),
+                    },
+                    Command::Devices => {
+                        println!("devices: {present} virtio devices among {slots} slots");
+                        for d in disks {
+                            println!("  disk {}: {} sectors", d.serial, d.sectors);
+                        }
+                        for v in vbds {
+                            println!(
+                                "  vbd {}/{}: {} requests served, {} refused",
+                                v.cfg.frontend, v.cfg.dev, v.served, v.failed
+                            );
+                        }
+                    }
+                    Command::Echo(text) => println!("echo: {text}"),
+                    Command::Unknown(word) => println!("unknown command `{word}` ({HELP})"),
+                });
+        }
+    }
+
+    /// Starts the virtio-blk driver on `dev` and reads its serial.
+    fn start_block(dev: &MmioDevice) -> Option<BlockDevice> {
+        let header = NonNull::new(dev.base as *mut VirtIOHeader)?;
+        // SAFETY: the hypervisor mapped this virtio-mmio window (header and
+        // config space, `size` bytes) 1:1 into the driver domain only, and it
+        // stays mapped for the domain's life; this transport is its only user.
+        let transport = match unsafe { MmioTransport::new(header, dev.size as usize) } {
+            Ok(t) => t,
+            Err(e) => {
+                println!("virtio-mmio@{:#010x}: {e:?}", dev.base);
+                return None;
+            }
+        };
+        if transport.device_type() != DeviceType::Block {
+            return None;
+        }
+        let mut blk = match VirtIOBlk::<DriverHal, _>::new(transport) {
+            Ok(b) => b,
+            Err(e) => {
+                println!("virtio-blk@{:#010x}: {e:?}", dev.base);
+                return None;
+            }
+        };
+        let mut id = [0u8; 20];
+        let serial = match blk.device_id(&mut id) {
+            Ok(n) => core::str::from_utf8(&id[..n]).ok().and_then(Name::new),
+            Err(_) => None,
+        }
+        .or_else(|| Name::new("unnamed"))?;
+        let sectors = blk.capacity();
+        println!(
+            "virtio-blk@{:#010x}: serial {serial}, {} sectors ({} MiB){}",
+            dev.base,
+            sectors,
+            sectors / 2048,
+            if blk.readonly() { ", read-only" } else { "" }
+        );
+        Some(BlockDevice {
+            serial,
+            blk,
+            sectors,
+        })
+    }
+
+    fn wire_disks(wiring: &Wiring, disks: &[BlockDevice]) -> Vec<Vbd> {
+        let mut vbds = Vec::new();
+        for cfg in wiring.vbds.iter() {
+            let Some(device) = disks.iter().position(|d| d.serial == cfg.serial) else {
+                println!(
+                    "vbd {}/{}: no disk with serial {}",
+                    cfg.frontend, cfg.dev, cfg.serial
+                );
+                continue;
+            };
+            if cfg.start + cfg.sectors > disks[device].sectors {
+                println!(
+                    "vbd {}/{}: sectors {}..{} lie outside {} ({} sectors)",
+                    cfg.frontend,
+                    cfg.dev,
+                    cfg.start,
+                    cfg.start + cfg.sectors,
+                    cfg.serial,
+                    disks[device].sectors
+                );
+                continue;
+            }
+            match store::lookup(cfg.frontend.as_str()) {
+                Ok(domid) => vbds.push(Vbd::new(*cfg, domid, device)),
+                Err(e) => println!("vbd {}/{}: no such domain ({e})", cfg.frontend, cfg.dev),
+            }
+        }
+        vbds
+    }
+
+    fn main(info: &StartInfo) -> i32 {
+        irq::set_handler(Virq::DomainExit, on_domain_exit);
+        irq::set_handler(Virq::Console, on_console_input);
+        irq::set_handler(Virq::Store, on_store);
+        let devices = info.devices();
+        println!("driver domain up: {} devices", devices.len());
+        let wiring = config::parse(info.cmdline(), |bad| {
+            println!("ignoring malformed wiring `{bad}`")
+        });
+        let (mut present, mut empty) = (0, 0);
+        let mut disks = Vec::new();
+        for dev in devices
+            .iter()
+            .filter(|d| d.kind == device_kind::VIRTIO_MMIO)
+        {
+            match Header::read(&Mmio(dev)).probe() {
+                Probe::Device(h) => {
+                    present += 1;
+                    println!("virtio-mmio@{:#010x}: {h}, irq {}", dev.base, dev.intid);
+                    if h.device_name() == "block" {
+                        disks.extend(start_block(dev));
+                    }
+                }
+                Probe::Empty => empty += 1,
+                Probe::Invalid(h) => println!(
+                    "virtio-mmio@{:#010x}: not a virtio device (magic {:#010x}, version {})",
+                    dev.base, h.magic, h.version
+                ),
+            }
+        }
+        println!("driver domain: {present} virtio devices, {empty} empty slots");
+        let vbds = wire_disks(&wiring, &disks);
+        let bounce: &'static mut [u8; REQUEST_BYTES_MAX] = leak_pages(REQUEST_BYTES_MAX / 4096)
+            .try_into()
+            .expect("bounce buffer size");
+        let mut st = State {
+            editor: LineEditor::new(),
+            disks,
+            vbds,
+            present,
+            slots: devices.len(),
+        };
+
+        // Input typed before the handler was set is queued in the hypervisor.
+        serve_console(&mut st);
+        loop {
+            let state = irq::disable();
+            let idle = !DOMAIN_EXITED.load(Ordering::SeqCst)
+                && !CONSOLE_INPUT.load(Ordering::SeqCst)
+                && !STORE_CHANGED.load(Ordering::SeqCst)
+                && !RING_WORK.load(Ordering::SeqCst);
+            if idle {
+                if let Err(e) = hypercall::block() {
+                    irq::restore(state);
+                    println!("driver domain: block failed: {e}");
+                    return 1;
+                }
+            }
+            irq::restore(state);
+            if CONSOLE_INPUT.swap(false, Ordering::SeqCst) {
+                serve_console(&mut st);
+            }
+            if STORE_CHANGED.swap(false, Ordering::SeqCst) {
+                for v in st.vbds.iter_mut() {
+                    v.handshake(on_ring);
+                }
+                RING_WORK.store(true, Ordering::SeqCst);
+            }
+            if RING_WORK.swap(false, Ordering::SeqCst) {
+                for v in st.vbds.iter_mut() {
+                    let disk = &mut st.disks[v.device];
+                    v.serve(disk, bounce);
+                    if v.has_work() {
+                        RING_WORK.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            if DOMAIN_EXITED.swap(false, Ordering::SeqCst) {
+                match hypercall::domain_count() {
+                    Ok(count) if count.alive <= 1 => {
+                        for v in &st.vbds {
+                            println!(
+                                "blkback: {}/{}: {} requests served, {} refused",
+                                v.cfg.frontend, v.cfg.dev, v.served, v.failed
+                            );
+                        }
+                        println!("driver domain: all guests gone, shutting down");
+                        return 0;
+                    }
+                    Ok(count) => {
+                        log::debug!("{} domains alive, {} crashed", count.alive, count.crashed)
+                    }
+                    Err(e) => {
+                        println!("driver domain: domain_count failed: {e}");
+                        return 1;
+                    }
+                }
+            }
+        }
+    }
+}

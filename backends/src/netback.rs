@@ -1,0 +1,689 @@
+//! The backend's core of one virtual interface (vif): the netif protocol
+//! ([`parapet_abi::netif`]) over two rings and the frontend's buffer pages, as pure
+//! code. The driver domain's glue maps the pages, runs the event channel and moves
+//! frames between vifs and the NIC (the switch); this module only speaks the
+//! protocol, and is tested on the host against hostile frontends.
+//!
+//! # Use
+//!
+//! The glue maps the control page, copies it out and checks it
+//! (`NetifControl::check`), maps both ring pages and the `2 * NET_BUFS` buffer pages,
+//! attaches the two [`BackRing`]s (the frontend initialised them) and builds a
+//! [`VifBackend`] with a [`FramePages`] over the mapped buffers, indexed as the
+//! protocol says (TX buffer `i` is page `i`, RX buffer `i` page `NET_BUFS + i`). Then,
+//! on each event from the frontend (and once right after connecting):
+//!
+//! 1. [`VifBackend::poll_tx`] takes up to one ring's worth of TX requests and hands
+//!    each valid frame to `deliver` (the switch). Frames for this vif go in with
+//!    [`VifBackend::deliver_rx`], from any vif's `poll_tx` or from the NIC.
+//! 2. [`VifBackend::flush`] publishes the responses; notify the frontend if it says so.
+//! 3. Before sleeping, [`VifBackend::final_check`]: `Ok(true)` means more TX requests
+//!    are waiting (for instance after a full batch), so serve the vif again.
+//!
+//! # Rules
+//!
+//! * Work is bounded: one `poll_tx` consumes at most the ring's size of requests, so
+//!   a flooding frontend cannot starve the other vifs.
+//! * Every request is answered exactly once; bad ones at once, with
+//!   [`NetStatus::Error`], and counted in [`VifStats::malformed`]. After more than
+//!   [`HOSTILE_MALFORMED`] of them, [`VifBackend::is_hostile`] says to disconnect.
+//! * RX requests are taken lazily: when a frame is to be delivered and no posted
+//!   buffer is left, all new RX requests are taken at once. The posted ids wait in a
+//!   FIFO of [`NET_BUFS`] (an id already waiting there cannot be posted again), so the
+//!   oldest posted buffer is filled first. Without a posted buffer the frame is dropped (counted
+//!   in [`VifStats::rx_dropped`]): the backend never queues frames for a vif, and so
+//!   never asks to be woken for RX requests.
+//! * A [`VifError::Ring`] means the frontend corrupted a ring index: disconnect the
+//!   vif ([`VifError::is_peer_fault`]). The core stays usable (no panic), but
+//!   the ring makes no progress.
+
+use parapet_abi::netif::{
+    rx_page, tx_page, BufSet, FramePages, NetStatus, RxRequest, RxResponse, TxRequest, TxResponse,
+    FRAME_MAX, FRAME_MIN, NET_BUFS,
+};
+use parapet_abi::ring::{BackRing, RingError};
+
+/// More malformed requests than this and [`VifBackend::is_hostile`] is true.
+pub const HOSTILE_MALFORMED: u64 = 64;
+
+/// What went wrong on a vif.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VifError {
+    /// The frontend broke a ring's index protocol: disconnect the vif.
+    Ring(RingError),
+    /// [`VifBackend::deliver_rx`] was given a frame of this length, outside
+    /// `FRAME_MIN..=FRAME_MAX` (the caller's fault, not the frontend's).
+    FrameLen(usize),
+}
+
+impl VifError {
+    /// Whether the frontend caused the error (and the vif should be disconnected).
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(self, VifError::Ring(_))
+    }
+}
+
+impl From<RingError> for VifError {
+    fn from(e: RingError) -> Self {
+        VifError::Ring(e)
+    }
+}
+
+impl core::fmt::Display for VifError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VifError::Ring(e) => write!(f, "vif ring: {e}"),
+            VifError::FrameLen(n) => write!(f, "frame of {n} bytes cannot be delivered"),
+        }
+    }
+}
+
+impl core::error::Error for VifError {}
+
+/// Counters of one vif, from the backend's side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VifStats {
+    /// Frames taken from the frontend's TX ring and delivered.
+    pub tx_frames: u64,
+    /// Bytes of those frames.
+    pub tx_bytes: u64,
+    /// Frames copied into the frontend's RX buffers.
+    pub rx_frames: u64,
+    /// Bytes of those frames.
+    pub rx_bytes: u64,
+    /// Frames for the frontend dropped because it had no RX buffer posted.
+    pub rx_dropped: u64,
+    /// Malformed requests (bad id, length, flags, or an RX buffer posted twice),
+    /// answered with `NetStatus::Error`.
+    pub malformed: u64,
+    /// Times [`VifBackend::flush`] said the frontend must be notified.
+    pub notifications: u64,
+}
+
+/// The posted RX buffer ids, oldest first; each id at most once.
+#[derive(Debug)]
+struct PostedFifo {
+    ids: [u8; NET_BUFS],
+    head: usize,
+    len: usize,
+    set: BufSet,
+}
+
+impl PostedFifo {
+    const fn new() -> Self {
+        PostedFifo {
+            ids: [0; NET_BUFS],
+            head: 0,
+            len: 0,
+            set: BufSet::EMPTY,
+        }
+    }
+
+    /// Adds `id`; false if it is out of range or already posted.
+    fn push(&mut self, id: usize) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        // At most NET_BUFS distinct ids are in the set, so there is room.
+        debug_assert!(self.len < NET_BUFS);
+        self.ids[(self.head + self.len) % NET_BUFS] = id as u8;
+        self.len += 1;
+        true
+    }
+
+    fn pop(&mut self) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let id = usize::from(self.ids[self.head]);
+        self.head = (self.head + 1) % NET_BUFS;
+        self.len -= 1;
+        self.set.remove(id);
+        Some(id)
+    }
+}
+
+// Ids are stored as u8.
+const _: () = assert!(NET_BUFS <= 256);
+
+/// The backend's end of one vif: both rings, the frontend's buffer pages (through
+/// `P`), the posted RX buffers and counters. See the module docs.
+pub struct VifBackend<'a, P: FramePages> {
+    tx: BackRing<'a, TxRequest, TxResponse>,
+    rx: BackRing<'a, RxRequest, RxResponse>,
+    pages: P,
+    posted: PostedFifo,
+    stats: VifStats,
+}
+
+impl<P: FramePages> core::fmt::Debug for VifBackend<'_, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VifBackend")
+            .field("tx", &self.tx)
+            .field("rx", &self.rx)
+            .field("posted", &self.posted.len)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<'a, P: FramePages> VifBackend<'a, P> {
+    /// A vif over rings the backend has attached to and the frontend's buffer pages.
+    pub fn new(
+        tx: BackRing<'a, TxRequest, TxResponse>,
+        rx: BackRing<'a, RxRequest, RxResponse>,
+        pages: P,
+    ) -> Self {
+        VifBackend {
+            tx,
+            rx,
+            pages,
+            posted: PostedFifo::new(),
+            stats: VifStats::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> VifStats {
+        self.stats
+    }
+
+    /// RX buffers the backend has taken from the ring and not yet filled.
+    pub fn rx_posted(&self) -> usize {
+        self.posted.len
+    }
+
+    /// The buffer pages.
+    pub fn pages(&self) -> &P {
+        &self.pages
+    }
+
+    /// Whether the frontend sent more than [`HOSTILE_MALFORMED`] malformed requests:
+    /// policy says disconnect it.
+    pub fn is_hostile(&self) -> bool {
+        self.stats.malformed > HOSTILE_MALFORMED
+    }
+
+    /// Takes up to one ring's worth of TX requests. For each valid one (`id <
+    /// NET_BUFS`, `FRAME_MIN <= len <= FRAME_MAX`, `flags == 0`) copies the frame
+    /// into `scratch`, calls `deliver` with it and answers `Okay`; a malformed one is
+    /// answered `Error`. Returns the number of requests consumed: if it is the ring
+    /// size, more may be waiting (see [`VifBackend::final_check`]). The responses are
+    /// published by [`VifBackend::flush`].
+    pub fn poll_tx(
+        &mut self,
+        scratch: &mut [u8; FRAME_MAX],
+        mut deliver: impl FnMut(&[u8]),
+    ) -> Result<usize, VifError> {
+        let budget = self.tx.size();
+        let mut done = 0;
+        while done < budget as usize {
+            // A copy of the slot: nothing below re-reads shared memory.
+            let Some(req) = self.tx.poll_request()? else {
+                break;
+            };
+            done += 1;
+            let (id, len) = (usize::from(req.id), usize::from(req.len));
+            let status =
+                if id < NET_BUFS && (FRAME_MIN..=FRAME_MAX).contains(&len) && req.flags == 0 {
+                    let frame = &mut scratch[..len];
+                    self.pages.read(tx_page(id), 0, frame);
+                    deliver(frame);
+                    self.stats.tx_frames += 1;
+                    self.stats.tx_bytes += len as u64;
+                    NetStatus::Okay
+                } else {
+                    self.stats.malformed += 1;
+                    NetStatus::Error
+                };
+            self.tx.push_response(&TxResponse {
+                id: req.id,
+                status: status.raw(),
+                _pad: 0,
+            })?;
+        }
+        Ok(done)
+    }
+
+    /// Takes every new RX request (at most one ring's worth) into the FIFO of posted
+    /// buffers; answers malformed ones at once.
+    fn pull_rx_requests(&mut self) -> Result<(), VifError> {
+        let budget = self.rx.size();
+        for _ in 0..budget {
+            let Some(req) = self.rx.poll_request()? else {
+                break;
+            };
+            if self.posted.push(usize::from(req.id)) {
+                continue;
+            }
+            // Out of range, or already posted (a buffer cannot be filled twice).
+            self.stats.malformed += 1;
+            self.rx.push_response(&RxResponse {
+                id: req.id,
+                len: 0,
+                status: NetStatus::Error.raw(),
+                _pad: 0,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Copies `frame` into the oldest RX buffer the frontend posted and answers it.
+    /// `Ok(false)` if the frontend has no buffer posted: the frame is dropped (and
+    /// counted). The response is published by [`VifBackend::flush`].
+    pub fn deliver_rx(&mut self, frame: &[u8]) -> Result<bool, VifError> {
+        let len = frame.len();
+        if !(FRAME_MIN..=FRAME_MAX).contains(&len) {
+            return Err(VifError::FrameLen(len));
+        }
+        if self.posted.len == 0 {
+            self.pull_rx_requests()?;
+        }
+        let Some(id) = self.posted.pop() else {
+            self.stats.rx_dropped += 1;
+            return Ok(false);
+        };
+        self.pages.write(rx_page(id), 0, frame);
+        // `id` came from a consumed request that is not answered yet, so there is a
+        // slot for the response.
+        self.rx.push_response(&RxResponse {
+            id: id as u16,
+            len: len as u16,
+            status: NetStatus::Okay.raw(),
+            _pad: 0,
+        })?;
+        self.stats.rx_frames += 1;
+        self.stats.rx_bytes += len as u64;
+        Ok(true)
+    }
+
+    /// Publishes the responses of both rings; true if the frontend must be notified.
+    pub fn flush(&mut self) -> bool {
+        let tx = self.tx.push_responses_and_check_notify();
+        let rx = self.rx.push_responses_and_check_notify();
+        if tx || rx {
+            self.stats.notifications += 1;
+        }
+        tx || rx
+    }
+
+    /// Before sleeping (after [`VifBackend::flush`]): true if TX requests are waiting;
+    /// otherwise asks to be notified of the next one and checks again. Sleep only on
+    /// `Ok(false)`. RX requests never wake the backend (see the module docs).
+    pub fn final_check(&mut self) -> Result<bool, VifError> {
+        Ok(self.tx.final_check_for_requests()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+    use parapet_abi::netif::{split_req_tampered, RING_SLOTS};
+    use parapet_abi::ring::{RingBuffer, SringHeader, PAGE_SIZE};
+    use proptest::prelude::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// Buffer pages as the backend may use them: it only ever reads TX buffers and
+    /// writes RX buffers, within one page. Anything else fails the test.
+    #[derive(Clone, Default)]
+    struct CheckedPages(Rc<RefCell<Vec<u8>>>);
+
+    impl CheckedPages {
+        fn new() -> Self {
+            CheckedPages(Rc::new(RefCell::new(vec![0; 2 * NET_BUFS * PAGE_SIZE])))
+        }
+        fn poke(&self, page: usize, data: &[u8]) {
+            self.0.borrow_mut()[page * PAGE_SIZE..][..data.len()].copy_from_slice(data);
+        }
+        fn peek(&self, page: usize, len: usize) -> Vec<u8> {
+            self.0.borrow()[page * PAGE_SIZE..][..len].to_vec()
+        }
+    }
+
+    impl FramePages for CheckedPages {
+        fn read(&self, page: usize, offset: usize, out: &mut [u8]) {
+            assert!(page < NET_BUFS, "backend read page {page}: not a TX buffer");
+            assert!(offset + out.len() <= PAGE_SIZE, "read past the page");
+            assert!(out.len() <= FRAME_MAX, "read longer than a frame");
+            out.copy_from_slice(&self.0.borrow()[page * PAGE_SIZE + offset..][..out.len()]);
+        }
+        fn write(&mut self, page: usize, offset: usize, data: &[u8]) {
+            assert!(
+                (NET_BUFS..2 * NET_BUFS).contains(&page),
+                "backend wrote page {page}: not an RX buffer"
+            );
+            assert!(offset + data.len() <= PAGE_SIZE, "write past the page");
+            self.0.borrow_mut()[page * PAGE_SIZE + offset..][..data.len()].copy_from_slice(data);
+        }
+    }
+
+    fn frame(seed: u8, len: usize) -> Vec<u8> {
+        (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
+    }
+
+    fn tx_req(id: u16, len: u16) -> TxRequest {
+        TxRequest {
+            id,
+            len,
+            flags: 0,
+            _pad: 0,
+        }
+    }
+
+    fn rx_req(id: u16) -> RxRequest {
+        RxRequest { id, _pad: [0; 3] }
+    }
+
+    #[test]
+    fn tx_frames_are_delivered_and_answered() {
+        let mut tbuf = RingBuffer::new(1);
+        let mut rbuf = RingBuffer::new(1);
+        let (mut tf, tb) = tbuf.split_req::<TxRequest, TxResponse>().unwrap();
+        let (_rf, rb) = rbuf.split_req::<RxRequest, RxResponse>().unwrap();
+        let pages = CheckedPages::new();
+        let mut vif = VifBackend::new(tb, rb, pages.clone());
+        assert_eq!(tf.size(), RING_SLOTS);
+
+        pages.poke(tx_page(3), &frame(1, 60));
+        pages.poke(tx_page(31), &frame(2, FRAME_MAX));
+        tf.push_request(&tx_req(3, 60)).unwrap();
+        tf.push_request(&tx_req(31, FRAME_MAX as u16)).unwrap();
+        tf.push_request(&tx_req(32, 60)).unwrap(); // bad id
+        tf.push_request(&tx_req(0, 13)).unwrap(); // too short
+        tf.push_request(&tx_req(0, FRAME_MAX as u16 + 1)).unwrap(); // too long
+        tf.push_request(&tx_req(0, u16::MAX)).unwrap(); // past the page
+        tf.push_request(&TxRequest {
+            flags: 1,
+            ..tx_req(3, 60)
+        })
+        .unwrap(); // unknown flags
+        assert!(tf.push_requests_and_check_notify());
+
+        let mut got = Vec::new();
+        let mut scratch = [0u8; FRAME_MAX];
+        assert_eq!(vif.poll_tx(&mut scratch, |f| got.push(f.to_vec())), Ok(7));
+        assert_eq!(got, vec![frame(1, 60), frame(2, FRAME_MAX)]);
+        assert!(vif.flush());
+        let statuses: Vec<_> = std::iter::from_fn(|| tf.poll_response().unwrap())
+            .map(|r| (r.id, NetStatus::from(r.status)))
+            .collect();
+        use NetStatus::{Error, Okay};
+        assert_eq!(
+            statuses,
+            vec![
+                (3, Okay),
+                (31, Okay),
+                (32, Error),
+                (0, Error),
+                (0, Error),
+                (0, Error),
+                (3, Error)
+            ]
+        );
+        let s = vif.stats();
+        assert_eq!((s.tx_frames, s.tx_bytes, s.malformed), (2, 60 + 1514, 5));
+        assert!(!vif.is_hostile());
+        // Nothing waiting: arms the event and sleeps; the next request notifies.
+        assert_eq!(vif.final_check(), Ok(false));
+        tf.push_request(&tx_req(3, 60)).unwrap();
+        assert!(tf.push_requests_and_check_notify());
+        assert_eq!(vif.final_check(), Ok(true));
+    }
+
+    #[test]
+    fn rx_fills_posted_buffers_in_order_and_drops_without_one() {
+        let mut tbuf = RingBuffer::new(1);
+        let mut rbuf = RingBuffer::new(1);
+        let (_tf, tb) = tbuf.split_req::<TxRequest, TxResponse>().unwrap();
+        let (mut rf, rb) = rbuf.split_req::<RxRequest, RxResponse>().unwrap();
+        let pages = CheckedPages::new();
+        let mut vif = VifBackend::new(tb, rb, pages.clone());
+
+        // Nothing posted: dropped.
+        assert_eq!(vif.deliver_rx(&frame(0, 60)), Ok(false));
+        assert_eq!(vif.stats().rx_dropped, 1);
+        // Bad frames from the switch are the caller's error.
+        assert_eq!(vif.deliver_rx(&[0; 13]), Err(VifError::FrameLen(13)));
+        assert_eq!(
+            vif.deliver_rx(&[0; FRAME_MAX + 1]),
+            Err(VifError::FrameLen(FRAME_MAX + 1))
+        );
+        assert!(!VifError::FrameLen(0).is_peer_fault());
+
+        for id in [5u16, 40, 7, 5, 9] {
+            rf.push_request(&rx_req(id)).unwrap();
+        }
+        rf.push_requests_and_check_notify();
+        for (i, want) in [5usize, 7, 9].into_iter().enumerate() {
+            assert_eq!(vif.deliver_rx(&frame(i as u8, 100 + i)), Ok(true));
+            assert_eq!(pages.peek(rx_page(want), 100 + i), frame(i as u8, 100 + i));
+        }
+        assert_eq!(vif.deliver_rx(&frame(9, 60)), Ok(false));
+        assert!(vif.flush());
+        let rsps: Vec<_> = std::iter::from_fn(|| rf.poll_response().unwrap())
+            .map(|r| (r.id, r.len, NetStatus::from(r.status)))
+            .collect();
+        use NetStatus::{Error, Okay};
+        // All five requests were taken at the first delivery: the bad id and the
+        // second post of buffer 5 (still posted) were answered at once.
+        assert_eq!(
+            rsps,
+            vec![
+                (40, 0, Error),
+                (5, 0, Error),
+                (5, 100, Okay),
+                (7, 101, Okay),
+                (9, 102, Okay)
+            ]
+        );
+        let s = vif.stats();
+        assert_eq!((s.rx_frames, s.rx_dropped, s.malformed), (3, 2, 2));
+        // Reposting works.
+        rf.push_request(&rx_req(5)).unwrap();
+        rf.push_requests_and_check_notify();
+        assert_eq!(vif.deliver_rx(&frame(1, 14)), Ok(true));
+        assert_eq!(vif.rx_posted(), 0);
+    }
+
+    #[test]
+    fn a_flood_is_served_one_ring_at_a_time() {
+        let mut tbuf = RingBuffer::new(1);
+        let mut rbuf = RingBuffer::new(1);
+        let (mut tf, tb) = tbuf.split_req::<TxRequest, TxResponse>().unwrap();
+        let (_rf, rb) = rbuf.split_req::<RxRequest, RxResponse>().unwrap();
+        let mut vif = VifBackend::new(tb, rb, CheckedPages::new());
+        let mut scratch = [0u8; FRAME_MAX];
+        let mut n = 0usize;
+        for round in 0..3 {
+            while tf.push_request(&tx_req(1, 60)).is_ok() {}
+            tf.push_requests_and_check_notify();
+            assert_eq!(
+                vif.poll_tx(&mut scratch, |_| n += 1),
+                Ok(RING_SLOTS as usize)
+            );
+            vif.flush();
+            while tf.poll_response().unwrap().is_some() {}
+            assert_eq!(n, (round + 1) * RING_SLOTS as usize);
+        }
+        assert_eq!(vif.poll_tx(&mut scratch, |_| n += 1), Ok(0));
+    }
+
+    #[test]
+    fn hostile_after_many_malformed_requests() {
+        let mut tbuf = RingBuffer::new(1);
+        let mut rbuf = RingBuffer::new(1);
+        let (mut tf, tb) = tbuf.split_req::<TxRequest, TxResponse>().unwrap();
+        let (_rf, rb) = rbuf.split_req::<RxRequest, RxResponse>().unwrap();
+        let mut vif = VifBackend::new(tb, rb, CheckedPages::new());
+        let mut scratch = [0u8; FRAME_MAX];
+        for _ in 0..=HOSTILE_MALFORMED {
+            tf.push_request(&tx_req(99, 60)).unwrap();
+        }
+        tf.push_requests_and_check_notify();
+        vif.poll_tx(&mut scratch, |_| panic!("delivered a bad frame"))
+            .unwrap();
+        assert!(vif.is_hostile());
+    }
+
+    #[test]
+    fn corrupt_indices_are_errors() {
+        let mut tbuf = RingBuffer::new(1);
+        let mut rbuf = RingBuffer::new(1);
+        let (_tf, tb, ttamper) = split_req_tampered::<TxRequest, TxResponse>(&mut tbuf).unwrap();
+        let (_rf, rb, rtamper) = split_req_tampered::<RxRequest, RxResponse>(&mut rbuf).unwrap();
+        let mut vif = VifBackend::new(tb, rb, CheckedPages::new());
+        let req_prod = offset_of!(SringHeader, req_prod);
+        ttamper.store(req_prod, 1000);
+        rtamper.store(req_prod, u32::MAX);
+        let mut scratch = [0u8; FRAME_MAX];
+        let e = vif.poll_tx(&mut scratch, |_| {}).unwrap_err();
+        assert!(e.is_peer_fault());
+        assert!(matches!(vif.deliver_rx(&[0; 60]), Err(VifError::Ring(_))));
+        assert!(matches!(vif.final_check(), Err(VifError::Ring(_))));
+        // Fixed again (as far as the backend can tell): works.
+        ttamper.store(req_prod, 0);
+        assert_eq!(vif.poll_tx(&mut scratch, |_| {}), Ok(0));
+    }
+
+    /// One step of a hostile frontend (or of the backend under test).
+    #[derive(Clone, Debug)]
+    enum Op {
+        PushTx(TxRequest),
+        PushRx(RxRequest),
+        PublishTx,
+        PublishRx,
+        /// Re-initialise a ring's shared header with every index at this value.
+        ReinitTx(u32),
+        ReinitRx(u32),
+        /// Write a word anywhere in a ring page (header or slots).
+        PokeTx(usize, u32),
+        PokeRx(usize, u32),
+        /// Scribble over a buffer page.
+        PokePage(usize, u8),
+        DrainResponses,
+        PollTx,
+        DeliverRx(usize),
+        Flush,
+        FinalCheck,
+    }
+
+    fn header_word() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            Just(offset_of!(SringHeader, req_prod)),
+            Just(offset_of!(SringHeader, rsp_event)),
+            Just(offset_of!(SringHeader, rsp_prod)),
+            Just(offset_of!(SringHeader, req_event)),
+            (0..PAGE_SIZE / 4).prop_map(|w| w * 4),
+        ]
+    }
+
+    fn index_value() -> impl Strategy<Value = u32> {
+        prop_oneof![0u32..600, (u32::MAX - 600)..=u32::MAX, any::<u32>()]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let id = prop_oneof![0u16..40, any::<u16>()];
+        let len = prop_oneof![0u16..20, 1500u16..1530, 4090u16..4100, any::<u16>()];
+        let tx = (
+            id.clone(),
+            len,
+            prop_oneof![Just(0u16), any::<u16>()],
+            any::<u16>(),
+        )
+            .prop_map(|(id, len, flags, _pad)| TxRequest {
+                id,
+                len,
+                flags,
+                _pad,
+            });
+        let rx = (id, any::<[u16; 3]>()).prop_map(|(id, _pad)| RxRequest { id, _pad });
+        prop_oneof![
+            6 => tx.prop_map(Op::PushTx),
+            6 => rx.prop_map(Op::PushRx),
+            3 => Just(Op::PublishTx),
+            3 => Just(Op::PublishRx),
+            1 => index_value().prop_map(Op::ReinitTx),
+            1 => index_value().prop_map(Op::ReinitRx),
+            1 => (header_word(), index_value()).prop_map(|(o, v)| Op::PokeTx(o, v)),
+            1 => (header_word(), index_value()).prop_map(|(o, v)| Op::PokeRx(o, v)),
+            1 => (0..2 * NET_BUFS, any::<u8>()).prop_map(|(p, b)| Op::PokePage(p, b)),
+            2 => Just(Op::DrainResponses),
+            4 => Just(Op::PollTx),
+            4 => prop_oneof![0usize..20, 20usize..1600, 1500usize..1520].prop_map(Op::DeliverRx),
+            3 => Just(Op::Flush),
+            1 => Just(Op::FinalCheck),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A hostile frontend (random requests, ids and lengths, rewritten indices,
+        /// scribbled slots and pages) never makes the backend panic, touch a page it
+        /// must not, or deliver a frame of a bad length; every answered id is one the
+        /// frontend sent.
+        #[test]
+        fn hostile_frontend(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut tbuf = RingBuffer::new(1);
+            let mut rbuf = RingBuffer::new(1);
+            let (mut tf, tb, ttamper) =
+                split_req_tampered::<TxRequest, TxResponse>(&mut tbuf).unwrap();
+            let (mut rf, rb, rtamper) =
+                split_req_tampered::<RxRequest, RxResponse>(&mut rbuf).unwrap();
+            let pages = CheckedPages::new();
+            let mut vif = VifBackend::new(tb, rb, pages.clone());
+            let mut scratch = [0u8; FRAME_MAX];
+            let mut delivered = 0u64;
+            let mut last_malformed = 0;
+            for op in ops {
+                match op {
+                    Op::PushTx(r) => { let _ = tf.push_request(&r); }
+                    Op::PushRx(r) => { let _ = rf.push_request(&r); }
+                    Op::PublishTx => { tf.push_requests_and_check_notify(); }
+                    Op::PublishRx => { rf.push_requests_and_check_notify(); }
+                    Op::ReinitTx(v) => tf.init_at(v),
+                    Op::ReinitRx(v) => rf.init_at(v),
+                    Op::PokeTx(o, v) => ttamper.store(o, v),
+                    Op::PokeRx(o, v) => rtamper.store(o, v),
+                    Op::PokePage(p, b) => pages.poke(p, &[b; 64]),
+                    Op::DrainResponses => {
+                        while let Ok(Some(_)) = tf.poll_response() {}
+                        while let Ok(Some(_)) = rf.poll_response() {}
+                    }
+                    Op::PollTx => {
+                        let r = vif.poll_tx(&mut scratch, |f| {
+                            assert!((FRAME_MIN..=FRAME_MAX).contains(&f.len()));
+                            delivered += 1;
+                        });
+                        if let Ok(n) = r {
+                            prop_assert!(n <= RING_SLOTS as usize);
+                        }
+                    }
+                    Op::DeliverRx(len) => {
+                        let f = frame(len as u8, len);
+                        match vif.deliver_rx(&f) {
+                            Ok(_) => prop_assert!((FRAME_MIN..=FRAME_MAX).contains(&len)),
+                            Err(VifError::FrameLen(n)) => {
+                                prop_assert_eq!(n, len);
+                                prop_assert!(!(FRAME_MIN..=FRAME_MAX).contains(&len));
+                            }
+                            Err(VifError::Ring(_)) => {}
+                        }
+                    }
+                    Op::Flush => { vif.flush(); }
+                    Op::FinalCheck => { let _ = vif.final_check(); }
+                }
+                let s = vif.stats();
+                prop_assert_eq!(s.tx_frames, delivered);
+                prop_assert!(s.malformed >= last_malformed);
+                last_malformed = s.malformed;
+                prop_assert!(vif.rx_posted() <= NET_BUFS);
+                prop_assert!(s.tx_bytes <= s.tx_frames * FRAME_MAX as u64);
+                prop_assert!(s.rx_bytes <= s.rx_frames * FRAME_MAX as u64);
+            }
+            let _ = vif.final_check();
+        }
+    }
+}
