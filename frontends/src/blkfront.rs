@@ -297,21 +297,27 @@ impl Blkfront {
                     }
                 }
                 None => {
-                    let mut gone = false;
-                    let (ring, port) = (&mut self.ring, self.port);
-                    event::wait_until(|| {
-                        if ring.final_check_for_responses().unwrap_or(true) {
-                            return true;
-                        }
-                        gone = !matches!(event::status(port), Ok(PortStatus::Interdomain { .. }));
-                        gone
-                    })?;
-                    if gone && !self.ring.final_check_for_responses().unwrap_or(false) {
+                    if !self.wait_for_answers()? {
                         return self.fail_all(first_error);
                     }
                 }
             }
         }
+    }
+
+    /// Sleeps until the backend answers (`true`) or goes away with nothing
+    /// left to answer (`false`): its port is no longer connected.
+    fn wait_for_answers(&mut self) -> Result<bool, BlkError> {
+        let mut gone = false;
+        let (ring, port) = (&mut self.ring, self.port);
+        event::wait_until(|| {
+            if ring.final_check_for_responses().unwrap_or(true) {
+                return true;
+            }
+            gone = !matches!(event::status(port), Ok(PortStatus::Interdomain { .. }));
+            gone
+        })?;
+        Ok(!gone || self.ring.final_check_for_responses().unwrap_or(false))
     }
 
     /// The backend went away: every request in flight fails.
@@ -402,16 +408,7 @@ impl Blkfront {
                 }
                 return Ok(BlkStatus::from_raw(rsp.status));
             }
-            let mut gone = false;
-            let (ring, port) = (&mut self.ring, self.port);
-            event::wait_until(|| {
-                if ring.final_check_for_responses().unwrap_or(true) {
-                    return true;
-                }
-                gone = !matches!(event::status(port), Ok(PortStatus::Interdomain { .. }));
-                gone
-            })?;
-            if gone {
+            if !self.wait_for_answers()? {
                 return Err(BlkError::Disconnected);
             }
         }
