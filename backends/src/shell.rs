@@ -69,6 +69,9 @@ pub enum Command<'a> {
     Devices,
     /// `echo TEXT`: prints TEXT back.
     Echo(&'a str),
+    /// `crash`: a test aid: the driver domain faults on purpose (see
+    /// [`crash_on_purpose`]), to try the scenario's `on_crash` policy.
+    Crash,
     /// Anything else.
     Unknown(&'a str),
 }
@@ -83,13 +86,36 @@ impl<'a> Command<'a> {
             "domains" => Command::Domains,
             "devices" => Command::Devices,
             "echo" => Command::Echo(rest.trim()),
+            "crash" if rest.trim().is_empty() => Command::Crash,
             _ => Command::Unknown(word),
         }
     }
 }
 
 /// The help text.
-pub const HELP: &str = "commands: help, domains, devices, echo TEXT";
+pub const HELP: &str = "commands: help, domains, devices, echo TEXT, \
+crash (a test aid: crash the driver domain on purpose, to try on_crash)";
+
+/// An address that no domain has mapped at stage 2 but that the SDK's
+/// stage-1 identity map covers as normal memory: the last page of the grant
+/// window (the SDK maps grants only at the window's first pages).
+pub const CRASH_ADDRESS: u64 =
+    parapet_abi::grant::GRANT_WINDOW_BASE + parapet_abi::grant::GRANT_WINDOW_SIZE - 4096;
+
+/// `crash`: faults on purpose with a load from [`CRASH_ADDRESS`]. The
+/// hypervisor takes the stage-2 data abort, stops the domain as crashed and
+/// applies its `on_crash` policy; this never returns.
+#[cfg(target_os = "none")]
+#[allow(unsafe_code)]
+pub fn crash_on_purpose() -> ! {
+    parapet_guest::println!("crash: faulting on purpose (a load from {CRASH_ADDRESS:#x})");
+    // SAFETY: deliberately invalid, as a test aid: the address is mapped by
+    // our stage 1 but by no stage 2, so the load traps to the hypervisor,
+    // which stops this domain; no value is ever read and no Rust object
+    // lives there.
+    let v = unsafe { core::ptr::read_volatile(CRASH_ADDRESS as *const u64) };
+    panic!("crash: the load from {CRASH_ADDRESS:#x} returned {v:#x} instead of faulting");
+}
 
 #[cfg(test)]
 mod tests {
@@ -140,5 +166,26 @@ mod tests {
         assert_eq!(Command::parse("echo  a b "), Command::Echo("a b"));
         assert_eq!(Command::parse("echo"), Command::Echo(""));
         assert_eq!(Command::parse("reboot now"), Command::Unknown("reboot"));
+    }
+
+    #[test]
+    fn crash_is_a_command_of_its_own() {
+        assert_eq!(Command::parse("crash"), Command::Crash);
+        assert_eq!(Command::parse("  crash  "), Command::Crash);
+        // Only the bare word: anything else is not a request to crash.
+        assert_eq!(Command::parse("crash now"), Command::Unknown("crash"));
+        assert_eq!(Command::parse("crashes"), Command::Unknown("crashes"));
+        assert!(HELP.contains("crash"), "{HELP}");
+        assert!(HELP.contains("on_crash"), "{HELP}");
+        // Outside RAM and the devices, inside the SDK's 1-4 GiB normal map.
+        let (base, size) = (
+            parapet_abi::grant::GRANT_WINDOW_BASE,
+            parapet_abi::grant::GRANT_WINDOW_SIZE,
+        );
+        assert!((base..base + size).contains(&CRASH_ADDRESS));
+        // Past the window pages the SDK hands out for mappings.
+        let sdk_window_end = base + 4096 * parapet_guest::grant::WINDOW_PAGES as u64;
+        assert!(CRASH_ADDRESS >= sdk_window_end && CRASH_ADDRESS < 1 << 32);
+        assert!(CRASH_ADDRESS.is_multiple_of(4096));
     }
 }

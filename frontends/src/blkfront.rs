@@ -2,15 +2,30 @@
 //! domain over one request/response ring ([`parapet_abi::blkif`]).
 //!
 //! At connection the frontend grants the backend one ring page and a pool of
-//! [`POOL_PAGES`] data pages, once; each request names pool pages by grant
+//! [`POOL_PAGES`] data pages; each request names pool pages by grant
 //! reference, and the backend moves data with grant copies. Reads and writes
 //! are cut into requests of up to 32 KiB, several of them in flight at once
 //! (as many as the pool holds), and the ring is published once per batch.
 //!
 //! The handshake follows [`parapet_abi::xenbus`]: wait for the backend's
 //! `InitWait`, publish `ring-ref` and `port`, `Initialised`, wait for
-//! `Connected`. When the backend goes away mid-request, every request in
-//! flight fails with [`BlkError::Disconnected`]; none is lost silently.
+//! `Connected`.
+//!
+//! **The backend may go away and come back** (a driver domain restarted by
+//! its `on_crash = "restart"` policy, or a backend that closes and
+//! re-advertises). Its port then stops being connected (a dead domain's ports
+//! are closed by the hypervisor, a live backend closes its own before it
+//! advertises again), which the frontend notices when it sends or waits:
+//! every request in flight fails with [`BlkError::Disconnected`] — none is
+//! lost silently — and the connection is torn down (port closed, grants
+//! ended once the old backend's mappings are gone). The next `read`,
+//! `write` or `flush` runs the handshake again with the new backend
+//! instance, waiting for it up to [`RECONNECT_TIMEOUT`] (then
+//! [`BlkError::TimedOut`]), and [`BlkStats::reconnects`] counts it. What the
+//! failed call wrote may or may not have reached the disk: the caller
+//! retries it.
+
+use core::time::Duration;
 
 use parapet_abi::blkif::{
     BlkOp, BlkRequest, BlkResponse, BlkSegment, BlkStatus, SECTORS_PER_PAGE, SECTOR_SIZE,
@@ -18,11 +33,11 @@ use parapet_abi::blkif::{
 };
 use parapet_abi::event::{Port, PortStatus};
 use parapet_abi::ring::{FrontRing, RingError};
-use parapet_abi::xenbus::{backend_key, frontend_key, XenbusState};
+use parapet_abi::xenbus::{backend_key, frontend_key, frontend_step, FrontAction, XenbusState};
 use parapet_abi::HvError;
 use parapet_guest::event::{self, DomId};
 use parapet_guest::grant::{SharedBytes, SharedPages};
-use parapet_guest::store;
+use parapet_guest::{hypercall, store, time};
 
 /// Data pages granted to the backend.
 pub const POOL_PAGES: usize = 32;
@@ -31,6 +46,12 @@ const PAGE: usize = 4096;
 const CHUNK: usize = SEGMENTS_MAX * PAGE;
 /// Requests in flight at most (the pool's capacity in whole requests).
 const MAX_INFLIGHT: usize = POOL_PAGES / SEGMENTS_MAX;
+/// How long a reconnection waits for the backend to come back, by default
+/// ([`Blkfront::set_reconnect_timeout`]).
+pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a torn-down connection checks whether the old backend has let
+/// go of its ring page.
+const RELEASE_POLL: Duration = Duration::from_millis(1);
 
 /// What went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,10 +68,13 @@ pub enum BlkError {
     Inval,
     /// A write to a read-only disk.
     ReadOnly,
-    /// The backend went away; the requests in flight failed.
+    /// The backend went away; the requests in flight failed. The next call
+    /// reconnects.
     Disconnected,
     /// The store key for this device would be too long.
     BadName,
+    /// Reconnecting: the backend did not come back within the timeout.
+    TimedOut,
 }
 
 impl From<HvError> for BlkError {
@@ -70,6 +94,7 @@ impl core::fmt::Display for BlkError {
             BlkError::ReadOnly => write!(f, "the disk is read-only"),
             BlkError::Disconnected => write!(f, "the backend went away"),
             BlkError::BadName => write!(f, "device name too long"),
+            BlkError::TimedOut => write!(f, "the backend did not come back in time"),
         }
     }
 }
@@ -92,6 +117,8 @@ pub struct BlkStats {
     pub max_inflight: u32,
     /// Notifications sent to the backend.
     pub notifications: u64,
+    /// Handshakes run again after the backend went away.
+    pub reconnects: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -104,19 +131,47 @@ struct Inflight {
     first_page: usize,
 }
 
-/// A connected virtual disk.
+/// One connection to one backend instance: the ring (over its page, which
+/// is granted to the backend) and the event port.
+struct Connection {
+    // The ring handle goes before the page under it.
+    ring: FrontRing<'static, BlkRequest, BlkResponse>,
+    ring_page: SharedPages,
+    port: Port,
+}
+
+/// What a (re)connecting frontend does next, given its own state and the
+/// backend's: the handshake's decision ([`frontend_step`]), unless the
+/// deadline passed while there is still something to wait for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// As the handshake says.
+    Act(FrontAction),
+    /// Waited long enough.
+    GiveUp,
+}
+
+fn connect_step(own: XenbusState, backend: XenbusState, timed_out: bool) -> Step {
+    match frontend_step(own, backend) {
+        FrontAction::Wait if timed_out => Step::GiveUp,
+        action => Step::Act(action),
+    }
+}
+
+/// A virtual disk. It stays usable across backend restarts: see the module
+/// documentation.
 pub struct Blkfront {
     backend: DomId,
     dev: [u8; 8],
     dev_len: usize,
-    ring: FrontRing<'static, BlkRequest, BlkResponse>,
-    _ring_page: SharedPages,
+    /// `None` after the backend went away, until the next call reconnects.
+    conn: Option<Connection>,
     pool: SharedPages,
-    port: Port,
     info: DiskInfo,
     inflight: [Option<Inflight>; MAX_INFLIGHT],
     next_id: u64,
     stats: BlkStats,
+    reconnect_timeout: Duration,
 }
 
 fn my_domid() -> DomId {
@@ -138,62 +193,210 @@ fn set_state(dev: &str, s: XenbusState) -> Result<(), BlkError> {
     Ok(())
 }
 
+/// Waits until the handshake says to act (returns the action and the
+/// backend's state) or, with a `deadline` (a counter value), until it passes.
+fn await_backend(
+    backend: DomId,
+    dev: &str,
+    own: XenbusState,
+    deadline: Option<u64>,
+) -> Result<(FrontAction, XenbusState), BlkError> {
+    let me = my_domid();
+    if let Some(d) = deadline {
+        // The timer wakes the wait below when nothing else does.
+        hypercall::set_timer(d)?;
+    }
+    let mut step = Step::Act(FrontAction::Wait);
+    let mut seen = XenbusState::Unknown;
+    event::wait_until(|| {
+        seen = backend_state(backend, me, dev).unwrap_or(XenbusState::Unknown);
+        let timed_out = deadline.is_some_and(|d| time::now() >= d);
+        step = connect_step(own, seen, timed_out);
+        step != Step::Act(FrontAction::Wait)
+    })?;
+    match step {
+        Step::Act(action) => Ok((action, seen)),
+        Step::GiveUp => Err(BlkError::TimedOut),
+    }
+}
+
+/// Ends the grants of `pages` once the backend no longer uses them (a dead
+/// backend's mappings are already gone; a live one unmaps as it detaches),
+/// waiting until `deadline` at most. Pages still in use then are leaked
+/// rather than reused (dropping `SharedPages` does that).
+fn release(mut pages: SharedPages, deadline: u64) {
+    while pages.end_all() == Err(HvError::Busy) && time::now() < deadline {
+        if time::sleep(RELEASE_POLL).is_err() {
+            break;
+        }
+    }
+}
+
 impl Blkfront {
     /// Connects to device `dev` (e.g. `vbd0`) that domain `backend` serves
     /// for us, waiting for the backend to advertise it.
     pub fn connect(backend: DomId, dev: &str) -> Result<Self, BlkError> {
-        let me = my_domid();
         if dev.len() > 8 {
             return Err(BlkError::BadName);
         }
-        set_state(dev, XenbusState::Initialising)?;
-        let mut seen = XenbusState::Unknown;
-        event::wait_until(|| {
-            seen = backend_state(backend, me, dev).unwrap_or(XenbusState::Unknown);
-            seen == XenbusState::InitWait
-        })?;
-        let read = |field| -> Result<u64, BlkError> {
-            let key = backend_key(me, dev, field).ok_or(BlkError::BadName)?;
-            Ok(store::read_u64(backend, key.as_str())?)
-        };
-        let info = DiskInfo {
-            sectors: read("sectors")?,
-            readonly: read("readonly")? != 0,
-        };
-        let mut ring_page = SharedPages::new(1)?;
-        let ring = shared::front_ring(ring_page.base())?;
-        let ring_ref = ring_page.grant_all(backend, false)?[0];
-        let mut pool = SharedPages::new(POOL_PAGES)?;
-        pool.grant_all(backend, false)?;
-        let port = event::alloc_unbound(backend)?;
-        let key = |field| frontend_key(dev, field).ok_or(BlkError::BadName);
-        store::write_u64(key("ring-ref")?.as_str(), ring_ref)?;
-        store::write_u64(key("port")?.as_str(), port.into())?;
-        set_state(dev, XenbusState::Initialised)?;
-        event::wait_until(|| {
-            seen = backend_state(backend, me, dev).unwrap_or(XenbusState::Unknown);
-            seen != XenbusState::InitWait
-        })?;
-        if seen != XenbusState::Connected {
-            let _ = event::close(port);
-            return Err(BlkError::Disconnected);
-        }
-        set_state(dev, XenbusState::Connected)?;
         let mut name = [0u8; 8];
         name[..dev.len()].copy_from_slice(dev.as_bytes());
-        Ok(Self {
+        let mut disk = Self {
             backend,
             dev: name,
             dev_len: dev.len(),
-            ring,
-            _ring_page: ring_page,
-            pool,
-            port,
-            info,
+            conn: None,
+            pool: SharedPages::new(POOL_PAGES)?,
+            info: DiskInfo {
+                sectors: 0,
+                readonly: true,
+            },
             inflight: [None; MAX_INFLIGHT],
             next_id: 0,
             stats: BlkStats::default(),
-        })
+            reconnect_timeout: RECONNECT_TIMEOUT,
+        };
+        disk.handshake(None)?;
+        Ok(disk)
+    }
+
+    /// Runs the handshake until connected: publishes `Initialising`, waits
+    /// for the backend's `InitWait`, grants the pool and a fresh ring page,
+    /// publishes them, and waits for `Connected`. A backend that goes away
+    /// in the middle is waited for again. With a `deadline` (a counter
+    /// value), gives up with [`BlkError::TimedOut`] when it passes.
+    fn handshake(&mut self, deadline: Option<u64>) -> Result<(), BlkError> {
+        let dev_buf = self.dev;
+        let dev = core::str::from_utf8(&dev_buf[..self.dev_len]).map_err(|_| BlkError::BadName)?;
+        let backend = self.backend;
+        // A connection the backend dropped mid-handshake: taken down only
+        // once our state no longer says `Initialised`, so that no backend
+        // attaches to its ring in between.
+        let mut stale: Option<Connection> = None;
+        loop {
+            set_state(dev, XenbusState::Initialising)?;
+            if let Some(conn) = stale.take() {
+                self.drop_connection(conn, deadline);
+            }
+            let (action, _) = await_backend(backend, dev, XenbusState::Initialising, deadline)?;
+            if action != FrontAction::Publish {
+                continue;
+            }
+            let me = my_domid();
+            let read = |field| -> Result<u64, BlkError> {
+                let key = backend_key(me, dev, field).ok_or(BlkError::BadName)?;
+                Ok(store::read_u64(backend, key.as_str())?)
+            };
+            let info = match (read("sectors"), read("readonly")) {
+                (Ok(sectors), Ok(readonly)) => DiskInfo {
+                    sectors,
+                    readonly: readonly != 0,
+                },
+                // It went away again between advertising and now.
+                _ => continue,
+            };
+            if self.pool.refs().is_empty() {
+                self.pool.grant_all(backend, false)?;
+            }
+            let mut ring_page = SharedPages::new(1)?;
+            let ring = shared::front_ring(ring_page.base())?;
+            let ring_ref = ring_page.grant_all(backend, false)?[0];
+            let port = event::alloc_unbound(backend)?;
+            let conn = Connection {
+                ring,
+                ring_page,
+                port,
+            };
+            let (Some(ring_key), Some(port_key)) =
+                (frontend_key(dev, "ring-ref"), frontend_key(dev, "port"))
+            else {
+                self.drop_connection(conn, deadline);
+                return Err(BlkError::BadName);
+            };
+            let published = store::write_u64(ring_key.as_str(), ring_ref)
+                .and_then(|()| store::write_u64(port_key.as_str(), port.into()));
+            if let Err(e) = published {
+                self.drop_connection(conn, deadline);
+                return Err(e.into());
+            }
+            if let Err(e) = set_state(dev, XenbusState::Initialised) {
+                self.drop_connection(conn, deadline);
+                return Err(e);
+            }
+            match await_backend(backend, dev, XenbusState::Initialised, deadline) {
+                Ok((FrontAction::Connect, _)) => {
+                    set_state(dev, XenbusState::Connected)?;
+                    if deadline.is_some() {
+                        // Disarm the timer that bounded the wait.
+                        let _ = hypercall::set_timer(0);
+                    }
+                    self.info = info;
+                    self.conn = Some(conn);
+                    return Ok(());
+                }
+                // Gone again, or closing: start over.
+                Ok(_) => stale = Some(conn),
+                Err(e) => {
+                    let _ = set_state(dev, XenbusState::Initialising);
+                    self.drop_connection(conn, deadline);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Takes a connection down: closes the port, and ends the grants of
+    /// the ring page once the backend no longer maps it.
+    fn drop_connection(&mut self, conn: Connection, deadline: Option<u64>) {
+        let _ = event::close(conn.port);
+        // The ring handle is never used again (it has no `Drop`).
+        let Connection { ring_page, .. } = conn;
+        let deadline = deadline.unwrap_or_else(|| time::deadline_after(self.reconnect_timeout));
+        release(ring_page, deadline);
+    }
+
+    /// The backend went away: every request in flight fails, the
+    /// connection is torn down (port closed, grants ended), and the next
+    /// call reconnects.
+    fn disconnect(&mut self) {
+        self.inflight = [None; MAX_INFLIGHT];
+        if let Some(conn) = self.conn.take() {
+            // No longer `Connected`: a new backend instance waits for us.
+            let dev = self.dev;
+            if let Ok(name) = core::str::from_utf8(&dev[..self.dev_len]) {
+                let _ = set_state(name, XenbusState::Initialising);
+            }
+            self.drop_connection(conn, None);
+        }
+        // The pool is granted again with the next ring: a backend that
+        // still copies from it (a live one that closed) is done with it once
+        // it re-advertises, and a dead one's copies ended with it.
+        let _ = self.pool.end_all();
+    }
+
+    /// Makes sure there is a connection: after the backend went away, runs
+    /// the handshake again, waiting for the backend up to the reconnect
+    /// timeout.
+    fn ensure_connected(&mut self) -> Result<(), BlkError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let deadline = time::deadline_after(self.reconnect_timeout);
+        self.handshake(Some(deadline))?;
+        self.stats.reconnects += 1;
+        Ok(())
+    }
+
+    /// How long the next reconnection waits for the backend
+    /// ([`RECONNECT_TIMEOUT`] unless set).
+    pub fn set_reconnect_timeout(&mut self, timeout: Duration) {
+        self.reconnect_timeout = timeout;
+    }
+
+    /// Whether the frontend is connected (false after the backend went
+    /// away, until the next call reconnects).
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
     }
 
     /// The device name.
@@ -226,12 +429,14 @@ impl Blkfront {
 
     /// Reads `buf.len()` bytes (whole sectors) from `sector`.
     pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlkError> {
+        self.ensure_connected()?;
         self.check_range(sector, buf.len())?;
         self.transfer(BlkOp::Read, sector, Buf::In(buf))
     }
 
     /// Writes `data` (whole sectors) at `sector`.
     pub fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), BlkError> {
+        self.ensure_connected()?;
         if self.info.readonly {
             return Err(BlkError::ReadOnly);
         }
@@ -241,13 +446,24 @@ impl Blkfront {
 
     /// Makes completed writes durable.
     pub fn flush(&mut self) -> Result<(), BlkError> {
+        self.ensure_connected()?;
         self.transfer(BlkOp::Flush, 0, Buf::Out(&[]))
     }
 
     /// Cuts the transfer into requests, keeps up to `MAX_INFLIGHT` in flight,
     /// and collects every answer (also after a failure, so that no request is
-    /// left behind).
-    fn transfer(&mut self, op: BlkOp, sector: u64, mut buf: Buf<'_>) -> Result<(), BlkError> {
+    /// left behind). If the backend goes away, the transfer fails with
+    /// `Disconnected` and the connection is torn down.
+    fn transfer(&mut self, op: BlkOp, sector: u64, buf: Buf<'_>) -> Result<(), BlkError> {
+        let result = self.transfer_on(op, sector, buf);
+        if let Err(BlkError::Disconnected | BlkError::Ring(_)) = result {
+            // Gone, or its ring cannot be trusted any more.
+            self.disconnect();
+        }
+        result
+    }
+
+    fn transfer_on(&mut self, op: BlkOp, sector: u64, mut buf: Buf<'_>) -> Result<(), BlkError> {
         let total = buf.len();
         let mut next = 0usize;
         let mut first_error = None;
@@ -265,7 +481,8 @@ impl Blkfront {
                 if let Buf::Out(data) = &buf {
                     self.fill_pages(slot, &data[next..next + len])?;
                 }
-                self.ring.push_request(&req).map_err(BlkError::Ring)?;
+                let conn = self.conn.as_mut().ok_or(BlkError::Disconnected)?;
+                conn.ring.push_request(&req).map_err(BlkError::Ring)?;
                 self.inflight[slot] = Some(Inflight {
                     op,
                     at: next,
@@ -276,12 +493,13 @@ impl Blkfront {
                 submitted_any = true;
                 pushed = true;
             }
+            let conn = self.conn.as_mut().ok_or(BlkError::Disconnected)?;
             if pushed {
                 let n = self.inflight.iter().flatten().count() as u32;
                 self.stats.max_inflight = self.stats.max_inflight.max(n);
-                if self.ring.push_requests_and_check_notify() {
+                if conn.ring.push_requests_and_check_notify() {
                     self.stats.notifications += 1;
-                    if event::send(self.port).is_err() {
+                    if event::send(conn.port).is_err() {
                         return self.fail_all(first_error);
                     }
                 }
@@ -290,7 +508,7 @@ impl Blkfront {
                 return first_error.map_or(Ok(()), Err);
             }
             // Collect answers.
-            match self.ring.poll_response().map_err(BlkError::Ring)? {
+            match conn.ring.poll_response().map_err(BlkError::Ring)? {
                 Some(rsp) => {
                     if let Err(e) = self.complete(&rsp, &mut buf) {
                         first_error.get_or_insert(e);
@@ -308,8 +526,11 @@ impl Blkfront {
     /// Sleeps until the backend answers (`true`) or goes away with nothing
     /// left to answer (`false`): its port is no longer connected.
     fn wait_for_answers(&mut self) -> Result<bool, BlkError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(false);
+        };
         let mut gone = false;
-        let (ring, port) = (&mut self.ring, self.port);
+        let (ring, port) = (&mut conn.ring, conn.port);
         event::wait_until(|| {
             if ring.final_check_for_responses().unwrap_or(true) {
                 return true;
@@ -317,12 +538,14 @@ impl Blkfront {
             gone = !matches!(event::status(port), Ok(PortStatus::Interdomain { .. }));
             gone
         })?;
-        Ok(!gone || self.ring.final_check_for_responses().unwrap_or(false))
+        Ok(!gone || conn.ring.final_check_for_responses().unwrap_or(false))
     }
 
-    /// The backend went away: every request in flight fails.
+    /// The backend went away: every request in flight fails (a failure seen
+    /// before stands; otherwise `Disconnected`), and the connection is torn
+    /// down.
     fn fail_all(&mut self, first_error: Option<BlkError>) -> Result<(), BlkError> {
-        self.inflight = [None; MAX_INFLIGHT];
+        self.disconnect();
         Err(first_error.unwrap_or(BlkError::Disconnected))
     }
 
@@ -342,7 +565,7 @@ impl Blkfront {
         while left > 0 {
             let sectors = left.min(SECTORS_PER_PAGE as usize);
             req.segs[n] = BlkSegment {
-                gref: refs[slot * SEGMENTS_MAX + n] as u32,
+                gref: refs.get(slot * SEGMENTS_MAX + n).map_or(0, |&r| r as u32),
                 first_sect: 0,
                 last_sect: sectors as u8 - 1,
                 _pad: 0,
@@ -391,18 +614,29 @@ impl Blkfront {
     /// and waits for the answer. For conformance tests of backends: this is
     /// how a test plays a hostile frontend.
     pub fn raw_request(&mut self, req: &BlkRequest) -> Result<BlkStatus, BlkError> {
+        self.ensure_connected()?;
         if self.inflight.iter().any(Option::is_some) {
             return Err(BlkError::Protocol("requests in flight"));
         }
         let mut req = *req;
         self.next_id = self.next_id.wrapping_add(1);
         req.id = self.next_id << 8 | 0xff;
-        self.ring.push_request(&req).map_err(BlkError::Ring)?;
-        if self.ring.push_requests_and_check_notify() {
-            event::send(self.port).map_err(|_| BlkError::Disconnected)?;
+        let result = self.raw_exchange(&req);
+        if result == Err(BlkError::Disconnected) {
+            self.disconnect();
+        }
+        result
+    }
+
+    fn raw_exchange(&mut self, req: &BlkRequest) -> Result<BlkStatus, BlkError> {
+        let conn = self.conn.as_mut().ok_or(BlkError::Disconnected)?;
+        conn.ring.push_request(req).map_err(BlkError::Ring)?;
+        if conn.ring.push_requests_and_check_notify() {
+            event::send(conn.port).map_err(|_| BlkError::Disconnected)?;
         }
         loop {
-            if let Some(rsp) = self.ring.poll_response().map_err(BlkError::Ring)? {
+            let conn = self.conn.as_mut().ok_or(BlkError::Disconnected)?;
+            if let Some(rsp) = conn.ring.poll_response().map_err(BlkError::Ring)? {
                 if rsp.id != req.id {
                     return Err(BlkError::Protocol("an answer to another request"));
                 }
@@ -416,12 +650,16 @@ impl Blkfront {
 
     /// Overwrites the shared request producer index with `req_prod` and
     /// notifies the backend: a frontend that corrupts its ring (for tests).
-    /// Returns once the backend has disconnected us.
+    /// Returns once the backend has disconnected us; the next call
+    /// reconnects.
     pub fn corrupt_ring(&mut self, req_prod: u32) -> Result<(), BlkError> {
-        self._ring_page.write_at(0, &req_prod.to_le_bytes())?;
-        event::send(self.port).map_err(|_| BlkError::Disconnected)?;
-        let port = self.port;
+        self.ensure_connected()?;
+        let conn = self.conn.as_mut().ok_or(BlkError::Disconnected)?;
+        conn.ring_page.write_at(0, &req_prod.to_le_bytes())?;
+        event::send(conn.port).map_err(|_| BlkError::Disconnected)?;
+        let port = conn.port;
         event::wait_until(|| !matches!(event::status(port), Ok(PortStatus::Interdomain { .. })))?;
+        self.disconnect();
         Ok(())
     }
 
@@ -432,12 +670,13 @@ impl Blkfront {
         set_state(name, XenbusState::Closing)?;
         let me = my_domid();
         let backend = self.backend;
-        let _ = event::wait_until(|| {
-            backend_state(backend, me, name).unwrap_or(XenbusState::Unknown)
-                != XenbusState::Connected
-        });
-        let _ = event::close(self.port);
-        let _ = self.pool.end_all();
+        if self.conn.is_some() {
+            let _ = event::wait_until(|| {
+                backend_state(backend, me, name).unwrap_or(XenbusState::Unknown)
+                    != XenbusState::Connected
+            });
+        }
+        self.disconnect();
         set_state(name, XenbusState::Closed)?;
         Ok(())
     }
@@ -463,9 +702,117 @@ mod shared {
     use super::*;
 
     pub fn front_ring(page: u64) -> Result<FrontRing<'static, BlkRequest, BlkResponse>, BlkError> {
-        // SAFETY: `page` is a page of our own that `Blkfront` keeps allocated
-        // (and granted only to the backend) for as long as the ring lives;
-        // only the ring code touches it here.
+        // SAFETY: `page` is a fresh page of our own that the `Connection`
+        // keeps allocated (and granted only to the backend) for as long as
+        // the ring lives: the ring is dropped before its page; only the ring
+        // code touches it here.
         unsafe { FrontRing::from_raw(page as *mut u8, PAGE) }.map_err(BlkError::Ring)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::XenbusState::*;
+    use super::*;
+
+    /// Plays a frontend that reconnects against a backend whose published
+    /// state follows `backend` (one entry per store change), applying each
+    /// step as `handshake` does; returns the frontend's states.
+    fn replay(backend: &[XenbusState], timed_out_from: usize) -> (Vec<XenbusState>, bool) {
+        let mut own = Initialising;
+        let mut seen = vec![own];
+        for (i, &b) in backend.iter().enumerate() {
+            match connect_step(own, b, i >= timed_out_from) {
+                Step::GiveUp => return (seen, false),
+                Step::Act(FrontAction::Wait) => continue,
+                Step::Act(FrontAction::Publish) => own = Initialised,
+                Step::Act(FrontAction::Connect) => own = Connected,
+                Step::Act(FrontAction::Reset) => own = Initialising,
+            }
+            seen.push(own);
+        }
+        (seen, true)
+    }
+
+    #[test]
+    fn a_restarted_backend_is_reconnected_to() {
+        // The old backend's keys vanish (Unknown), the new instance
+        // advertises, attaches: connected again.
+        let (states, ok) = replay(&[Unknown, Unknown, InitWait, InitWait, Connected], 99);
+        assert!(ok);
+        assert_eq!(states, [Initialising, Initialised, Connected]);
+    }
+
+    #[test]
+    fn a_backend_that_dies_mid_handshake_is_waited_for_again() {
+        let (states, ok) = replay(&[InitWait, Unknown, InitWait, Connected], 99);
+        assert!(ok);
+        assert_eq!(
+            states,
+            [
+                Initialising,
+                Initialised,
+                Initialising,
+                Initialised,
+                Connected
+            ]
+        );
+        // Closing instead of attaching: start over too.
+        assert_eq!(
+            connect_step(Initialised, Closing, false),
+            Step::Act(FrontAction::Reset)
+        );
+        assert_eq!(
+            connect_step(Initialised, Closed, true),
+            Step::Act(FrontAction::Reset)
+        );
+    }
+
+    #[test]
+    fn waiting_ends_at_the_deadline_only_when_there_is_nothing_to_do() {
+        let (states, ok) = replay(&[Unknown, Unknown, Unknown], 2);
+        assert!(!ok, "gave up");
+        assert_eq!(states, [Initialising]);
+        // An advertisement seen at the deadline is still taken.
+        assert_eq!(
+            connect_step(Initialising, InitWait, true),
+            Step::Act(FrontAction::Publish)
+        );
+        assert_eq!(
+            connect_step(Initialised, Connected, true),
+            Step::Act(FrontAction::Connect)
+        );
+        assert_eq!(connect_step(Initialised, InitWait, true), Step::GiveUp);
+        assert_eq!(
+            connect_step(Initialised, InitWait, false),
+            Step::Act(FrontAction::Wait)
+        );
+    }
+
+    #[test]
+    fn a_connected_frontend_notices_a_restart() {
+        // The backend re-advertises while we are connected: start over.
+        assert_eq!(
+            connect_step(Connected, InitWait, false),
+            Step::Act(FrontAction::Reset)
+        );
+        assert_eq!(
+            connect_step(Connected, Unknown, false),
+            Step::Act(FrontAction::Reset)
+        );
+        assert_eq!(
+            connect_step(Connected, Closed, false),
+            Step::Act(FrontAction::Reset)
+        );
+    }
+
+    #[test]
+    fn errors_say_what_happened() {
+        assert_eq!(BlkError::Disconnected.to_string(), "the backend went away");
+        assert_eq!(
+            BlkError::TimedOut.to_string(),
+            "the backend did not come back in time"
+        );
+        assert_eq!(BlkStats::default().reconnects, 0);
     }
 }

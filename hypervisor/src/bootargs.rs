@@ -1,6 +1,7 @@
 //! Parsing of the domain table: one `/chosen/module@…` node per domain, whose
 //! `bootargs` the `parapet` tool writes as
-//! `name=NAME role=driver|guest mem_mib=M vcpus=V [cpu=C] [console=in] [-- CMDLINE]`,
+//! `name=NAME role=driver|guest mem_mib=M vcpus=V [cpu=C] [console=in]
+//! [on_crash=destroy|restart] [-- CMDLINE]`,
 //! and of the hypervisor's own command line (`timeslice_ms=…`).
 #![deny(unsafe_code)]
 
@@ -14,6 +15,16 @@ pub enum Role {
     Driver,
     /// An ordinary guest.
     Guest,
+}
+
+/// What happens when a domain crashes (Xen's `on_crash`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnCrash {
+    /// The domain is torn down; the others go on (the default).
+    #[default]
+    Destroy,
+    /// The domain is torn down and started again from its image, in place.
+    Restart,
 }
 
 /// One domain's configuration.
@@ -32,6 +43,8 @@ pub struct DomainConfig<'a> {
     /// Whether console input goes to this domain (`console=in`) rather than
     /// to the driver domain.
     pub console_input: bool,
+    /// The crash policy (`on_crash=`).
+    pub on_crash: OnCrash,
     /// The domain's own command line.
     pub cmdline: &'a str,
 }
@@ -73,6 +86,7 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
     };
     let (mut name, mut role, mut mem, mut vcpus, mut cpu) = (None, Role::Guest, None, 1, None);
     let mut console_input = false;
+    let mut on_crash = OnCrash::Destroy;
     for word in head.split_ascii_whitespace() {
         let (key, value) = word.split_once('=').ok_or(BootargsError::Invalid(word))?;
         match key {
@@ -95,6 +109,13 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
             "cpu" => cpu = Some(value.parse().map_err(|_| BootargsError::Invalid("cpu"))?),
             "console" if value == "in" => console_input = true,
             "console" => return Err(BootargsError::Invalid("console")),
+            "on_crash" => {
+                on_crash = match value {
+                    "destroy" => OnCrash::Destroy,
+                    "restart" => OnCrash::Restart,
+                    _ => return Err(BootargsError::Invalid("on_crash")),
+                }
+            }
             "name" => return Err(BootargsError::Invalid("name")),
             _ => return Err(BootargsError::Unknown(key)),
         }
@@ -125,6 +146,7 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
         vcpus,
         cpu,
         console_input,
+        on_crash,
         cmdline,
     })
 }
@@ -185,6 +207,32 @@ mod tests {
         assert_eq!(
             parse_domain("name=a mem_mib=4 console=out"),
             Err(BootargsError::Invalid("console"))
+        );
+    }
+
+    #[test]
+    fn crash_policy() {
+        assert_eq!(
+            parse_domain("name=a mem_mib=4").unwrap().on_crash,
+            OnCrash::Destroy
+        );
+        let d = parse_domain("name=drv role=driver mem_mib=64 on_crash=restart -- vbd=x").unwrap();
+        assert_eq!((d.on_crash, d.cmdline), (OnCrash::Restart, "vbd=x"));
+        assert_eq!(
+            parse_domain("name=a mem_mib=4 on_crash=destroy")
+                .unwrap()
+                .on_crash,
+            OnCrash::Destroy
+        );
+        assert_eq!(
+            parse_domain("name=a mem_mib=4 on_crash=reboot"),
+            Err(BootargsError::Invalid("on_crash"))
+        );
+        // After `--` it belongs to the domain's own command line.
+        let d = parse_domain("name=a mem_mib=4 -- on_crash=restart").unwrap();
+        assert_eq!(
+            (d.on_crash, d.cmdline),
+            (OnCrash::Destroy, "on_crash=restart")
         );
     }
 

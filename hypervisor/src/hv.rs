@@ -28,14 +28,15 @@ use crate::arch::gic::{self, Gic};
 use crate::arch::sysregs::{self, cptr, El1State};
 use crate::arch::trap::{self, GuestRegs, PerCpuTrap, TrapKind};
 use crate::arch::{cache, mmu, phys, psci, timer, uart::Pl011};
-use crate::bootargs::{self, DomainConfig, Role};
+use crate::bootargs::{self, DomainConfig, OnCrash, Role};
 use crate::console::{InputQueue, LineBuffer};
 use crate::esr::{self, ec};
 use crate::evtchn::{EventTables, Target, FIRST_SPI, MAX_PIRQ};
 use crate::grant::{self, MapTrack, Mapping, Pins, Side};
-use crate::platform::{Module, Platform};
+use crate::platform::{Device, Module, Platform, MAX_VIRTIO};
+use crate::restart::{self, Decision, Tally, MAX_RESTARTS};
 use crate::sched::{pick_next, RunQueue, VcpuRef};
-use crate::stage2::{Access, Attributes, MemKind, Stage2, TableMemory};
+use crate::stage2::{Access, Attributes, FrameBitmap, MemKind, Stage2, TableMemory};
 use crate::store::Namespace;
 
 const MAX_DOMAINS: usize = 8;
@@ -70,23 +71,35 @@ struct Page([u8; 4096]);
 
 static mut TABLE_POOL: [Page; TABLE_POOL_PAGES] = [const { Page([0; 4096]) }; TABLE_POOL_PAGES];
 
-/// Stage-2 table frames, handed out from a static pool.
+/// Stage-2 table frames, handed out from a static pool; the tables of a
+/// restarted domain come back to it.
 struct PoolTables {
-    next: usize,
+    frames: FrameBitmap<{ TABLE_POOL_PAGES / 64 }>,
+}
+
+impl PoolTables {
+    fn base() -> u64 {
+        (&raw const TABLE_POOL) as u64
+    }
 }
 
 impl TableMemory for PoolTables {
     fn alloc_table(&mut self) -> Option<u64> {
-        if self.next == TABLE_POOL_PAGES {
-            return None;
-        }
-        // SAFETY: frames below `next` are never handed out twice; the pool is
-        // only reached through the `HV` lock that owns this allocator.
-        let pa = unsafe { (&raw mut TABLE_POOL[self.next]) as u64 };
-        self.next += 1;
+        let i = self.frames.alloc()?;
+        // SAFETY: only the address is taken; the bitmap never hands out a
+        // frame in use twice, and the pool is only reached through the `HV`
+        // lock that owns this allocator.
+        let pa = unsafe { (&raw mut TABLE_POOL[i]) as u64 };
         // SAFETY: the frame was just taken from the pool and is ours.
         unsafe { phys::zero(pa, PAGE_SIZE) };
         Some(pa)
+    }
+
+    fn free_table(&mut self, table: u64) {
+        let offset = table.wrapping_sub(Self::base());
+        if offset.is_multiple_of(PAGE_SIZE) && offset < (TABLE_POOL_PAGES as u64) * PAGE_SIZE {
+            self.frames.free((offset / PAGE_SIZE) as usize);
+        }
     }
 
     fn read(&self, table: u64, index: usize) -> u64 {
@@ -179,8 +192,9 @@ impl Vcpu {
     fn vpsr(&self) -> &'static Vpsr {
         // SAFETY: `vpsr_pa` is a page of the domain's RAM reserved for this
         // VPSR, page-aligned, and lives as long as the hypervisor (domain RAM
-        // is never reused). `Vpsr` is all atomics, so shared access with the
-        // guest is sound.
+        // is never given to anything else; a restarted domain has its VPSRs
+        // at the same place, and zeroing them leaves valid atomics). `Vpsr`
+        // is all atomics, so shared access with the guest is sound.
         unsafe { &*(self.vpsr_pa as *const Vpsr) }
     }
 }
@@ -215,6 +229,14 @@ struct Domain {
     device_irqs: u128,
     /// The scenario asked for console input to go to this domain.
     console_input: bool,
+    /// What happens when it crashes.
+    on_crash: OnCrash,
+    /// How often it was restarted after a crash in this run.
+    restarts: u32,
+    /// It crashed and waits to be restarted (once no CPU runs it any more).
+    restart_pending: bool,
+    /// Its image and bootargs, kept to start it again.
+    module: Option<Module<'static>>,
     vcpus: [Vcpu; MAX_VCPUS],
 }
 
@@ -235,6 +257,10 @@ impl Domain {
         scratch_ipa: 0,
         device_irqs: 0,
         console_input: false,
+        on_crash: OnCrash::Destroy,
+        restarts: 0,
+        restart_pending: false,
+        module: None,
         vcpus: [const { Vcpu::EMPTY }; MAX_VCPUS],
     };
 
@@ -248,8 +274,9 @@ impl Domain {
 
     fn events(&self) -> &'static EventPage {
         // SAFETY: `event_pa` is the domain's reserved event page (set at
-        // creation, page-aligned, never reused); `EventPage` is all atomics,
-        // so sharing it with the guest is sound.
+        // creation, page-aligned, never given to anything else, the same
+        // after a restart); `EventPage` is all atomics, so sharing it with
+        // the guest is sound.
         unsafe { &*(self.event_pa as *const EventPage) }
     }
 
@@ -285,8 +312,11 @@ struct Hypervisor {
     pool_next: u64,
     ram_end: u64,
     next_cpu: usize,
-    ok: usize,
-    failed: usize,
+    /// How the domains ended, for the final line.
+    tally: Tally,
+    /// The machine's virtio-mmio slots (passed through to the driver domain).
+    virtio: [Device; MAX_VIRTIO],
+    virtio_count: usize,
     gic: Gic,
     events: EventTables<MAX_DOMAINS>,
     maps: [MapTrack; MAX_DOMAINS],
@@ -317,12 +347,23 @@ static HV: Mutex<Hypervisor> = Mutex::new(Hypervisor {
     cpu_count: 1,
     timeslice: 0,
     freq: 1,
-    tables: PoolTables { next: 0 },
+    tables: PoolTables {
+        frames: FrameBitmap::new(),
+    },
     pool_next: layout::GUEST_POOL_BASE,
     ram_end: 0,
     next_cpu: 0,
-    ok: 0,
-    failed: 0,
+    tally: Tally {
+        ok: 0,
+        failed: 0,
+        restarts: 0,
+    },
+    virtio: [Device {
+        base: 0,
+        size: 0,
+        intid: 0,
+    }; MAX_VIRTIO],
+    virtio_count: 0,
     gic: Gic { gicd: 0, gicr: 0 },
     events: EventTables::new(),
     maps: [const { MapTrack::EMPTY }; MAX_DOMAINS],
@@ -460,15 +501,17 @@ fn primary_boot() {
     hv.freq = freq;
     hv.timeslice = freq * options.timeslice_ms / 1000;
     hv.ram_end = platform.ram_base + platform.ram_size;
+    hv.virtio = platform.virtio;
+    hv.virtio_count = platform.virtio_count;
     for module in platform.modules() {
         let index = hv.domain_count;
-        if let Err(e) = hv.create_domain(index, module, &platform) {
+        if let Err(e) = hv.create_domain(index, module) {
             hvprintln!(
                 "domain image at {:#x} not started: {e} (bootargs `{}`)",
                 module.addr,
                 module.bootargs
             );
-            hv.failed += 1;
+            hv.tally.failed();
         }
     }
     hv.start_console_input();
@@ -536,12 +579,7 @@ impl Hypervisor {
         &mut self.domains[v.domain as usize].vcpus[v.vcpu as usize]
     }
 
-    fn create_domain(
-        &mut self,
-        index: usize,
-        module: Module<'_>,
-        platform: &Platform<'_>,
-    ) -> Result<(), CreateError> {
+    fn create_domain(&mut self, index: usize, module: Module<'static>) -> Result<(), CreateError> {
         if index >= MAX_DOMAINS {
             return Err(CreateError::Memory("too many domains"));
         }
@@ -591,12 +629,43 @@ impl Hypervisor {
                 (layout::GUEST_RAM_BASE, pa)
             }
         };
-        let size = cfg.memory;
-        if ipa + size > abi_grant::GRANT_WINDOW_BASE {
+        if ipa + cfg.memory > abi_grant::GRANT_WINDOW_BASE {
             return Err(CreateError::Memory("RAM would overlap the grant window"));
         }
+        let mut cpus = [0usize; MAX_VCPUS];
+        for c in cpus.iter_mut().take(cfg.vcpus as usize) {
+            *c = match cfg.cpu {
+                Some(c) => c as usize,
+                None => {
+                    self.next_cpu = (self.next_cpu + 1) % self.cpu_count;
+                    self.next_cpu
+                }
+            };
+        }
+        let entry = self.load_domain(index, module, &cfg, (ipa, pa), &cpus, 0)?;
+        self.domain_count = index + 1;
+        self.announce(index, entry);
+        Ok(())
+    }
+
+    /// Builds domain `index` from its image: zeroes its RAM at `ipa`/`pa`,
+    /// loads the ELF, builds its stage-2 tables and start-info page, resets
+    /// its slot of the sharing state, and starts vCPU 0 (each vCPU on
+    /// `cpus[i]`). Used at boot and to restart a crashed domain in place.
+    /// Returns the entry point.
+    fn load_domain(
+        &mut self,
+        index: usize,
+        module: Module<'static>,
+        cfg: &DomainConfig<'_>,
+        (ipa, pa): (u64, u64),
+        cpus: &[usize; MAX_VCPUS],
+        restarts: u32,
+    ) -> Result<u64, CreateError> {
+        let size = cfg.memory;
         // SAFETY: [pa, pa+size) is this domain's RAM: the driver domain's fixed
-        // range or a fresh range of the guest pool; nothing else uses it.
+        // range or its range of the guest pool; nothing else uses it (a
+        // restarted domain's old instance runs nowhere any more).
         unsafe { phys::zero(pa, size) };
         // SAFETY: the module area holds the images QEMU loaded; nothing writes it.
         let file = unsafe { phys::slice(module.addr, module.size) };
@@ -612,38 +681,14 @@ impl Hypervisor {
             cache::clean_to_poc(dst, seg.mem_size);
         }
         let mut s2 = Stage2::new(&mut self.tables).map_err(|_| CreateError::Tables)?;
-        s2.map(&mut self.tables, ipa, pa, size, Attributes::RAM)
-            .map_err(|_| CreateError::Tables)?;
         let mut info = StartInfo::new_zeroed();
-        let mut device_irqs = 0u128;
-        if cfg.role == Role::Driver {
-            let mut mapped_page = u64::MAX;
-            for dev in platform
-                .virtio()
-                .iter()
-                .filter(|d| crate::arch::virtio_slot_present(d.base))
-            {
-                let page = dev.base & !(PAGE_SIZE - 1);
-                if page != mapped_page {
-                    s2.map(&mut self.tables, page, page, PAGE_SIZE, Attributes::DEVICE)
-                        .map_err(|_| CreateError::Tables)?;
-                    mapped_page = page;
-                }
-                if (info.device_count as usize) < start_info::MAX_DEVICES {
-                    if (dev.intid as usize) < MAX_PIRQ && dev.intid >= FIRST_SPI {
-                        device_irqs |= 1u128 << dev.intid;
-                    }
-                    info.devices[info.device_count as usize] = MmioDevice {
-                        base: dev.base,
-                        size: dev.size,
-                        intid: dev.intid,
-                        kind: device_kind::VIRTIO_MMIO,
-                    };
-                    info.device_count += 1;
-                }
+        let device_irqs = match self.map_domain(&mut s2, &mut info, cfg.role, ipa, pa, size) {
+            Ok(irqs) => irqs,
+            Err(e) => {
+                s2.free(&mut self.tables);
+                return Err(e);
             }
-            info.flags |= start_info::FLAG_DRIVER_DOMAIN;
-        }
+        };
         info.magic = start_info::START_INFO_MAGIC;
         info.abi_version = ABI_VERSION.to_raw() as u32;
         info.features = Features::OFFERED.0;
@@ -681,6 +726,9 @@ impl Hypervisor {
         d.scratch_ipa = layout::grant_scratch_ipa(ipa, size);
         d.device_irqs = device_irqs;
         d.console_input = cfg.console_input;
+        d.on_crash = cfg.on_crash;
+        d.restarts = restarts;
+        d.module = Some(module);
         *self.events.table_mut(index as u8) = crate::evtchn::EventTable::EMPTY;
         self.maps[index] = MapTrack::EMPTY;
         self.pins[index] = Pins::EMPTY;
@@ -688,40 +736,196 @@ impl Hypervisor {
         for (i, v) in d.vcpus.iter_mut().enumerate().take(d.vcpu_count) {
             v.vpsr_pa = pa + (layout::vpsr_ipa(ipa, size, i as u64) - ipa);
             v.el1.vttbr = vttbr;
-            v.cpu = match cfg.cpu {
-                Some(c) => c as usize,
-                None => {
-                    self.next_cpu = (self.next_cpu + 1) % self.cpu_count;
-                    self.next_cpu
-                }
-            };
+            v.cpu = cpus[i];
             let vpsr = v.vpsr();
             vpsr.fp_enable.store(1, Ordering::Relaxed);
             vpsr.counter_freq.store(self.freq, Ordering::Relaxed);
         }
-        self.domain_count = index + 1;
         let v0 = VcpuRef {
             domain: index as u8,
             vcpu: 0,
         };
         self.start_vcpu(v0, image.entry, layout::start_info_ipa(ipa, size));
+        Ok(image.entry)
+    }
+
+    /// Maps a new domain's RAM (and, for the driver domain, every populated
+    /// virtio-mmio page, listed in `info`) into `s2`; returns the device
+    /// interrupts it owns.
+    fn map_domain(
+        &mut self,
+        s2: &mut Stage2,
+        info: &mut StartInfo,
+        role: Role,
+        ipa: u64,
+        pa: u64,
+        size: u64,
+    ) -> Result<u128, CreateError> {
+        s2.map(&mut self.tables, ipa, pa, size, Attributes::RAM)
+            .map_err(|_| CreateError::Tables)?;
+        let mut device_irqs = 0u128;
+        if role == Role::Driver {
+            let mut mapped_page = u64::MAX;
+            let virtio = self.virtio;
+            for dev in virtio[..self.virtio_count]
+                .iter()
+                .filter(|d| crate::arch::virtio_slot_present(d.base))
+            {
+                let page = dev.base & !(PAGE_SIZE - 1);
+                if page != mapped_page {
+                    s2.map(&mut self.tables, page, page, PAGE_SIZE, Attributes::DEVICE)
+                        .map_err(|_| CreateError::Tables)?;
+                    mapped_page = page;
+                }
+                if (info.device_count as usize) < start_info::MAX_DEVICES {
+                    if (dev.intid as usize) < MAX_PIRQ && dev.intid >= FIRST_SPI {
+                        device_irqs |= 1u128 << dev.intid;
+                    }
+                    info.devices[info.device_count as usize] = MmioDevice {
+                        base: dev.base,
+                        size: dev.size,
+                        intid: dev.intid,
+                        kind: device_kind::VIRTIO_MMIO,
+                    };
+                    info.device_count += 1;
+                }
+            }
+            info.flags |= start_info::FLAG_DRIVER_DOMAIN;
+        }
+        Ok(device_irqs)
+    }
+
+    /// Prints the line that describes a domain just (re)started.
+    fn announce(&self, index: usize, entry: u64) {
+        let d = &self.domains[index];
         hvprintln!(
-            "domain {} (id {index}, {}): {} MiB at IPA {ipa:#x} (PA {pa:#x}), {} vCPU(s) on CPU {}, entry {:#x}",
-            cfg.name,
-            if cfg.role == Role::Driver { "driver domain, 1:1, virtio-mmio passed through" } else { "guest" },
-            size >> 20,
-            cfg.vcpus,
-            self.vcpu(v0).cpu,
-            image.entry
+            "domain {} (id {index}, {}): {} MiB at IPA {:#x} (PA {:#x}), {} vCPU(s) on CPU {}, entry {entry:#x}{}",
+            d.name(),
+            if d.role == Role::Driver { "driver domain, 1:1, virtio-mmio passed through" } else { "guest" },
+            d.ram_size >> 20,
+            d.ram_ipa,
+            d.ram_pa,
+            d.vcpu_count,
+            d.vcpus[0].cpu,
+            if d.on_crash == OnCrash::Restart { ", restarted if it crashes" } else { "" }
         );
-        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // Restart after a crash
+
+    /// Whether a crashed domain waits to be restarted.
+    fn restarts_pending(&self) -> bool {
+        self.domains[..self.domain_count]
+            .iter()
+            .any(|d| d.restart_pending)
+    }
+
+    /// Restarts the crashed domains that wait for it, once no other CPU than
+    /// `cpu` (which is in `dispatch`, so not running a guest) has one of
+    /// their vCPUs current: a CPU that still runs (or is about to trap from)
+    /// the old instance must leave it first, since the new instance reuses
+    /// its register slots and memory. Such a CPU was kicked by
+    /// `stop_domain` and does this itself in its own `dispatch`.
+    fn run_restarts(&mut self, cpu: usize) {
+        for index in 0..self.domain_count {
+            if !self.domains[index].restart_pending {
+                continue;
+            }
+            let busy = (0..self.cpu_count).any(|c| {
+                c != cpu
+                    && self.cpus[c]
+                        .current
+                        .is_some_and(|v| v.domain as usize == index)
+            });
+            if !busy {
+                self.domains[index].restart_pending = false;
+                self.restart_domain(index);
+            }
+        }
+    }
+
+    /// Starts crashed domain `index` again in place: same id, same RAM
+    /// (zeroed and reloaded from its image), new stage-2 tables (the old
+    /// ones go back to the pool and its VMID's TLB entries are invalidated).
+    /// Its sharing state was torn down when it stopped. For the driver
+    /// domain, every passed-through virtio device is reset first, so that no
+    /// DMA of the old instance lands in the new one; their interrupts stay
+    /// masked until the new instance binds them.
+    fn restart_domain(&mut self, index: usize) {
+        let (module, ipa, pa, role, restarts, old_vttbr) = {
+            let d = &self.domains[index];
+            (
+                d.module,
+                d.ram_ipa,
+                d.ram_pa,
+                d.role,
+                d.restarts + 1,
+                d.vttbr(),
+            )
+        };
+        let mut cpus = [0usize; MAX_VCPUS];
+        for (c, v) in cpus.iter_mut().zip(self.domains[index].vcpus.iter()) {
+            *c = v.cpu;
+        }
+        // The old instance's EL1 and FP state, still in some CPU's registers,
+        // is dropped rather than saved over the new instance's.
+        for c in &mut self.cpus[..self.cpu_count] {
+            let gone = |v: &Option<VcpuRef>| v.is_some_and(|v| v.domain as usize == index);
+            if gone(&c.loaded) {
+                c.loaded = None;
+            }
+            if gone(&c.fp_owner) {
+                c.fp_owner = None;
+            }
+            if gone(&c.current) {
+                c.current = None;
+            }
+            c.queue.remove_domain(index as u8);
+        }
+        if role == Role::Driver {
+            let virtio = self.virtio;
+            for dev in &virtio[..self.virtio_count] {
+                if crate::arch::virtio_slot_present(dev.base)
+                    && !crate::arch::virtio_reset(dev.base)
+                {
+                    hvprintln!("virtio-mmio@{:#x}: the device did not reset", dev.base);
+                }
+            }
+        }
+        if let Some(s2) = self.domains[index].stage2.take() {
+            s2.free(&mut self.tables);
+        }
+        crate::arch::tlb::invalidate_vmid(old_vttbr);
+        let name = self.domains[index].name;
+        let name = start_info::c_str(&name).unwrap_or("?");
+        let result = match module {
+            Some(m) => match bootargs::parse_domain(m.bootargs) {
+                Ok(cfg) => self.load_domain(index, m, &cfg, (ipa, pa), &cpus, restarts),
+                Err(_) => Err(CreateError::Bootargs),
+            },
+            None => Err(CreateError::Image("no image to restart from")),
+        };
+        match result {
+            Ok(entry) => {
+                self.tally.restarted();
+                hvprintln!("domain {name} restarted ({restarts} of {MAX_RESTARTS})");
+                self.announce(index, entry);
+            }
+            Err(e) => {
+                hvprintln!("domain {name} not restarted: {e}");
+                self.tally.failed();
+            }
+        }
     }
 
     /// Makes vCPU `v` runnable at `entry` with `arg` in `x0`.
     fn start_vcpu(&mut self, v: VcpuRef, entry: u64, arg: u64) {
         let d = &self.domains[v.domain as usize];
         let vpsr_ipa = layout::vpsr_ipa(d.ram_ipa, d.ram_size, u64::from(v.vcpu));
-        // SAFETY: the vCPU is off, so no CPU is using its register slot.
+        // SAFETY: the vCPU is off, so no CPU is using its register slot (a
+        // restarted domain's slots are reused only once no CPU has one of
+        // the old instance's vCPUs current: `run_restarts`).
         let regs = unsafe { &mut *regs_ptr(v) };
         *regs = GuestRegs::default();
         regs.x[0] = arg;
@@ -1021,16 +1225,23 @@ impl Hypervisor {
         match outcome {
             Outcome::Exit(code) => {
                 hvprintln!("domain {name} exited: poweroff (code {code})");
-                if code == 0 {
-                    self.ok += 1;
-                } else {
-                    self.failed += 1;
-                }
+                self.tally.exited(code);
                 self.domains[index].state = DomainState::Exited(code);
             }
             Outcome::Crash(reason) => {
                 hvprintln!("domain {name} crashed: {reason}");
-                self.failed += 1;
+                let d = &self.domains[index];
+                match restart::on_crash(d.on_crash, d.restarts) {
+                    Decision::Destroy => self.tally.failed(),
+                    // Counted once the restart has happened (`restart_domain`).
+                    Decision::Restart { .. } => self.domains[index].restart_pending = true,
+                    Decision::GiveUp { restarts } => {
+                        hvprintln!(
+                            "domain {name} not restarted: it crashed again after {restarts} restarts (at most {MAX_RESTARTS})"
+                        );
+                        self.tally.failed();
+                    }
+                }
                 self.domains[index].state = DomainState::Crashed;
             }
         }
@@ -1864,6 +2075,7 @@ fn dispatch(
     mut expired: bool,
 ) -> *mut GuestRegs {
     loop {
+        hv.run_restarts(cpu);
         let now = sysregs::counter();
         hv.fire_timers(cpu, now);
         let current = hv.cpus[cpu]
@@ -1878,8 +2090,9 @@ fn dispatch(
         }
         hv.cpus[cpu].current = None;
         PERCPU[cpu].current.store(u32::MAX, Ordering::Relaxed);
-        if hv.domain_count > 0 && hv.alive_domains() == 0 || hv.domain_count == 0 && cpu == 0 {
-            hvprintln!("all domains stopped: {} ok, {} failed", hv.ok, hv.failed);
+        let all_stopped = hv.alive_domains() == 0 && !hv.restarts_pending();
+        if hv.domain_count > 0 && all_stopped || hv.domain_count == 0 && cpu == 0 {
+            hvprintln!("all domains stopped: {}", hv.tally);
             psci::system_off();
         }
         hv.program_timer(cpu);

@@ -2,7 +2,7 @@
 //! and guests, each in its own stage-2 address space.
 //!
 //! Portable modules (`stage2`, `elf`, `bootargs`, `platform`, `sched`,
-//! `console`, `esr`, `evtchn`, `grant`, `store`) hold the logic and are tested on the host; everything that
+//! `console`, `esr`, `evtchn`, `grant`, `store`, `restart`) hold the logic and are tested on the host; everything that
 //! touches system registers, the GIC, the timer or the UART lives in `arch`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -13,6 +13,7 @@ pub mod esr;
 pub mod evtchn;
 pub mod grant;
 pub mod platform;
+pub mod restart;
 pub mod sched;
 pub mod stage2;
 pub mod store;

@@ -33,6 +33,9 @@ const XN: u64 = 1 << 54;
 pub trait TableMemory {
     /// Allocates a zeroed 4 KiB table and returns its physical address.
     fn alloc_table(&mut self) -> Option<u64>;
+    /// Takes back a table that `alloc_table` handed out and that no
+    /// translation uses any more.
+    fn free_table(&mut self, table: u64);
     /// Reads entry `index` of the table at `table`.
     fn read(&self, table: u64, index: usize) -> u64;
     /// Writes entry `index` of the table at `table`.
@@ -258,6 +261,32 @@ impl Stage2 {
         Ok(desc & OA_MASK)
     }
 
+    /// Returns every table of the tree (the root and the tables below it) to
+    /// `mem` and says how many there were. The caller makes sure that nothing
+    /// translates through them any more: the domain no longer runs, and its
+    /// VMID's TLB entries are invalidated before the VMID is used again.
+    pub fn free(self, mem: &mut impl TableMemory) -> usize {
+        let mut freed = 0;
+        for i1 in 0..512 {
+            let d1 = mem.read(self.root, i1);
+            if d1 & VALID == 0 || d1 & TABLE_OR_PAGE == 0 {
+                continue;
+            }
+            let l2 = d1 & OA_MASK;
+            for i2 in 0..512 {
+                let d2 = mem.read(l2, i2);
+                if d2 & VALID != 0 && d2 & TABLE_OR_PAGE != 0 {
+                    mem.free_table(d2 & OA_MASK);
+                    freed += 1;
+                }
+            }
+            mem.free_table(l2);
+            freed += 1;
+        }
+        mem.free_table(self.root);
+        freed + 1
+    }
+
     /// Walks the tables as the MMU would; `None` if `ipa` is not mapped.
     pub fn translate(&self, mem: &impl TableMemory, ipa: u64) -> Option<Translation> {
         if ipa >= 1 << IPA_BITS {
@@ -288,6 +317,55 @@ impl Stage2 {
     }
 }
 
+/// Which frames of a fixed pool of `64 * WORDS` table frames are in use: the
+/// allocator behind the hypervisor's static table pool (lowest free first).
+#[derive(Clone, Debug)]
+pub struct FrameBitmap<const WORDS: usize> {
+    used: [u64; WORDS],
+}
+
+impl<const WORDS: usize> Default for FrameBitmap<WORDS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const WORDS: usize> FrameBitmap<WORDS> {
+    /// Every frame free.
+    pub const fn new() -> Self {
+        Self { used: [0; WORDS] }
+    }
+
+    /// Takes the lowest free frame.
+    pub fn alloc(&mut self) -> Option<usize> {
+        let (w, word) = self
+            .used
+            .iter_mut()
+            .enumerate()
+            .find(|(_, word)| **word != u64::MAX)?;
+        let bit = (!*word).trailing_zeros() as usize;
+        *word |= 1 << bit;
+        Some(w * 64 + bit)
+    }
+
+    /// Gives frame `i` back; false (and nothing changes) if it was not in
+    /// use, which would be a double free.
+    pub fn free(&mut self, i: usize) -> bool {
+        let Some(word) = self.used.get_mut(i / 64) else {
+            return false;
+        };
+        let bit = 1 << (i % 64);
+        let was = *word & bit != 0;
+        *word &= !bit;
+        was
+    }
+
+    /// Frames in use.
+    pub fn in_use(&self) -> usize {
+        self.used.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
 /// Host-side table memory for tests: tables live in a vector, "physical"
 /// addresses are synthetic.
 #[cfg(test)]
@@ -300,6 +378,8 @@ pub mod fake {
         pub tables: Vec<[u64; 512]>,
         /// How many tables may be allocated.
         pub limit: usize,
+        /// The tables given back with `free_table`, in order.
+        pub freed: Vec<u64>,
     }
 
     impl VecTables {
@@ -308,6 +388,7 @@ pub mod fake {
             Self {
                 tables: Vec::new(),
                 limit,
+                freed: Vec::new(),
             }
         }
         fn slot(pa: u64) -> usize {
@@ -322,6 +403,11 @@ pub mod fake {
             }
             self.tables.push([0; 512]);
             Some(0x1000_0000 + 4096 * (self.tables.len() as u64 - 1))
+        }
+        fn free_table(&mut self, table: u64) {
+            assert!(Self::slot(table) < self.tables.len(), "not a table");
+            assert!(!self.freed.contains(&table), "double free of {table:#x}");
+            self.freed.push(table);
         }
         fn read(&self, table: u64, index: usize) -> u64 {
             self.tables[Self::slot(table)][index]
@@ -458,6 +544,53 @@ mod tests {
         assert_eq!(s2.translate(&mem, 0x401f_f010).unwrap().pa, 0x501f_f010);
         assert_eq!(s2.translate(&mem, 0x4020_0000).unwrap().contiguous, 2 << 20);
         assert_eq!(s2.translate(&mem, 0x403f_ffff).unwrap().pa, 0x503f_ffff);
+    }
+
+    #[test]
+    fn freeing_returns_every_table_once() {
+        let mut mem = VecTables::new(64);
+        let mut s2 = Stage2::new(&mut mem).unwrap();
+        // RAM in blocks and a page-aligned tail, a device page, a grant page.
+        s2.map(
+            &mut mem,
+            0x4800_0000,
+            0x4800_0000,
+            (64 << 20) + 4096,
+            Attributes::RAM,
+        )
+        .unwrap();
+        s2.map(&mut mem, 0x0a00_3000, 0x0a00_3000, 4096, Attributes::DEVICE)
+            .unwrap();
+        s2.map(&mut mem, 0xc000_0000, 0x5000_0000, 4096, Attributes::RAM)
+            .unwrap();
+        s2.unmap_page(&mut mem, 0xc000_0000).unwrap();
+        let allocated = mem.tables.len();
+        assert_eq!(s2.free(&mut mem), allocated);
+        let mut freed = mem.freed.clone();
+        freed.sort_unstable();
+        let all: Vec<u64> = (0..allocated as u64)
+            .map(|i| 0x1000_0000 + 4096 * i)
+            .collect();
+        assert_eq!(freed, all, "every table, once");
+        // The root goes last, after the tables it points to.
+        assert_eq!(mem.freed.last(), Some(&s2.root()));
+    }
+
+    #[test]
+    fn frame_bitmap_reuses_freed_frames() {
+        let mut f = FrameBitmap::<2>::new();
+        for i in 0..128 {
+            assert_eq!(f.alloc(), Some(i));
+        }
+        assert_eq!(f.alloc(), None, "full");
+        assert!(f.free(70));
+        assert!(f.free(3));
+        assert!(!f.free(3), "a double free is refused");
+        assert!(!f.free(128), "out of range");
+        assert_eq!(f.in_use(), 126);
+        assert_eq!(f.alloc(), Some(3), "lowest first");
+        assert_eq!(f.alloc(), Some(70));
+        assert_eq!(f.alloc(), None);
     }
 
     #[test]

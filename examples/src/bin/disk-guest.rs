@@ -8,13 +8,23 @@
 //!    and compares (several requests in flight);
 //! 3. checks that a read past the end of the disk is refused.
 //!
+//! With `mode=steady rounds=N [pause_ms=M]` it keeps the disk busy instead,
+//! to show that it survives a restart of the driver domain: each round
+//! writes a 4 KiB block of its own, flushes, reads it back and compares,
+//! then pauses (default 100 ms). A round that fails because the backend went
+//! away (`Disconnected`) is run again — the next call reconnects to the
+//! restarted backend — and at the end every block is read back once more.
+//! It prints `disk: round R/N ok` per round and a last line that says how
+//! many reconnects happened and whether all data verified.
+//!
 //! With `mode=hostile` it plays a hostile frontend instead: malformed
 //! requests (a grant it never gave, sectors past its disk, a segment past its
 //! page, no segments, an unknown operation) must each get an error answer, and
 //! a corrupted ring index must get it disconnected — while the other guests'
 //! disks keep working.
 //!
-//! Command line: `backend=NAME` (default `driver`), `mode=hostile`.
+//! Command line: `backend=NAME` (default `driver`), `mode=hostile`,
+//! `mode=steady rounds=N pause_ms=M`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -30,7 +40,7 @@ mod guest {
     use parapet_frontends::blkfront::{BlkError, Blkfront};
     use parapet_guest::abi::blkif::{BlkOp, BlkRequest, BlkSegment, BlkStatus};
     use parapet_guest::abi::StartInfo;
-    use parapet_guest::{cmdline, println, store};
+    use parapet_guest::{cmdline, println, store, time};
 
     parapet_guest::entry!(main);
 
@@ -82,6 +92,102 @@ mod guest {
             }
         }
         Ok(())
+    }
+
+    /// Where the steady rounds' blocks start, past the boot counter and the
+    /// 256 KiB pattern.
+    const STEADY_SECTOR: u64 = PATTERN_SECTOR + (PATTERN_BYTES / 512) as u64;
+    const STEADY_BLOCK: usize = 4096;
+    /// Attempts per round: the first, plus retries after a disconnection.
+    const STEADY_ATTEMPTS: u32 = 4;
+
+    fn steady_block(nonce: u64, round: u64) -> alloc::vec::Vec<u8> {
+        (0..STEADY_BLOCK)
+            .map(|i| pattern(nonce ^ round.wrapping_mul(0x9e37_79b9), i))
+            .collect()
+    }
+
+    /// One round: write the block, flush, read it back and compare.
+    fn steady_round(disk: &mut Blkfront, sector: u64, data: &[u8]) -> Result<bool, BlkError> {
+        disk.write(sector, data)?;
+        disk.flush()?;
+        let mut back = vec![0u8; data.len()];
+        disk.read(sector, &mut back)?;
+        Ok(back == data)
+    }
+
+    /// `mode=steady`: rounds of write, flush, read back, retried when the
+    /// backend goes away; true if every block verified, also at the end.
+    fn steady(disk: &mut Blkfront, rounds: u64, pause: time::Duration) -> bool {
+        let end = disk.info().sectors;
+        let per_block = (STEADY_BLOCK / 512) as u64;
+        if STEADY_SECTOR + rounds * per_block > end {
+            println!("disk: steady: {rounds} rounds do not fit on {end} sectors");
+            return false;
+        }
+        // Different on every boot, so that a block left by an earlier run
+        // cannot pass for this one's.
+        let nonce = time::now();
+        let mut disconnections = 0u64;
+        for round in 1..=rounds {
+            let sector = STEADY_SECTOR + (round - 1) * per_block;
+            let data = steady_block(nonce, round);
+            let mut attempt = 1;
+            loop {
+                match steady_round(disk, sector, &data) {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        println!("disk: round {round}/{rounds}: read back differs (MISMATCH)");
+                        return false;
+                    }
+                    Err(BlkError::Disconnected) if attempt < STEADY_ATTEMPTS => {
+                        disconnections += 1;
+                        println!(
+                            "disk: round {round}/{rounds}: the backend went away; retrying (attempt {})",
+                            attempt + 1
+                        );
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        println!("disk: round {round}/{rounds}: FAILED: {e}");
+                        return false;
+                    }
+                }
+            }
+            println!(
+                "disk: round {round}/{rounds} ok (reconnects so far: {})",
+                disk.stats().reconnects
+            );
+            if time::sleep(pause).is_err() {
+                println!("disk: steady: cannot sleep");
+                return false;
+            }
+        }
+        // Everything written before, during and after the disconnections is
+        // there.
+        let mut verified = 0;
+        let mut back = vec![0u8; STEADY_BLOCK];
+        for round in 1..=rounds {
+            let sector = STEADY_SECTOR + (round - 1) * per_block;
+            let mut result = disk.read(sector, &mut back);
+            if result == Err(BlkError::Disconnected) {
+                disconnections += 1;
+                result = disk.read(sector, &mut back);
+            }
+            match result {
+                Ok(()) if back == steady_block(nonce, round) => verified += 1,
+                Ok(()) => println!("disk: steady: block of round {round} differs (MISMATCH)"),
+                Err(e) => println!("disk: steady: block of round {round}: {e}"),
+            }
+        }
+        let stats = disk.stats();
+        let ok = verified == rounds;
+        println!(
+            "disk: steady: {rounds} rounds, {} reconnects ({disconnections} disconnections), {verified}/{rounds} blocks verified: {}",
+            stats.reconnects,
+            if ok { "all data verified" } else { "DATA LOST" }
+        );
+        ok
     }
 
     fn hostile(disk: &mut Blkfront) -> bool {
@@ -196,6 +302,20 @@ mod guest {
                 "read-write"
             }
         );
+        if cmdline::get(info.cmdline(), "mode") == Some("steady") {
+            let number = |key, default| {
+                cmdline::get(info.cmdline(), key).map_or(Some(default), |v| v.parse::<u64>().ok())
+            };
+            let (Some(rounds), Some(pause_ms)) = (number("rounds", 20), number("pause_ms", 100))
+            else {
+                println!("disk: steady: rounds= and pause_ms= take numbers");
+                return 2;
+            };
+            let ok = steady(&mut disk, rounds, time::Duration::from_millis(pause_ms));
+            let _ = disk.close();
+            println!("disk: {}", if ok { "done" } else { "FAILED" });
+            return (!ok).into();
+        }
         if cmdline::get(info.cmdline(), "mode") == Some("hostile") {
             let ok = hostile(&mut disk);
             println!("hostile: {}", if ok { "done" } else { "FAILED" });

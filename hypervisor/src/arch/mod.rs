@@ -56,3 +56,25 @@ pub fn virtio_slot_present(base: u64) -> bool {
             && core::ptr::read_volatile((base + 8) as *const u32) != 0
     }
 }
+
+/// Resets the virtio-mmio device at `base` (writes 0 to its `Status`
+/// register and waits until it reads back 0), so that it stops using the
+/// queues and buffers its driver gave it. Returns false if it did not reset.
+pub fn virtio_reset(base: u64) -> bool {
+    const STATUS: u64 = 0x70;
+    let status = (base + STATUS) as *mut u32;
+    // SAFETY: `base` is a present virtio-mmio slot from the device tree,
+    // inside the device region of the EL2 identity map; writing 0 to its
+    // Status register is the reset the virtio specification defines, and
+    // reading it back has no side effects.
+    unsafe {
+        core::ptr::write_volatile(status, 0);
+        for _ in 0..1000 {
+            if core::ptr::read_volatile(status) == 0 {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+    }
+    false
+}

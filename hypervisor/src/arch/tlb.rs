@@ -27,3 +27,28 @@ pub fn invalidate_ipa(vttbr: u64, ipa: u64) {
         );
     }
 }
+
+/// Invalidates, on every CPU of the inner-shareable domain, every cached
+/// stage-1 and stage-2 translation of the VMID in `vttbr` (`TLBI
+/// VMALLS12E1IS`). Call after a domain's stage-2 tables were freed, before its
+/// VMID runs again (a restarted domain keeps its VMID).
+pub fn invalidate_vmid(vttbr: u64) {
+    // SAFETY: as in `invalidate_ipa`: VTTBR_EL2 holds the target VMID only for
+    // the duration of the invalidation and is restored; EL2's own
+    // translation does not use it, and no memory is accessed.
+    unsafe {
+        core::arch::asm!(
+            "mrs {saved}, vttbr_el2",
+            "msr vttbr_el2, {vttbr}",
+            "isb",
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "msr vttbr_el2, {saved}",
+            "isb",
+            saved = out(reg) _,
+            vttbr = in(reg) vttbr,
+            options(nostack)
+        );
+    }
+}
