@@ -68,7 +68,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::ring::{slot_count, slot_size, PAGE_SIZE};
 
 /// Buffers per direction (TX and RX), one page each.
-pub const NET_BUFS: usize = 32;
+pub const NET_BUFS: usize = 64;
 /// Largest frame: an Ethernet frame without its FCS (1500-byte payload + 14-byte header).
 pub const FRAME_MAX: usize = 1514;
 /// Smallest frame: an Ethernet header.
@@ -98,6 +98,40 @@ pub const fn tx_page(id: usize) -> usize {
 #[inline]
 pub const fn rx_page(id: usize) -> usize {
     NET_BUFS + id
+}
+
+/// A MAC address as the store carries it: the six bytes, big-endian, in the low 48
+/// bits of a `u64` (`02:00:00:00:00:0a` is `0x0200_0000_000a`).
+pub const fn mac_to_u64(mac: [u8; 6]) -> u64 {
+    let mut v = 0u64;
+    let mut i = 0;
+    while i < 6 {
+        v = (v << 8) | mac[i] as u64;
+        i += 1;
+    }
+    v
+}
+
+/// The MAC address in the low 48 bits of `v` (see [`mac_to_u64`]); `None` if the
+/// high 16 bits are not zero.
+pub const fn mac_from_u64(v: u64) -> Option<[u8; 6]> {
+    if v >> 48 != 0 {
+        return None;
+    }
+    let b = v.to_be_bytes();
+    Some([b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// The store keys of the vif handshake (besides `state`, see [`crate::xenbus`]):
+/// the frontend publishes the grant reference of its control page and its port,
+/// the backend the MAC the scenario gave the vif.
+pub mod keys {
+    /// Frontend: grant reference of the [`super::NetifControl`] page.
+    pub const CTRL_REF: &str = "ctrl-ref";
+    /// Frontend: the unbound event-channel port for the backend.
+    pub const PORT: &str = "port";
+    /// Backend: the vif's MAC ([`super::mac_to_u64`]); the control page must carry it.
+    pub const MAC: &str = "mac";
 }
 
 /// Byte access to a vif's [`NET_PAGES`] buffer pages, as one side has them (granted
@@ -151,7 +185,7 @@ pub struct NetifControl {
     pub _pad: [u8; 2],
 }
 
-const_assert!(size_of::<NetifControl>() == 280);
+const_assert!(size_of::<NetifControl>() == 536);
 const_assert!(size_of::<NetifControl>() <= PAGE_SIZE);
 const_assert!(offset_of!(NetifControl, tx_buf_refs) == 16);
 const_assert!(offset_of!(NetifControl, rx_buf_refs) == 16 + 4 * NET_BUFS);
@@ -595,8 +629,8 @@ mod tests {
         assert_eq!(&b[12..16], &6u32.to_le_bytes());
         assert_eq!(&b[16..20], &100u32.to_le_bytes());
         assert_eq!(&b[16 + 4 * 31..16 + 4 * 32], &131u32.to_le_bytes());
-        assert_eq!(&b[144..148], &200u32.to_le_bytes());
-        assert_eq!(&b[272..278], &mac);
+        assert_eq!(&b[272..276], &200u32.to_le_bytes());
+        assert_eq!(&b[528..534], &mac);
         // A copy taken from a whole (peer-written) page.
         let mut page = [0u8; PAGE_SIZE];
         page[..b.len()].copy_from_slice(b);
@@ -631,6 +665,15 @@ mod tests {
         assert_eq!(NetStatus::from(5), NetStatus::Unknown(5));
         assert_eq!(NetStatus::from(i16::MIN), NetStatus::Unknown(i16::MIN));
         assert_eq!(i16::from(NetStatus::Unknown(9)), 9);
+    }
+
+    #[test]
+    fn macs_round_trip_through_u64() {
+        let mac = [0x02, 0, 0, 0, 0, 0x0a];
+        assert_eq!(mac_to_u64(mac), 0x0200_0000_000a);
+        assert_eq!(mac_from_u64(0x0200_0000_000a), Some(mac));
+        assert_eq!(mac_from_u64(mac_to_u64([0xff; 6])), Some([0xff; 6]));
+        assert_eq!(mac_from_u64(1 << 48), None);
     }
 
     #[test]

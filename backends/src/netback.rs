@@ -198,6 +198,11 @@ impl<'a, P: FramePages> VifBackend<'a, P> {
         &self.pages
     }
 
+    /// Gives the buffer pages back (to unmap them), dropping the rings.
+    pub fn into_pages(self) -> P {
+        self.pages
+    }
+
     /// Whether the frontend sent more than [`HOSTILE_MALFORMED`] malformed requests:
     /// policy says disconnect it.
     pub fn is_hostile(&self) -> bool {
@@ -390,7 +395,7 @@ mod tests {
         pages.poke(tx_page(31), &frame(2, FRAME_MAX));
         tf.push_request(&tx_req(3, 60)).unwrap();
         tf.push_request(&tx_req(31, FRAME_MAX as u16)).unwrap();
-        tf.push_request(&tx_req(32, 60)).unwrap(); // bad id
+        tf.push_request(&tx_req(NET_BUFS as u16, 60)).unwrap(); // bad id
         tf.push_request(&tx_req(0, 13)).unwrap(); // too short
         tf.push_request(&tx_req(0, FRAME_MAX as u16 + 1)).unwrap(); // too long
         tf.push_request(&tx_req(0, u16::MAX)).unwrap(); // past the page
@@ -415,7 +420,7 @@ mod tests {
             vec![
                 (3, Okay),
                 (31, Okay),
-                (32, Error),
+                (NET_BUFS as u16, Error),
                 (0, Error),
                 (0, Error),
                 (0, Error),
@@ -452,7 +457,7 @@ mod tests {
         );
         assert!(!VifError::FrameLen(0).is_peer_fault());
 
-        for id in [5u16, 40, 7, 5, 9] {
+        for id in [5u16, NET_BUFS as u16 + 8, 7, 5, 9] {
             rf.push_request(&rx_req(id)).unwrap();
         }
         rf.push_requests_and_check_notify();
@@ -471,7 +476,7 @@ mod tests {
         assert_eq!(
             rsps,
             vec![
-                (40, 0, Error),
+                (NET_BUFS as u16 + 8, 0, Error),
                 (5, 0, Error),
                 (5, 100, Okay),
                 (7, 101, Okay),

@@ -327,6 +327,15 @@ impl<'a, P: FramePages> Netfront<'a, P> {
         tx || rx
     }
 
+    /// Pushes `req` on the TX ring as it is, without checking it or keeping
+    /// track of its buffer: for tests that play a hostile frontend. Published by
+    /// the next [`Netfront::flush`]. The backend's answer (an error for a
+    /// malformed request) is a response this netfront did not expect, so the
+    /// next [`Netfront::poll`] reports a protocol error.
+    pub fn push_raw_tx(&mut self, req: &TxRequest) -> Result<(), NetError> {
+        Ok(self.tx.ring.push_request(req)?)
+    }
+
     /// Before blocking (after [`Netfront::flush`]): true if there is work (frames
     /// queued for smoltcp, or responses waiting on either ring); otherwise arms the
     /// response notifications of both rings and checks again. Block only on

@@ -1,7 +1,7 @@
 //! Helpers for Parapet's integration tests: run `cargo parapet up …` exactly
 //! as a user types it, with a watchdog, and capture what it prints.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -34,6 +34,33 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// Console input to type once every one of `after` has appeared in the
+/// console transcript (each somewhere in a line of stdout, in any order).
+#[derive(Clone, Debug)]
+pub struct Cue {
+    /// The texts to wait for.
+    pub after: Vec<String>,
+    /// What to type then.
+    pub input: Vec<u8>,
+}
+
+impl Cue {
+    /// Types `input` once all of `after` have been printed.
+    pub fn new(after: &[&str], input: &[u8]) -> Self {
+        Cue {
+            after: after.iter().map(|s| s.to_string()).collect(),
+            input: input.to_vec(),
+        }
+    }
+}
+
+/// What goes to parapet's standard input.
+enum Input {
+    Nothing,
+    Now(Vec<u8>),
+    OnCue(Vec<Cue>),
+}
+
 impl Run {
     /// Stdout followed by stderr.
     pub fn transcript(&self) -> String {
@@ -58,6 +85,23 @@ pub fn run_parapet(args: &[&str]) -> Run {
 /// As [`run_parapet`], with `input` written to parapet's standard input (as
 /// if typed on the console) and then closed.
 pub fn run_parapet_with_input(args: &[&str], input: Option<&[u8]>) -> Run {
+    run_with(
+        args,
+        input.map_or(Input::Nothing, |i| Input::Now(i.to_vec())),
+    )
+    .0
+}
+
+/// As [`run_parapet`], typing each cue's input on the console (parapet's
+/// standard input) once its lines have appeared, in order. Also returns how
+/// many cues were typed: all of them, unless a cue's lines never appeared,
+/// in which case the run ends (or the watchdog kills it) as it would have
+/// without the input.
+pub fn run_parapet_with_cues(args: &[&str], cues: Vec<Cue>) -> (Run, usize) {
+    run_with(args, Input::OnCue(cues))
+}
+
+fn run_with(args: &[&str], input: Input) -> (Run, usize) {
     let mut child = Command::new(env!("CARGO"))
         .args([
             "run",
@@ -71,28 +115,60 @@ pub fn run_parapet_with_input(args: &[&str], input: Option<&[u8]>) -> Run {
         .args(args)
         .current_dir(workspace_root())
         .env("NO_COLOR", "1")
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
+        .stdin(if matches!(input, Input::Nothing) {
             Stdio::null()
+        } else {
+            Stdio::piped()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot run cargo");
-    if let (Some(mut sink), Some(input)) = (child.stdin.take(), input) {
-        let input = input.to_vec();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = sink.write_all(&input);
-        });
+    let mut sink = child.stdin.take();
+    let mut cues = Vec::new();
+    match input {
+        Input::Nothing => {}
+        Input::Now(bytes) => {
+            if let Some(mut sink) = sink.take() {
+                std::thread::spawn(move || {
+                    let _ = sink.write_all(&bytes);
+                });
+            }
+        }
+        Input::OnCue(c) => cues = c,
     }
-    let mut out = child.stdout.take().expect("stdout");
+    let out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
+    // Reads stdout line by line and types each cue's input when its lines
+    // have appeared; returns stdout and how many cues were typed.
     let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        String::from_utf8_lossy(&v).into_owned()
+        let mut text = String::new();
+        let mut sent = 0;
+        let mut seen: Vec<Vec<bool>> = cues.iter().map(|c| vec![false; c.after.len()]).collect();
+        let mut reader = BufReader::new(out);
+        let mut line = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let l = String::from_utf8_lossy(&line);
+            for (cue, seen) in cues.iter().zip(seen.iter_mut()) {
+                for (a, s) in cue.after.iter().zip(seen.iter_mut()) {
+                    *s |= l.contains(a.as_str());
+                }
+            }
+            text.push_str(&l);
+            line.clear();
+            while let Some(cue) = cues.get(sent) {
+                if !seen[sent].iter().all(|&s| s) {
+                    break;
+                }
+                if let Some(s) = sink.as_mut() {
+                    if s.write_all(&cue.input).and_then(|()| s.flush()).is_err() {
+                        sink = None;
+                    }
+                }
+                sent += 1;
+            }
+        }
+        (text, sent)
     });
     let t_err = std::thread::spawn(move || {
         let mut v = Vec::new();
@@ -115,9 +191,10 @@ pub fn run_parapet_with_input(args: &[&str], input: Option<&[u8]>) -> Run {
             None => std::thread::sleep(Duration::from_millis(100)),
         }
     };
+    let (stdout, cues_sent) = t_out.join().unwrap_or_default();
     let run = Run {
         status,
-        stdout: t_out.join().unwrap_or_default(),
+        stdout,
         stderr: t_err.join().unwrap_or_default(),
     };
     // Shown when a test fails (the harness captures it otherwise).
@@ -128,7 +205,7 @@ pub fn run_parapet_with_input(args: &[&str], input: Option<&[u8]>) -> Run {
         run.stdout,
         run.stderr
     );
-    run
+    (run, cues_sent)
 }
 
 /// `cargo parapet up SCENARIO --timeout SECS`: returns (exit status, stdout + stderr).
@@ -138,3 +215,5 @@ pub fn run_up(scenario: &str, timeout_secs: u64) -> (ExitStatus, String) {
     let transcript = r.transcript();
     (r.status, transcript)
 }
+
+pub mod live;

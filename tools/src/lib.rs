@@ -8,6 +8,8 @@
 pub mod bench;
 pub mod build;
 pub mod disks;
+mod netbench;
+pub mod nets;
 pub mod prereq;
 pub mod qemu;
 pub mod scenario;
@@ -15,14 +17,19 @@ pub mod transcript;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use netbench::{bench_net, BenchNetOptions, HostError};
+pub use nets::Forward;
 pub use transcript::Outcome;
 
 /// The scenario used when none is given.
 pub const DEFAULT_SCENARIO: &str = "scenarios/demo.toml";
-/// Default `--timeout` of `parapet up`, in seconds.
+/// Default `--timeout` of `parapet up`, in seconds (none for a service).
 pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
 
 /// Anything that stops a command before it can decide an outcome.
@@ -43,6 +50,9 @@ pub enum Error {
     /// A guest's disk could not be set up.
     #[error(transparent)]
     Disk(#[from] disks::DiskError),
+    /// A guest's network interface could not be set up.
+    #[error(transparent)]
+    Net(#[from] nets::NetError),
     /// The `--json` report could not be written.
     #[error("cannot write {path}: {source}")]
     WriteReport {
@@ -92,46 +102,132 @@ pub fn build(scenario_arg: &Path) -> Result<(), Error> {
 pub struct UpOptions {
     /// The scenario file.
     pub scenario: PathBuf,
-    /// Kill QEMU after this long (`None`: never).
-    pub timeout: Option<Duration>,
+    /// `--timeout` in seconds: `Some(0)` for none, `None` for the default
+    /// (see [`effective_timeout`]).
+    pub timeout_secs: Option<u64>,
     /// Skip the build.
     pub no_build: bool,
 }
 
-/// A scenario built and ready to boot.
-struct Prepared {
+/// How long a run may last: `--timeout` as given (0: no limit); without
+/// one, [`DEFAULT_TIMEOUT_SECS`], except for a service (a scenario that
+/// forwards a port), which runs until stopped.
+pub fn effective_timeout(timeout_secs: Option<u64>, service: bool) -> Option<Duration> {
+    match timeout_secs {
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(secs)),
+        None if service => None,
+        None => Some(Duration::from_secs(DEFAULT_TIMEOUT_SECS)),
+    }
+}
+
+/// A scenario built and ready to boot, its host ports held until QEMU
+/// starts.
+#[derive(Debug)]
+pub struct Prepared {
     scenario: scenario::Scenario,
+    /// The QEMU program.
+    qemu: PathBuf,
     /// The QEMU arguments.
     args: Vec<OsString>,
+    /// The ports forwarded from the host.
+    forwards: Vec<Forward>,
+    /// Listeners holding the forwarded ports, dropped when QEMU starts.
+    reserved: Mutex<Vec<TcpListener>>,
+}
+
+impl Prepared {
+    /// The scenario, with the wiring added to the command lines.
+    pub fn scenario(&self) -> &scenario::Scenario {
+        &self.scenario
+    }
+
+    /// The QEMU arguments.
+    pub fn qemu_args(&self) -> &[OsString] {
+        &self.args
+    }
+
+    /// The ports forwarded from the host to guests, as chosen for this boot.
+    pub fn forwards(&self) -> &[Forward] {
+        &self.forwards
+    }
+
+    /// Whether the scenario is a service (forwards a port): it runs until
+    /// stopped, and its `--timeout` is a normal end.
+    pub fn is_service(&self) -> bool {
+        !self.forwards.is_empty()
+    }
+
+    fn release_ports(&self) {
+        let held = std::mem::take(&mut *self.reserved.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(held);
+    }
+}
+
+/// `words` appended to a command line.
+fn append_words(cmdline: Option<String>, words: &str) -> String {
+    match cmdline {
+        Some(c) if !c.is_empty() => format!("{c} {words}"),
+        _ => words.to_owned(),
+    }
+}
+
+/// Appends the wiring to the command lines: the `vbd=` then `vif=` words to
+/// the driver domain's, each guest's `ip=` words to its own (after its own
+/// words). The driver domain's must stay within 255 bytes.
+fn wire_cmdlines(
+    s: &mut scenario::Scenario,
+    disk_wiring: &str,
+    net_plan: &nets::NetPlan,
+) -> Result<(), Error> {
+    let wiring: Vec<&str> = [disk_wiring, net_plan.driver_wiring.as_str()]
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .collect();
+    let driver = s
+        .domains
+        .iter_mut()
+        .find(|d| d.role == scenario::Role::Driver);
+    if let Some(driver) = driver.filter(|_| !wiring.is_empty()) {
+        let cmdline = append_words(driver.cmdline.take(), &wiring.join(" "));
+        if cmdline.len() >= 256 {
+            let location = format!("{}", s.path.display());
+            let what = match (disk_wiring.is_empty(), net_plan.driver_wiring.is_empty()) {
+                (_, true) => "disk",
+                (true, false) => "network",
+                (false, false) => "disk and network",
+            };
+            let message = format!(
+                "the driver domain's command line with the {what} wiring is {} bytes (at most 255): use fewer or shorter names",
+                cmdline.len()
+            );
+            return Err(if net_plan.driver_wiring.is_empty() {
+                disks::DiskError::Invalid { location, message }.into()
+            } else {
+                nets::NetError::Invalid { location, message }.into()
+            });
+        }
+        driver.cmdline = Some(cmdline);
+    }
+    for (name, words) in &net_plan.guest_wiring {
+        if let Some(d) = s.domains.iter_mut().find(|d| d.name == *name) {
+            d.cmdline = Some(append_words(d.cmdline.take(), words));
+        }
+    }
+    Ok(())
 }
 
 /// Builds the scenario's images (unless `no_build`: then only checks that
 /// they are known) and writes its QEMU command line.
-fn prepare(root: &Path, mut s: scenario::Scenario, no_build: bool) -> Result<Prepared, Error> {
+fn prepare(
+    root: &Path,
+    mut s: scenario::Scenario,
+    no_build: bool,
+    qemu: PathBuf,
+) -> Result<Prepared, Error> {
     let disk_plan = disks::prepare(&s)?;
-    if !disk_plan.driver_wiring.is_empty() {
-        if let Some(driver) = s
-            .domains
-            .iter_mut()
-            .find(|d| d.role == scenario::Role::Driver)
-        {
-            let cmdline = match driver.cmdline.take() {
-                Some(c) => format!("{c} {}", disk_plan.driver_wiring),
-                None => disk_plan.driver_wiring.clone(),
-            };
-            if cmdline.len() >= 256 {
-                return Err(disks::DiskError::Invalid {
-                    location: format!("{}", s.path.display()),
-                    message: format!(
-                        "the driver domain's command line with the disk wiring is {} bytes (at most 255): use fewer or shorter names",
-                        cmdline.len()
-                    ),
-                }
-                .into());
-            }
-            driver.cmdline = Some(cmdline);
-        }
-    }
+    let net_plan = nets::prepare(&s)?;
+    wire_cmdlines(&mut s, &disk_plan.driver_wiring, &net_plan)?;
     let ws = if no_build {
         let ws = build::metadata(root)?;
         ws.plan(&s)?; // names every unknown image
@@ -147,28 +243,38 @@ fn prepare(root: &Path, mut s: scenario::Scenario, no_build: bool) -> Result<Pre
         let size = build::file_size(&p)?;
         images.push((p, size));
     }
-    let args = qemu::args(&s, &hv, &images, &disk_plan.attached)?;
-    Ok(Prepared { scenario: s, args })
+    let args = qemu::args(&s, &hv, &images, &disk_plan.attached, &net_plan.forwards)?;
+    Ok(Prepared {
+        scenario: s,
+        qemu,
+        args,
+        forwards: net_plan.forwards,
+        reserved: Mutex::new(net_plan.reserved),
+    })
 }
 
-/// Boots a prepared scenario, streaming the consoles to `out`.
+/// Boots a prepared scenario, streaming the consoles to `out`: prints the
+/// forwarded ports and the QEMU command line, releases the ports, runs QEMU.
 fn boot(
-    qemu_path: &Path,
     p: &Prepared,
-    timeout: Option<Duration>,
+    stops: &qemu::Stops,
     out: &mut dyn Write,
     colour: bool,
     forward_stdin: bool,
 ) -> Result<Outcome, Error> {
+    for f in &p.forwards {
+        eprintln!("parapet: {}", f.reachable());
+    }
     eprintln!(
         "parapet: {}",
-        qemu::display_command(&qemu_path.display().to_string(), &p.args)
+        qemu::display_command(&p.qemu.display().to_string(), &p.args)
     );
-    let (outcome, _) = qemu::run(
-        qemu_path,
+    p.release_ports();
+    let (outcome, _) = qemu::run_until(
+        &p.qemu,
         &p.args,
         p.scenario.domain_names(),
-        timeout,
+        stops,
         out,
         colour,
         forward_stdin,
@@ -181,17 +287,140 @@ fn colour_stdout() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-/// `parapet up`: builds (unless `no_build`), boots QEMU, streams the consoles
-/// to stdout and returns the outcome (its summary is not printed yet).
-pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
+/// The first half of `parapet up`: loads the scenario, checks QEMU, builds
+/// (unless `no_build`), picks the forwarded host ports (see
+/// [`Prepared::forwards`]) and writes the QEMU command line. The ports stay
+/// held until the scenario is booted.
+pub fn prepare_up(opts: &UpOptions) -> Result<Prepared, Error> {
     let root = build::workspace_root()?;
     let s = load(&opts.scenario, &root)?;
     let qemu_path = prereq::ensure_qemu()?;
-    let p = prepare(&root, s, opts.no_build)?;
+    prepare(&root, s, opts.no_build, qemu_path)
+}
+
+/// `parapet up`: builds (unless `no_build`), boots QEMU, streams the consoles
+/// to stdout and returns the outcome (its summary is not printed yet).
+///
+/// A service (a scenario that forwards a port) runs until Ctrl-C (see
+/// [`qemu::interrupt`]) or its `--timeout`, which is then a normal end.
+pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
+    let p = prepare_up(opts)?;
+    let service = p.is_service();
+    let timeout = effective_timeout(opts.timeout_secs, service);
+    if service {
+        match timeout {
+            None => eprintln!("parapet: a service (it forwards ports): runs until Ctrl-C"),
+            Some(t) => eprintln!(
+                "parapet: a service (it forwards ports): runs for {} s (--timeout) or until Ctrl-C",
+                t.as_secs()
+            ),
+        }
+    }
+    let stops = qemu::Stops {
+        timeout,
+        service,
+        stop: None,
+    };
     let colour = colour_stdout();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    boot(&qemu_path, &p, opts.timeout, &mut out, colour, true)
+    boot(&p, &stops, &mut out, colour, true)
+}
+
+/// What the client of [`up_with`] gets while QEMU runs.
+#[derive(Debug)]
+pub struct Running<'a> {
+    forwards: &'a [Forward],
+    ended: &'a AtomicBool,
+    console: &'a Mutex<Vec<String>>,
+}
+
+impl Running<'_> {
+    /// The ports forwarded from the host.
+    pub fn forwards(&self) -> &[Forward] {
+        self.forwards
+    }
+
+    /// The host address forwarded to `domain`'s `guest_port`, if any.
+    pub fn addr(&self, domain: &str, guest_port: u16) -> Option<SocketAddr> {
+        self.forwards
+            .iter()
+            .find(|f| f.domain == domain && f.guest_port == guest_port)
+            .map(Forward::host_addr)
+    }
+
+    /// Whether QEMU has ended; a client waiting for a guest should give up.
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// The console lines printed so far (raw, `[domain] text`), from the
+    /// `from`-th on.
+    pub fn console(&self, from: usize) -> Vec<String> {
+        let lines = self.console.lock().unwrap_or_else(|e| e.into_inner());
+        lines.get(from..).unwrap_or_default().to_vec()
+    }
+}
+
+/// `parapet up` with a client, for tests and benchmarks: prepares like
+/// [`prepare_up`], then [`run_prepared`].
+pub fn up_with<T: Send>(
+    opts: &UpOptions,
+    client: impl FnOnce(&Running<'_>) -> T + Send,
+) -> Result<(Outcome, T), Error> {
+    let p = prepare_up(opts)?;
+    run_prepared(&p, opts.timeout_secs, client)
+}
+
+/// Boots a prepared scenario (consoles to stdout, no console input) and,
+/// once its ports are released to QEMU, runs `client` on another thread.
+/// When the client returns, QEMU is stopped: a normal end (`stopped after N
+/// s (stopped by the caller)`) unless a domain failed. `timeout_secs` is as
+/// for [`UpOptions`]. QEMU may also end first (a failure, the timeout,
+/// Ctrl-C): the client is always waited for, so it should give up once
+/// [`Running::ended`] says so. The guest needs some seconds to boot, and a
+/// connection to a forwarded port can be accepted by QEMU before the guest
+/// listens: the client should retry until it gets an answer.
+pub fn run_prepared<T: Send>(
+    p: &Prepared,
+    timeout_secs: Option<u64>,
+    client: impl FnOnce(&Running<'_>) -> T + Send,
+) -> Result<(Outcome, T), Error> {
+    let service = p.is_service();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stops = qemu::Stops {
+        timeout: effective_timeout(timeout_secs, service),
+        service,
+        stop: Some(Arc::clone(&stop)),
+    };
+    let ended = AtomicBool::new(false);
+    let console = Arc::new(Mutex::new(Vec::new()));
+    let running = Running {
+        forwards: &p.forwards,
+        ended: &ended,
+        console: &console,
+    };
+    p.release_ports();
+    std::thread::scope(|sc| {
+        let handle = sc.spawn(|| {
+            let r = client(&running);
+            stop.store(true, Ordering::SeqCst);
+            r
+        });
+        // Not `stdout().lock()`: the client may print too.
+        let mut out = bench::Capture::new(
+            std::io::stdout(),
+            p.scenario.domain_names(),
+            colour_stdout(),
+        )
+        .shared(Arc::clone(&console));
+        let outcome = boot(p, &stops, &mut out, false, false);
+        ended.store(true, Ordering::SeqCst);
+        let r = handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        outcome.map(|o| (o, r))
+    })
 }
 
 /// Options of `parapet bench`.
@@ -246,7 +475,7 @@ pub fn bench(opts: &BenchOptions) -> Result<Outcome, Error> {
     let qemu_path = prereq::ensure_qemu()?;
     let mut prepared = Vec::new();
     for (path, s) in scenarios {
-        prepared.push((path, prepare(&root, s, opts.no_build)?));
+        prepared.push((path, prepare(&root, s, opts.no_build, qemu_path.clone())?));
     }
     let colour = colour_stdout();
     let mut summary = Vec::new();
@@ -260,7 +489,11 @@ pub fn bench(opts: &BenchOptions) -> Result<Outcome, Error> {
         eprintln!("parapet: bench {kind}: running {what}");
         let mut capture =
             bench::Capture::new(std::io::stdout().lock(), p.scenario.domain_names(), colour);
-        let outcome = boot(&qemu_path, p, opts.timeout, &mut capture, false, false)?;
+        let stops = qemu::Stops {
+            timeout: opts.timeout,
+            ..qemu::Stops::default()
+        };
+        let outcome = boot(p, &stops, &mut capture, false, false)?;
         let lines = capture.into_lines();
         if outcome.exit_code != transcript::EXIT_OK {
             summary.extend(outcome.summary.iter().map(|l| format!("{what}: {l}")));
@@ -380,5 +613,120 @@ pub fn check() -> Result<Vec<String>, Vec<String>> {
         Ok(lines)
     } else {
         Err(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scen(src: &str) -> scenario::Scenario {
+        scenario::parse(src, Path::new("t.toml"), Path::new("/"), Path::new("/")).unwrap()
+    }
+
+    #[test]
+    fn the_timeout_rule() {
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(effective_timeout(None, false), secs(DEFAULT_TIMEOUT_SECS));
+        assert_eq!(
+            effective_timeout(None, true),
+            None,
+            "a service runs until stopped"
+        );
+        for service in [false, true] {
+            assert_eq!(effective_timeout(Some(0), service), None);
+            assert_eq!(effective_timeout(Some(30), service), secs(30));
+        }
+    }
+
+    const SRC: &str = "[[domain]]\nname = \"web\"\nimage = \"/bin/true\"\ncmdline = \"serve --port 80\"\n\
+                       net = { ip = \"10.0.2.10/24\", forward = [{ host = 0, guest = 80 }] }\n\
+                       [[domain]]\nname = \"d\"\nrole = \"driver\"\nimage = \"/bin/true\"\ncmdline = \"verbose\"\n\
+                       [[domain]]\nname = \"cli\"\nimage = \"/bin/true\"\nnet = {}\n\
+                       [[domain]]\nname = \"quiet\"\nimage = \"/bin/true\"\n";
+
+    #[test]
+    fn wiring_goes_to_the_command_lines() {
+        let mut s = scen(SRC);
+        let plan = nets::prepare(&s).unwrap();
+        wire_cmdlines(&mut s, "vbd=web,vbd0,disk0,0,16,rw", &plan).unwrap();
+        let cmdline = |n: &str| {
+            let d = s.domains.iter().find(|d| d.name == n).unwrap();
+            d.cmdline.clone()
+        };
+        assert_eq!(
+            cmdline("d").as_deref(),
+            Some("verbose vbd=web,vbd0,disk0,0,16,rw vif=web,vif0,02:00:00:00:00:01 vif=cli,vif0,02:00:00:00:00:03")
+        );
+        assert_eq!(
+            cmdline("web").as_deref(),
+            Some("serve --port 80 ip=10.0.2.10/24 gw=10.0.2.2")
+        );
+        assert_eq!(cmdline("cli").as_deref(), Some("ip=dhcp"));
+        assert_eq!(cmdline("quiet"), None);
+        // What the hypervisor gets.
+        let web = s.domains.iter().find(|d| d.name == "web").unwrap();
+        assert!(qemu::bootargs(web).ends_with(" -- serve --port 80 ip=10.0.2.10/24 gw=10.0.2.2"));
+    }
+
+    #[test]
+    fn run_prepared_stops_when_the_client_is_done() {
+        // A stand-in for QEMU that runs until killed.
+        let mut s = scen(SRC);
+        let plan = nets::prepare(&s).unwrap();
+        wire_cmdlines(&mut s, "", &plan).unwrap();
+        let p = Prepared {
+            scenario: s,
+            qemu: PathBuf::from("/bin/sh"),
+            args: vec!["-c".into(), "echo '[web] up'; exec sleep 30".into()],
+            forwards: plan.forwards,
+            reserved: Mutex::new(plan.reserved),
+        };
+        assert!(p.is_service());
+        let start = std::time::Instant::now();
+        let (outcome, got) = run_prepared(&p, None, |r| {
+            let addr = r.addr("web", 80).expect("forwarded");
+            assert_eq!(r.addr("web", 81), None);
+            // The client sees the console.
+            let seen = std::time::Instant::now();
+            while r.console(0).is_empty() && seen.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(r.console(0), ["[web] up"]);
+            assert!(r.console(1).is_empty() && r.console(5).is_empty());
+            assert!(!r.ended());
+            // The port was released for QEMU: play its part.
+            let server = TcpListener::bind(addr).expect("the port is free");
+            std::thread::spawn(move || {
+                let (mut c, _) = server.accept().unwrap();
+                std::io::Write::write_all(&mut c, b"hi").unwrap();
+            });
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            let mut buf = [0u8; 2];
+            std::io::Read::read_exact(&mut c, &mut buf).unwrap();
+            buf
+        })
+        .unwrap();
+        assert_eq!(&got, b"hi");
+        assert!(start.elapsed() < Duration::from_secs(30));
+        assert_eq!(outcome.exit_code, transcript::EXIT_OK, "{outcome:?}");
+        assert!(
+            outcome.summary[0].starts_with("stopped after ")
+                && outcome.summary[0].ends_with(" s (stopped by the caller)"),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn the_driver_command_line_stays_short() {
+        let mut s = scen(&SRC.replace("\"verbose\"", &format!("\"{}\"", "v".repeat(200))));
+        let plan = nets::prepare(&s).unwrap();
+        let e = wire_cmdlines(&mut s, "vbd=web,vbd0,disk0,0,16,rw", &plan).unwrap_err();
+        assert!(matches!(e, Error::Net(_)), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("with the disk and network wiring") && e.contains("at most 255"),
+            "{e}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use parapet_tools::bench::{self, DEFAULT_BENCH_TIMEOUT_SECS};
-use parapet_tools::{transcript, BenchOptions, UpOptions, DEFAULT_SCENARIO, DEFAULT_TIMEOUT_SECS};
+use parapet_tools::{qemu, transcript, BenchNetOptions, BenchOptions, UpOptions, DEFAULT_SCENARIO};
 
 /// Build Parapet images and boot scenarios on QEMU.
 #[derive(Parser)]
@@ -28,14 +28,21 @@ enum Cmd {
     /// Build, boot the scenario on QEMU and stream the consoles.
     ///
     /// Exit status: 0 when every domain ended well, 1 when a domain crashed or
-    /// exited non-zero, 2 on a hypervisor panic or QEMU error, 3 on timeout.
+    /// exited non-zero, 2 on a hypervisor panic or QEMU error, 3 on timeout,
+    /// 130 on Ctrl-C (QEMU is stopped and the summary printed).
+    ///
+    /// A scenario that forwards host ports to a guest (`net = { forward =
+    /// [...] }`) is a service: it runs until Ctrl-C, or for --timeout SECS
+    /// if given, and reaching that timeout is a normal end (exit 0 unless a
+    /// domain failed). Each forwarded port is printed before booting.
     Up {
         /// The scenario file.
         #[arg(default_value = DEFAULT_SCENARIO)]
         scenario: PathBuf,
-        /// Kill QEMU after this many seconds (0: never).
-        #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
-        timeout: u64,
+        /// Kill QEMU after this many seconds (0: never) [default: 120, none
+        /// for a service].
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
         /// Do not build; use the images already built.
         #[arg(long)]
         no_build: bool,
@@ -75,6 +82,27 @@ enum BenchCmd {
     /// instructions: null_hypercall <= 64, event_to_handler <= 2000,
     /// world_switch <= 400.
     Micro(BenchArgs),
+    /// TCP throughput guest to guest (through the driver domain) and host to
+    /// guest (through the uplink), next to the raw ring.
+    ///
+    /// Runs scenarios/bench-ring-2cpu.toml at 4096-byte messages (the raw
+    /// ring), scenarios/bench-net.toml (one guest sends --bytes to another
+    /// over TCP) and scenarios/bench-net-host.toml (the host sends --bytes to
+    /// a guest through a forwarded port). Every stream's byte count and
+    /// checksum are checked. Prints MiB/s by the receiving guest's clock (and
+    /// the host's for host to guest) and the guest-TCP / ring ratio; no
+    /// targets.
+    Net(NetArgs),
+}
+
+#[derive(Args)]
+struct NetArgs {
+    #[command(flatten)]
+    common: BenchArgs,
+    /// Bytes to send over each TCP path.
+    #[arg(long, value_name = "N", default_value_t = bench::NET_DEFAULT_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    bytes: u64,
 }
 
 #[derive(Args)]
@@ -92,6 +120,13 @@ struct BenchArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ctrl-C reaches QEMU and us alike: a run in progress makes sure QEMU is
+    // gone and ends with its summary; otherwise exit as SIGINT would.
+    let _ = ctrlc::set_handler(|| {
+        if !qemu::interrupt() {
+            std::process::exit(transcript::EXIT_INTERRUPTED);
+        }
+    });
     match cli.command {
         Cmd::Build { scenario } => match parapet_tools::build(&scenario) {
             Ok(()) => ExitCode::SUCCESS,
@@ -104,7 +139,7 @@ fn main() -> ExitCode {
         } => {
             let opts = UpOptions {
                 scenario,
-                timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
+                timeout_secs: timeout,
                 no_build,
             };
             finish(parapet_tools::up(&opts))
@@ -113,12 +148,21 @@ fn main() -> ExitCode {
             let (kind, args) = match which {
                 BenchCmd::Ring(a) => (bench::Kind::Ring, a),
                 BenchCmd::Micro(a) => (bench::Kind::Micro, a),
+                BenchCmd::Net(n) => {
+                    let opts = BenchNetOptions {
+                        json: n.common.json,
+                        no_build: n.common.no_build,
+                        timeout: timeout(n.common.timeout),
+                        bytes: n.bytes,
+                    };
+                    return finish(parapet_tools::bench_net(&opts));
+                }
             };
             let opts = BenchOptions {
                 kind,
                 json: args.json,
                 no_build: args.no_build,
-                timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
+                timeout: timeout(args.timeout),
             };
             finish(parapet_tools::bench(&opts))
         }
@@ -133,6 +177,11 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `--timeout SECS` of `bench`: 0 is none.
+fn timeout(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// Prints the outcome's summary and turns it into the exit status.

@@ -4,7 +4,8 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use parapet_abi::layout::{MODULE_AREA_BASE, MODULE_AREA_END};
@@ -89,6 +90,9 @@ pub fn bootargs(d: &Domain) -> String {
     if d.console_input {
         s += " console=in";
     }
+    if d.on_crash != crate::scenario::OnCrash::Destroy {
+        s += &format!(" on_crash={}", d.on_crash.as_str());
+    }
     if let Some(c) = &d.cmdline {
         s += &format!(" -- {c}");
     }
@@ -113,6 +117,7 @@ pub fn args(
     hypervisor: &Path,
     images: &[(PathBuf, u64)],
     disks: &[crate::disks::AttachedDisk],
+    forwards: &[crate::nets::Forward],
 ) -> Result<Vec<OsString>, QemuError> {
     let m = &scenario.machine;
     let named: Vec<(&str, u64)> = scenario
@@ -153,9 +158,9 @@ pub fn args(
     push("-append");
     push(&format!("timeslice_ms={}", m.timeslice_ms));
     push("-netdev");
-    push("user,id=net0");
+    push(&crate::nets::netdev(forwards));
     push("-device");
-    push("virtio-net-device,netdev=net0");
+    push(&crate::nets::nic_device());
     for (i, disk) in disks.iter().enumerate() {
         push("-drive");
         push(&format!(
@@ -208,6 +213,50 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// How a run may end besides QEMU exiting by itself.
+#[derive(Debug, Clone, Default)]
+pub struct Stops {
+    /// Kill QEMU after this long (`None`: never).
+    pub timeout: Option<Duration>,
+    /// The scenario is a service: reaching `timeout` is a normal end
+    /// ([`QemuEnd::Stopped`]) rather than a failure.
+    pub service: bool,
+    /// Set by the caller to stop QEMU; a normal end too.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// How often the run loop looks at [`interrupt`] and [`Stops::stop`].
+const POLL: Duration = Duration::from_millis(50);
+
+/// Runs in progress, and whether [`interrupt`] was called during them.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// For a Ctrl-C (SIGINT) handler: asks the runs in progress to kill QEMU
+/// and end with [`QemuEnd::Interrupted`]. Returns false when none is in
+/// progress (the caller should then exit as SIGINT would).
+pub fn interrupt() -> bool {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    RUNNING.load(Ordering::SeqCst) > 0
+}
+
+struct RunGuard;
+
+impl RunGuard {
+    fn new() -> Self {
+        if RUNNING.fetch_add(1, Ordering::SeqCst) == 0 {
+            INTERRUPTED.store(false, Ordering::SeqCst);
+        }
+        RunGuard
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Runs QEMU, printing each console line to `out` as it arrives (coloured
 /// prefixes when `colour`), and decides the outcome. `timeout` of `None` means
 /// no limit. QEMU is killed on timeout, on a console error, and when it does
@@ -225,6 +274,44 @@ pub fn run(
     colour: bool,
     forward_stdin: bool,
 ) -> Result<(Outcome, Transcript), QemuError> {
+    let stops = Stops {
+        timeout,
+        ..Stops::default()
+    };
+    run_until(program, args, domains, &stops, out, colour, forward_stdin)
+}
+
+/// [`run`], which also ends (killing QEMU) when [`Stops::stop`] is set or on
+/// [`interrupt`], and for which a service's timeout is a normal end.
+pub fn run_until(
+    program: &Path,
+    args: &[OsString],
+    domains: Vec<String>,
+    stops: &Stops,
+    out: &mut dyn Write,
+    colour: bool,
+    forward_stdin: bool,
+) -> Result<(Outcome, Transcript), QemuError> {
+    let _running = RunGuard::new();
+    let timeout = stops.timeout;
+    let stop_asked = || {
+        INTERRUPTED.load(Ordering::SeqCst)
+            || stops
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::SeqCst))
+    };
+    let stopped_end = |start: Instant| {
+        let secs = start.elapsed().as_secs();
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            QemuEnd::Interrupted { secs }
+        } else {
+            QemuEnd::Stopped {
+                secs,
+                why: "stopped by the caller",
+            }
+        }
+    };
     let mut child = Command::new(program)
         .args(args)
         .stdin(if forward_stdin {
@@ -299,18 +386,30 @@ pub fn run(
     let mut eof = false;
     while !eof {
         let now = Instant::now();
+        if stop_asked() {
+            kill(&mut child);
+            end = Some(stopped_end(start));
+            break;
+        }
         let mut wake = deadline;
         if let Some(g) = grace_deadline {
             wake = Some(wake.map_or(g, |w| w.min(g)));
         }
         let msg = match wake {
             Some(w) if w <= now => None,
-            Some(w) => match rx.recv_timeout(w - now) {
-                Ok(m) => Some(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => Some(Msg::Eof),
-            },
-            None => Some(rx.recv().unwrap_or(Msg::Eof)),
+            _ => {
+                let poll = wake.map_or(POLL, |w| (w - now).min(POLL));
+                match rx.recv_timeout(poll) {
+                    Ok(m) => Some(m),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                        if wake.is_some_and(|w| w <= Instant::now()) =>
+                    {
+                        None
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Some(Msg::Eof),
+                }
+            }
         };
         match msg {
             Some(Msg::Line(line)) => {
@@ -333,11 +432,14 @@ pub fn run(
             None => {
                 // A deadline passed.
                 kill(&mut child);
+                let secs = timeout.map_or(0, |d| d.as_secs());
                 end = Some(match (grace_deadline, deadline) {
                     (Some(g), _) if Instant::now() >= g => QemuEnd::Hung,
-                    _ => QemuEnd::TimedOut {
-                        secs: timeout.map_or(0, |d| d.as_secs()),
+                    _ if stops.service => QemuEnd::Stopped {
+                        secs,
+                        why: "--timeout",
                     },
+                    _ => QemuEnd::TimedOut { secs },
                 });
                 break;
             }
@@ -349,6 +451,8 @@ pub fn run(
             // Stdout closed: QEMU is exiting. Still bounded by the deadline.
             let status = wait_until(&mut child, deadline)?;
             match status {
+                // A Ctrl-C reaches QEMU too, which then exits by itself.
+                Some(_) if stop_asked() && !t.finished() => stopped_end(start),
                 Some(st) => st.code().map_or(QemuEnd::Signalled, QemuEnd::Exited),
                 None => {
                     kill(&mut child);
@@ -437,6 +541,12 @@ vcpus = 2
             bootargs(&s.domains[1]),
             "name=guest-a role=guest mem_mib=32 vcpus=1 cpu=1 -- x=1,y=2 z"
         );
+        let mut d = s.domains[0].clone();
+        d.on_crash = crate::scenario::OnCrash::Restart;
+        assert_eq!(
+            bootargs(&d),
+            "name=driver role=driver mem_mib=64 vcpus=2 on_crash=restart"
+        );
     }
 
     #[test]
@@ -446,7 +556,7 @@ vcpus = 2
             (PathBuf::from("/t/driver-domain"), 0x18000),
             (PathBuf::from("/t,x/demo-guest"), 10),
         ];
-        let a = args(&s, Path::new("/t/hv"), &images, &[]).unwrap();
+        let a = args(&s, Path::new("/t/hv"), &images, &[], &[]).unwrap();
         let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
         let expect = [
             "-M",
@@ -469,15 +579,47 @@ vcpus = 2
             "-append",
             "timeslice_ms=7",
             "-netdev",
-            "user,id=net0",
+            "user,id=net0,net=10.0.2.0/24",
             "-device",
-            "virtio-net-device,netdev=net0",
+            "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56",
             "-device",
             "guest-loader,addr=0x44000000,kernel=/t/driver-domain,bootargs=name=driver role=driver mem_mib=64 vcpus=2",
             "-device",
             "guest-loader,addr=0x44020000,kernel=/t,,x/demo-guest,bootargs=name=guest-a role=guest mem_mib=32 vcpus=1 cpu=1 -- x=1,,y=2 z",
         ];
         assert_eq!(a, expect);
+    }
+
+    #[test]
+    fn argv_forwards_ports() {
+        let s = scen(SRC);
+        let images = vec![(PathBuf::from("/t/d"), 10), (PathBuf::from("/t/g"), 10)];
+        let fw = crate::nets::Forward {
+            domain: "guest-a".into(),
+            host_port: 8080,
+            guest_ip: std::net::Ipv4Addr::new(10, 0, 2, 15),
+            guest_port: 80,
+        };
+        let a = args(
+            &s,
+            Path::new("/t/hv"),
+            &images,
+            &[],
+            &[
+                fw.clone(),
+                crate::nets::Forward {
+                    host_port: 2222,
+                    guest_port: 22,
+                    ..fw
+                },
+            ],
+        )
+        .unwrap();
+        let i = a.iter().position(|x| x == "-netdev").unwrap();
+        assert_eq!(
+            a[i + 1],
+            "user,id=net0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,hostfwd=tcp:127.0.0.1:2222-10.0.2.15:22"
+        );
     }
 
     #[test]
@@ -524,6 +666,64 @@ vcpus = 2
         assert!(start.elapsed() < Duration::from_secs(10));
         assert_eq!(o.exit_code, transcript::EXIT_TIMEOUT);
         assert_eq!(o.summary, ["timeout after 0 s; still running: guest-a"]);
+    }
+
+    fn sh_until(script: &str, stops: &Stops) -> Outcome {
+        run_until(
+            Path::new("/bin/sh"),
+            &["-c".into(), script.into()],
+            vec!["driver".into(), "guest-a".into()],
+            stops,
+            &mut Vec::new(),
+            false,
+            false,
+        )
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn a_service_timeout_is_a_normal_end() {
+        let stops = Stops {
+            timeout: Some(Duration::from_millis(300)),
+            service: true,
+            stop: None,
+        };
+        let o = sh_until("echo '[guest-a] serving'; exec sleep 30", &stops);
+        assert_eq!(o.exit_code, transcript::EXIT_OK, "{o:?}");
+        assert_eq!(
+            o.summary,
+            [
+                "stopped after 0 s (--timeout)",
+                "still running: driver, guest-a"
+            ]
+        );
+        // A domain that failed before still fails the run.
+        let o = sh_until(
+            "echo '[hv] domain guest-a crashed: x'; exec sleep 30",
+            &stops,
+        );
+        assert_eq!(o.exit_code, transcript::EXIT_DOMAIN_FAILED, "{o:?}");
+    }
+
+    #[test]
+    fn the_caller_can_stop_a_run() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stops = Stops {
+            timeout: Some(Duration::from_secs(20)),
+            service: true,
+            stop: Some(Arc::clone(&stop)),
+        };
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            stop.store(true, Ordering::SeqCst);
+        });
+        let start = Instant::now();
+        let o = sh_until("exec sleep 30", &stops);
+        setter.join().unwrap();
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert_eq!(o.exit_code, transcript::EXIT_OK, "{o:?}");
+        assert_eq!(o.summary[0], "stopped after 0 s (stopped by the caller)");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! field, e.g. `scenarios/x.toml:12: domain[1].memory_mib: 4096 is out of range 2..=512`.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use parapet_abi::layout::{GUEST_POOL_BASE, RAM_BASE};
@@ -106,6 +107,19 @@ pub enum OnCrash {
     /// Destroy the domain; the others go on.
     #[default]
     Destroy,
+    /// Destroy it and start it again from its image, in place (same id and
+    /// memory), at most 5 times per run; the others go on.
+    Restart,
+}
+
+impl OnCrash {
+    /// The value in the scenario file and in the domain's bootargs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnCrash::Destroy => "destroy",
+            OnCrash::Restart => "restart",
+        }
+    }
 }
 
 /// Where a domain's image comes from.
@@ -167,6 +181,8 @@ pub struct Domain {
     pub console_input: bool,
     /// Its virtual disk (`vbd0`), served by the driver domain.
     pub disk: Option<DiskSpec>,
+    /// Its network interface (`vif0`), switched by the driver domain.
+    pub net: Option<NetSpec>,
     /// Index of the `[[domain]]` table in the file (0-based).
     pub index: usize,
     /// Line of the `image` field.
@@ -192,6 +208,130 @@ pub struct DiskSpec {
 
 /// Size of a disk image `parapet` creates when the scenario gives none.
 pub const DEFAULT_DISK_MIB: u64 = 8;
+
+/// A guest's network interface (`net = { … }`): the driver domain switches
+/// it onto QEMU's user network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSpec {
+    /// Its MAC address (default `02:00:00:00:00:NN`, NN = position in the file).
+    pub mac: [u8; 6],
+    /// How it gets its IPv4 address.
+    pub ip: NetIp,
+    /// TCP ports forwarded from the host to it.
+    pub forward: Vec<PortForward>,
+    /// `path:line: domain[N].net`, for errors found later.
+    pub location: String,
+}
+
+/// How a guest gets its IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetIp {
+    /// From QEMU's DHCP server (the default).
+    Dhcp,
+    /// A static address.
+    Static {
+        /// The address.
+        addr: Ipv4Addr,
+        /// Its prefix length (1..=30).
+        prefix: u8,
+        /// The default gateway, if any.
+        gateway: Option<Ipv4Addr>,
+    },
+}
+
+/// A TCP port forwarded from the host (`127.0.0.1`) to a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortForward {
+    /// The host port (0: any free port).
+    pub host: u16,
+    /// The guest's port.
+    pub guest: u16,
+}
+
+/// QEMU's user network (`-netdev user,net=…`): its address and prefix.
+pub const USER_NET: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 0, 2, 0), 24);
+/// The user network's gateway (QEMU's host side).
+pub const USER_NET_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// The user network's DNS server.
+pub const USER_NET_DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// The addresses QEMU's DHCP server hands out (16 from `.15`).
+pub const USER_NET_DHCP: (Ipv4Addr, Ipv4Addr) =
+    (Ipv4Addr::new(10, 0, 2, 15), Ipv4Addr::new(10, 0, 2, 30));
+/// The MAC address of QEMU's NIC (the driver domain's uplink).
+pub const NIC_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (hex digits in either case) into a unicast,
+/// non-zero MAC address.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .zip(&mut mac)
+            .all(|(p, b)| p.len() == 2 && u8::from_str_radix(p, 16).map(|v| *b = v).is_ok());
+    if !ok {
+        return Err(format!(
+            "{s:?} is not a MAC address: write six hex bytes, e.g. \"02:00:00:00:00:0a\""
+        ));
+    }
+    if mac == [0; 6] {
+        return Err(format!(
+            "{s:?} is all zero: use a unicast address such as \"02:00:00:00:00:0a\""
+        ));
+    }
+    if mac[0] & 1 != 0 {
+        return Err(format!(
+            "{s:?} is a multicast address (lowest bit of the first byte set): use a unicast one such as \"02:00:00:00:00:0a\""
+        ));
+    }
+    Ok(mac)
+}
+
+/// Whether `a` is inside `net/prefix`.
+pub fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    u32::from(a) & mask == u32::from(net) & mask
+}
+
+/// Parses a static `A.B.C.D/N` address (N in 1..=30) of a host: not the
+/// network or broadcast address of its subnet, nor loopback, multicast or
+/// unspecified.
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let bad = || {
+        format!("{s:?} is neither \"dhcp\" nor an address with a prefix length such as \"10.0.2.15/24\"")
+    };
+    let (a, n) = s.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+    let prefix: u8 = match n.parse() {
+        Ok(p) if !n.starts_with('+') => p,
+        _ => return Err(bad()),
+    };
+    if !(1..=30).contains(&prefix) {
+        return Err(format!(
+            "prefix length /{prefix} of {s:?} is out of range 1..=30"
+        ));
+    }
+    if addr.is_unspecified() || addr.is_loopback() || addr.is_multicast() || addr.is_broadcast() {
+        return Err(format!("{addr} cannot be a guest's address"));
+    }
+    let host = u32::from(addr) & (u32::MAX >> prefix);
+    if host == 0 || host == u32::MAX >> prefix {
+        return Err(format!(
+            "{addr} is the {} address of its subnet /{prefix}",
+            if host == 0 { "network" } else { "broadcast" }
+        ));
+    }
+    Ok((addr, prefix))
+}
 
 /// A validated scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +391,23 @@ struct RawDomain {
     on_crash: Option<Spanned<String>>,
     console_input: Option<Spanned<bool>>,
     disk: Option<Spanned<RawDisk>>,
+    net: Option<Spanned<RawNet>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNet {
+    mac: Option<Spanned<String>>,
+    ip: Option<Spanned<String>>,
+    gateway: Option<Spanned<String>>,
+    forward: Option<Vec<Spanned<RawForward>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    host: Spanned<i64>,
+    guest: Spanned<i64>,
 }
 
 #[derive(Deserialize)]
@@ -440,18 +597,12 @@ pub fn parse(
             None => OnCrash::Destroy,
             Some(o) => match o.get_ref().as_str() {
                 "destroy" => OnCrash::Destroy,
-                "restart" => {
-                    return Err(cx.at(
-                        o,
-                        f("on_crash"),
-                        "\"restart\" is not supported yet: only \"destroy\" is".into(),
-                    ))
-                }
+                "restart" => OnCrash::Restart,
                 other => {
                     return Err(cx.at(
                         o,
                         f("on_crash"),
-                        format!("unknown policy {other:?}: only \"destroy\" is supported"),
+                        format!("unknown policy {other:?}: \"destroy\" or \"restart\""),
                     ))
                 }
             },
@@ -525,6 +676,19 @@ pub fn parse(
             }
         };
 
+        let net = match &d.net {
+            None => None,
+            Some(sn) if role == Role::Driver => {
+                return Err(cx.at(
+                    sn,
+                    f("net"),
+                    "the driver domain runs the network backend; give the interface to a guest"
+                        .into(),
+                ))
+            }
+            Some(sn) => Some(parse_net(&cx, sn, i, &domains)?),
+        };
+
         domains.push(Domain {
             name,
             role,
@@ -537,10 +701,13 @@ pub fn parse(
             on_crash,
             console_input,
             disk,
+            net,
             index: i,
             image_line,
         });
     }
+
+    check_dhcp_pool(&cx, &domains, &raw.domain)?;
 
     // Total guest memory must fit in the guest pool.
     let reserved_mib = (GUEST_POOL_BASE - RAM_BASE) / MIB;
@@ -615,6 +782,214 @@ fn resolve_image(image: &str, dir: &Path, root: &Path) -> Result<ImageSource, St
             looked.join(" and ")
         ))
     }
+}
+
+/// Validates a guest's `net = { … }` against the domains before it (MACs,
+/// static addresses and host ports are unique).
+fn parse_net(
+    cx: &Cx,
+    sn: &Spanned<RawNet>,
+    i: usize,
+    earlier: &[Domain],
+) -> Result<NetSpec, ScenarioError> {
+    let raw = sn.get_ref();
+    let f = |name: &str| format!("domain[{i}].net.{name}");
+    let others = || {
+        earlier
+            .iter()
+            .filter_map(|d| d.net.as_ref().map(|n| (d.index, n)))
+    };
+
+    // Where a MAC error points: the field, or the table for the default.
+    let (mac, mac_line, mac_field) = match &raw.mac {
+        Some(m) => (
+            parse_mac(m.get_ref()).map_err(|msg| cx.at(m, f("mac"), msg))?,
+            cx.line(m.span().start),
+            f("mac"),
+        ),
+        // Two hex digits: the hypervisor takes far fewer than 255 domains.
+        None => (
+            [0x02, 0, 0, 0, 0, u8::try_from(i + 1).unwrap_or(0)],
+            cx.line(sn.span().start),
+            format!("domain[{i}].net"),
+        ),
+    };
+    let mac_err = |msg: String| cx.err(Some(mac_line), Some(mac_field.clone()), msg);
+    let which = if raw.mac.is_some() {
+        "MAC"
+    } else {
+        "default MAC"
+    };
+    if mac == NIC_MAC {
+        return Err(mac_err(format!(
+            "{which} {} is the address of QEMU's NIC (the driver domain's uplink): use another",
+            format_mac(&mac)
+        )));
+    }
+    if let Some((j, _)) = others().find(|(_, n)| n.mac == mac) {
+        return Err(mac_err(format!(
+            "{which} {} is already used by domain[{j}]: set a unique net.mac",
+            format_mac(&mac)
+        )));
+    }
+
+    let ip = match &raw.ip {
+        None => NetIp::Dhcp,
+        Some(v) if v.get_ref() == "dhcp" => NetIp::Dhcp,
+        Some(v) => {
+            let (addr, prefix) = parse_cidr(v.get_ref()).map_err(|msg| cx.at(v, f("ip"), msg))?;
+            let in_user_net = in_subnet(addr, USER_NET.0, USER_NET.1);
+            if in_user_net && (addr == USER_NET_GATEWAY || addr == USER_NET_DNS) {
+                return Err(cx.at(
+                    v,
+                    f("ip"),
+                    format!(
+                        "{addr} belongs to QEMU's user network ({USER_NET_GATEWAY} is its gateway, {USER_NET_DNS} its DNS server): use another address"
+                    ),
+                ));
+            }
+            let dup =
+                others().find(|(_, n)| matches!(n.ip, NetIp::Static { addr: a, .. } if a == addr));
+            if let Some((j, _)) = dup {
+                return Err(cx.at(
+                    v,
+                    f("ip"),
+                    format!("{addr} is already the address of domain[{j}]"),
+                ));
+            }
+            let gateway = match &raw.gateway {
+                Some(g) => {
+                    let gw: Ipv4Addr = g.get_ref().parse().map_err(|_| {
+                        cx.at(
+                            g,
+                            f("gateway"),
+                            format!(
+                                "{:?} is not an IPv4 address such as \"10.0.2.2\"",
+                                g.get_ref()
+                            ),
+                        )
+                    })?;
+                    if gw == addr || !in_subnet(gw, addr, prefix) {
+                        return Err(cx.at(
+                            g,
+                            f("gateway"),
+                            format!(
+                                "{gw} is not another address of the guest's subnet {addr}/{prefix}"
+                            ),
+                        ));
+                    }
+                    Some(gw)
+                }
+                None if in_user_net => {
+                    if !in_subnet(USER_NET_GATEWAY, addr, prefix) {
+                        return Err(cx.at(
+                            v,
+                            f("ip"),
+                            format!(
+                                "the default gateway {USER_NET_GATEWAY} is outside {}: use a shorter prefix such as /24, or set net.gateway",
+                                v.get_ref()
+                            ),
+                        ));
+                    }
+                    Some(USER_NET_GATEWAY)
+                }
+                None => None,
+            };
+            NetIp::Static {
+                addr,
+                prefix,
+                gateway,
+            }
+        }
+    };
+    if let (Some(g), NetIp::Dhcp) = (&raw.gateway, ip) {
+        return Err(cx.at(
+            g,
+            f("gateway"),
+            "a gateway goes with a static address (net.ip = \"A.B.C.D/N\"); with DHCP the server gives it".into(),
+        ));
+    }
+
+    let mut forward: Vec<PortForward> = Vec::new();
+    for (k, sf) in raw.forward.iter().flatten().enumerate() {
+        let fw = sf.get_ref();
+        let ff = |name: &str| format!("domain[{i}].net.forward[{k}].{name}");
+        let host = cx.int_in(&fw.host, &ff("host"), 0, 65535)? as u16;
+        let guest = cx.int_in(&fw.guest, &ff("guest"), 1, 65535)? as u16;
+        if !matches!(ip, NetIp::Static { addr, .. } if in_subnet(addr, USER_NET.0, USER_NET.1)) {
+            return Err(cx.at(
+                sf,
+                format!("domain[{i}].net.forward[{k}]"),
+                format!(
+                    "forwarding needs a static net.ip inside QEMU's user network {}/{}, e.g. \"10.0.2.10/24\"",
+                    USER_NET.0, USER_NET.1
+                ),
+            ));
+        }
+        if host != 0 {
+            let mine = forward.iter().any(|p| p.host == host);
+            let theirs = others().find(|(_, n)| n.forward.iter().any(|p| p.host == host));
+            if mine || theirs.is_some() {
+                let by = theirs.map_or(format!("domain[{i}]"), |(j, _)| format!("domain[{j}]"));
+                return Err(cx.at(
+                    &fw.host,
+                    ff("host"),
+                    format!("host port {host} is already forwarded (to {by}): each host port goes to one guest port"),
+                ));
+            }
+        }
+        forward.push(PortForward { host, guest });
+    }
+
+    Ok(NetSpec {
+        mac,
+        ip,
+        forward,
+        location: format!(
+            "{}:{}: domain[{i}].net",
+            cx.path.display(),
+            cx.line(sn.span().start)
+        ),
+    })
+}
+
+/// A static address in the range QEMU's DHCP server hands out would clash
+/// with a DHCP guest's.
+fn check_dhcp_pool(
+    cx: &Cx,
+    domains: &[Domain],
+    raw: &[Spanned<RawDomain>],
+) -> Result<(), ScenarioError> {
+    let dhcp = domains
+        .iter()
+        .find(|d| matches!(&d.net, Some(n) if n.ip == NetIp::Dhcp));
+    let Some(dhcp) = dhcp else { return Ok(()) };
+    for d in domains {
+        let Some(NetSpec {
+            ip: NetIp::Static { addr, .. },
+            ..
+        }) = &d.net
+        else {
+            continue;
+        };
+        if (USER_NET_DHCP.0..=USER_NET_DHCP.1).contains(addr) {
+            let v = raw[d.index]
+                .get_ref()
+                .net
+                .as_ref()
+                .and_then(|n| n.get_ref().ip.as_ref());
+            let line = v.map(|v| cx.line(v.span().start));
+            return Err(cx.err(
+                line,
+                Some(format!("domain[{}].net.ip", d.index)),
+                format!(
+                    "{addr} is in the range QEMU's DHCP server hands out ({} to {}) and domain[{}] uses DHCP: pick an address outside it, e.g. 10.0.2.10",
+                    USER_NET_DHCP.0, USER_NET_DHCP.1, dhcp.index
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 struct Cx<'a> {
@@ -960,6 +1335,22 @@ on_crash = "destroy"
     }
 
     #[test]
+    fn crash_policies() {
+        let s = parse_str(
+            "[[domain]]\nname = \"a\"\nimage = \"x\"\non_crash = \"restart\"\n\
+             [[domain]]\nname = \"b\"\nimage = \"x\"\non_crash = \"destroy\"\n\
+             [[domain]]\nname = \"c\"\nimage = \"x\"\n",
+        )
+        .unwrap();
+        let policies: Vec<OnCrash> = s.domains.iter().map(|d| d.on_crash).collect();
+        assert_eq!(
+            policies,
+            [OnCrash::Restart, OnCrash::Destroy, OnCrash::Destroy]
+        );
+        assert_eq!(OnCrash::Restart.as_str(), "restart");
+    }
+
+    #[test]
     fn bad_role_and_on_crash() {
         assert_err(
             "[[domain]]\nname = \"a\"\nrole = \"dom0\"\nimage = \"x\"\n",
@@ -968,16 +1359,10 @@ on_crash = "destroy"
             "unknown role",
         );
         assert_err(
-            "[[domain]]\nname = \"a\"\nimage = \"x\"\non_crash = \"restart\"\n",
-            4,
-            "domain[0].on_crash",
-            "not supported yet",
-        );
-        assert_err(
             "[[domain]]\nname = \"a\"\nimage = \"x\"\non_crash = \"reboot\"\n",
             4,
             "domain[0].on_crash",
-            "only \"destroy\"",
+            "\"destroy\" or \"restart\"",
         );
     }
 
@@ -1092,6 +1477,291 @@ on_crash = "destroy"
             e.to_string().contains("scenarios/does-not-exist.toml"),
             "{e}"
         );
+    }
+
+    /// A driver domain, then guest `g` (domain[1]) with `net = NET` on line 8.
+    fn with_net(net: &str) -> String {
+        format!(
+            "[[domain]]\nname = \"d\"\nrole = \"driver\"\nimage = \"x\"\n\
+             [[domain]]\nname = \"g\"\nimage = \"x\"\nnet = {net}\n"
+        )
+    }
+
+    /// [`with_net`] plus guest `h` (domain[2]) with `net = NET2` on line 12.
+    fn with_nets(net: &str, net2: &str) -> String {
+        format!(
+            "{}[[domain]]\nname = \"h\"\nimage = \"x\"\nnet = {net2}\n",
+            with_net(net)
+        )
+    }
+
+    fn net_of(s: &Scenario, name: &str) -> NetSpec {
+        let d = s.domains.iter().find(|d| d.name == name).unwrap();
+        d.net.clone().unwrap()
+    }
+
+    #[test]
+    fn net_fields_and_defaults() {
+        let s = parse_str(&with_nets(
+            r#"{ mac = "02:00:00:00:00:0A", ip = "10.0.2.10/24", gateway = "10.0.2.1", forward = [{ host = 8080, guest = 80 }, { host = 0, guest = 22 }] }"#,
+            "{}",
+        ))
+        .unwrap();
+        let g = net_of(&s, "g");
+        assert_eq!(g.mac, [2, 0, 0, 0, 0, 0x0a]);
+        assert_eq!(
+            g.ip,
+            NetIp::Static {
+                addr: Ipv4Addr::new(10, 0, 2, 10),
+                prefix: 24,
+                gateway: Some(Ipv4Addr::new(10, 0, 2, 1)),
+            }
+        );
+        assert_eq!(
+            g.forward,
+            [
+                PortForward {
+                    host: 8080,
+                    guest: 80
+                },
+                PortForward { host: 0, guest: 22 }
+            ]
+        );
+        assert_eq!(g.location, "scenarios/x.toml:8: domain[1].net");
+        // Every field is optional: DHCP, and a MAC from the position (3rd).
+        let h = net_of(&s, "h");
+        assert_eq!(format_mac(&h.mac), "02:00:00:00:00:03");
+        assert_eq!(h.ip, NetIp::Dhcp);
+        assert!(h.forward.is_empty());
+        assert_eq!(s.domains[0].net, None);
+        // The default gateway inside QEMU's network; none outside it.
+        let s = parse_str(&with_nets(
+            r#"{ ip = "10.0.2.10/24" }"#,
+            r#"{ ip = "192.168.7.9/16" }"#,
+        ))
+        .unwrap();
+        assert!(matches!(
+            net_of(&s, "g").ip,
+            NetIp::Static { gateway: Some(g), .. } if g == USER_NET_GATEWAY
+        ));
+        assert!(matches!(
+            net_of(&s, "h").ip,
+            NetIp::Static {
+                gateway: None,
+                prefix: 16,
+                ..
+            }
+        ));
+        parse_str(&with_net(r#"{ ip = "dhcp" }"#)).unwrap();
+    }
+
+    #[test]
+    fn net_errors() {
+        let n = "domain[1].net";
+        assert_err(
+            "[[domain]]\nname = \"d\"\nrole = \"driver\"\nimage = \"x\"\nnet = {}\n",
+            5,
+            "domain[0].net",
+            "the driver domain runs the network backend",
+        );
+        for (mac, what) in [
+            ("02:00:00:00:0a", "not a MAC address"),
+            ("02:00:00:00:00:0g", "not a MAC address"),
+            ("02-00-00-00-00-0a", "not a MAC address"),
+            ("2:00:00:00:00:0a0", "not a MAC address"),
+            ("00:00:00:00:00:00", "all zero"),
+            ("01:00:5e:00:00:01", "multicast"),
+            ("ff:ff:ff:ff:ff:ff", "multicast"),
+            ("52:54:00:12:34:56", "QEMU's NIC"),
+        ] {
+            assert_err(
+                &with_net(&format!("{{ mac = \"{mac}\" }}")),
+                8,
+                &format!("{n}.mac"),
+                what,
+            );
+        }
+        for (ip, what) in [
+            ("10.0.2/24", "neither \"dhcp\" nor"),
+            ("10.0.2.10", "neither \"dhcp\" nor"),
+            ("10.0.2.10/+24", "neither \"dhcp\" nor"),
+            ("DHCP", "neither \"dhcp\" nor"),
+            ("10.0.2.10/31", "out of range 1..=30"),
+            ("10.0.2.10/0", "out of range 1..=30"),
+            ("10.0.2.0/24", "network address"),
+            ("10.0.2.255/24", "broadcast address"),
+            ("127.0.0.5/8", "cannot be a guest's address"),
+            ("224.0.0.5/8", "cannot be a guest's address"),
+            ("10.0.2.2/24", "QEMU's user network"),
+            ("10.0.2.3/24", "QEMU's user network"),
+            ("10.0.2.100/28", "default gateway 10.0.2.2 is outside"),
+        ] {
+            assert_err(
+                &with_net(&format!("{{ ip = \"{ip}\" }}")),
+                8,
+                &format!("{n}.ip"),
+                what,
+            );
+        }
+        for (net, what) in [
+            (r#"{ gateway = "10.0.2.2" }"#, "goes with a static address"),
+            (
+                r#"{ ip = "dhcp", gateway = "10.0.2.2" }"#,
+                "goes with a static address",
+            ),
+            (
+                r#"{ ip = "10.0.2.10/24", gateway = "10.0.2" }"#,
+                "not an IPv4 address",
+            ),
+            (
+                r#"{ ip = "10.0.2.10/24", gateway = "10.0.3.1" }"#,
+                "not another address of the guest's subnet 10.0.2.10/24",
+            ),
+            (
+                r#"{ ip = "10.0.2.10/24", gateway = "10.0.2.10" }"#,
+                "not another address",
+            ),
+        ] {
+            assert_err(&with_net(net), 8, &format!("{n}.gateway"), what);
+        }
+        for (net, field, what) in [
+            (
+                "{ forward = [{ host = 8080, guest = 80 }] }",
+                "forward[0]",
+                "needs a static net.ip inside QEMU's user network 10.0.2.0/24",
+            ),
+            (
+                r#"{ ip = "192.168.1.5/24", forward = [{ host = 8080, guest = 80 }] }"#,
+                "forward[0]",
+                "needs a static net.ip",
+            ),
+            (
+                r#"{ ip = "10.0.2.10/24", forward = [{ host = 65536, guest = 80 }] }"#,
+                "forward[0].host",
+                "65536 is out of range 0..=65535",
+            ),
+            (
+                r#"{ ip = "10.0.2.10/24", forward = [{ host = -1, guest = 80 }] }"#,
+                "forward[0].host",
+                "out of range 0..=65535",
+            ),
+            (
+                r#"{ ip = "10.0.2.10/24", forward = [{ host = 1, guest = 0 }] }"#,
+                "forward[0].guest",
+                "0 is out of range 1..=65535",
+            ),
+            (
+                r#"{ ip = "10.0.2.10/24", forward = [{ host = 8080, guest = 80 }, { host = 8080, guest = 81 }] }"#,
+                "forward[1].host",
+                "host port 8080 is already forwarded (to domain[1])",
+            ),
+        ] {
+            assert_err(&with_net(net), 8, &format!("{n}.{field}"), what);
+        }
+        // Several free ports (0) are fine.
+        parse_str(&with_net(
+            r#"{ ip = "10.0.2.10/24", forward = [{ host = 0, guest = 80 }, { host = 0, guest = 81 }] }"#,
+        ))
+        .unwrap();
+        // Unknown fields, missing and mistyped ones: the line and the key.
+        for (net, what) in [
+            ("{ mask = 24 }", "unknown field `mask`"),
+            (
+                r#"{ ip = "10.0.2.10/24", forward = [{ host = 1, guest = 2, proto = "udp" }] }"#,
+                "unknown field `proto`",
+            ),
+            (
+                r#"{ ip = "10.0.2.10/24", forward = [{ host = 1 }] }"#,
+                "missing field `guest`",
+            ),
+            ("{ ip = 5 }", "invalid type"),
+            (r#""dhcp""#, "invalid type"),
+        ] {
+            assert_err(&with_net(net), 8, n, what);
+        }
+    }
+
+    #[test]
+    fn net_duplicates_across_guests() {
+        let m = "domain[2].net";
+        assert_err(
+            &with_nets(
+                r#"{ mac = "02:00:00:00:00:aa" }"#,
+                r#"{ mac = "02:00:00:00:00:AA" }"#,
+            ),
+            12,
+            &format!("{m}.mac"),
+            "MAC 02:00:00:00:00:aa is already used by domain[1]",
+        );
+        // An explicit MAC equal to a later guest's default: named at the default.
+        assert_err(
+            &with_nets(r#"{ mac = "02:00:00:00:00:03" }"#, "{}"),
+            12,
+            m,
+            "default MAC 02:00:00:00:00:03 is already used by domain[1]",
+        );
+        assert_err(
+            &with_nets(r#"{ ip = "10.0.2.10/24" }"#, r#"{ ip = "10.0.2.10/16" }"#),
+            12,
+            &format!("{m}.ip"),
+            "10.0.2.10 is already the address of domain[1]",
+        );
+        assert_err(
+            &with_nets(
+                r#"{ ip = "10.0.2.10/24", forward = [{ host = 8080, guest = 80 }] }"#,
+                r#"{ ip = "10.0.2.11/24", forward = [{ host = 8080, guest = 80 }] }"#,
+            ),
+            12,
+            &format!("{m}.forward[0].host"),
+            "host port 8080 is already forwarded (to domain[1])",
+        );
+        // A static address QEMU's DHCP server may also hand out, with a DHCP
+        // guest: named at the static address, whichever comes first.
+        for (a, b, line, field) in [
+            (r#"{ ip = "10.0.2.15/24" }"#, "{}", 8, "domain[1].net.ip"),
+            ("{}", r#"{ ip = "10.0.2.30/24" }"#, 12, "domain[2].net.ip"),
+        ] {
+            assert_err(
+                &with_nets(a, b),
+                line,
+                field,
+                "in the range QEMU's DHCP server hands out (10.0.2.15 to 10.0.2.30)",
+            );
+        }
+        // Without a DHCP guest, any free address will do.
+        parse_str(&with_nets(
+            r#"{ ip = "10.0.2.15/24" }"#,
+            r#"{ ip = "10.0.2.16/24" }"#,
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn mac_and_address_helpers() {
+        assert_eq!(
+            parse_mac("02:00:00:00:00:0A").map(|m| format_mac(&m)),
+            Ok("02:00:00:00:00:0a".to_owned())
+        );
+        assert_eq!(
+            parse_cidr("10.0.2.15/24"),
+            Ok((Ipv4Addr::new(10, 0, 2, 15), 24))
+        );
+        assert!(parse_cidr("10.0.2.015/24").is_err());
+        assert!(in_subnet(
+            Ipv4Addr::new(10, 0, 2, 200),
+            Ipv4Addr::new(10, 0, 2, 0),
+            24
+        ));
+        assert!(!in_subnet(
+            Ipv4Addr::new(10, 0, 3, 1),
+            Ipv4Addr::new(10, 0, 2, 0),
+            24
+        ));
+        assert!(in_subnet(
+            Ipv4Addr::new(10, 9, 9, 9),
+            Ipv4Addr::new(10, 0, 0, 0),
+            8
+        ));
     }
 
     #[test]

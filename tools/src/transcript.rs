@@ -11,6 +11,8 @@ pub const EXIT_DOMAIN_FAILED: i32 = 1;
 pub const EXIT_PLATFORM: i32 = 2;
 /// Exit status: the run timed out.
 pub const EXIT_TIMEOUT: i32 = 3;
+/// Exit status: stopped by Ctrl-C (SIGINT), as a shell reports it.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// A line recognised on the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,12 +38,24 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// `[hv] all domains stopped: N ok, M failed`.
+    /// `[hv] domain NAME restarted (N of M)`: the crash just before was
+    /// handled by the domain's `on_crash = "restart"` policy.
+    Restarted {
+        /// The domain.
+        domain: String,
+        /// Which restart this is (1 for the first).
+        nth: u32,
+        /// Most restarts allowed.
+        max: u32,
+    },
+    /// `[hv] all domains stopped: N ok, M failed[, R restarted]`.
     AllStopped {
         /// Domains that ended well.
         ok: u32,
         /// Domains that failed.
         failed: u32,
+        /// Crashes after which the domain was restarted.
+        restarted: u32,
     },
     /// `[hv] PANIC: ...`.
     Panic(String),
@@ -73,12 +87,28 @@ pub fn classify(line: &str) -> Event {
         return Event::Panic(p.trim().to_owned());
     }
     if let Some(rest) = text.strip_prefix("all domains stopped:") {
-        if let Some((ok, failed)) = parse_counts(rest) {
-            return Event::AllStopped { ok, failed };
+        if let Some((ok, failed, restarted)) = parse_counts(rest) {
+            return Event::AllStopped {
+                ok,
+                failed,
+                restarted,
+            };
         }
     }
     if let Some(rest) = text.strip_prefix("domain ") {
         if let Some((name, rest)) = rest.split_once(' ') {
+            if let Some((nth, max)) = rest
+                .strip_prefix("restarted (")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|r| r.split_once(" of "))
+                .and_then(|(n, m)| Some((n.parse().ok()?, m.parse().ok()?)))
+            {
+                return Event::Restarted {
+                    domain: name.to_owned(),
+                    nth,
+                    max,
+                };
+            }
             if let Some(reason) = rest.strip_prefix("crashed:") {
                 return Event::Crashed {
                     domain: name.to_owned(),
@@ -107,11 +137,21 @@ pub fn classify(line: &str) -> Event {
     }
 }
 
-fn parse_counts(s: &str) -> Option<(u32, u32)> {
-    let (ok, failed) = s.split_once(',')?;
-    let ok = ok.trim().strip_suffix("ok")?.trim().parse().ok()?;
-    let failed = failed.trim().strip_suffix("failed")?.trim().parse().ok()?;
-    Some((ok, failed))
+fn parse_counts(s: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = s.split(',');
+    let count = |part: Option<&str>, what: &str| -> Option<u32> {
+        part?.trim().strip_suffix(what)?.trim().parse().ok()
+    };
+    let ok = count(parts.next(), "ok")?;
+    let failed = count(parts.next(), "failed")?;
+    let restarted = match parts.next() {
+        Some(p) => count(Some(p), "restarted")?,
+        None => 0,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((ok, failed, restarted))
 }
 
 /// How a domain ended.
@@ -142,6 +182,19 @@ pub enum QemuEnd {
     },
     /// Killed by us because it did not exit after the hypervisor was done.
     Hung,
+    /// Stopped on purpose, a normal end: a service's `--timeout`, or the
+    /// caller.
+    Stopped {
+        /// How long it ran, in seconds.
+        secs: u64,
+        /// Why, e.g. `--timeout`.
+        why: &'static str,
+    },
+    /// Stopped by Ctrl-C.
+    Interrupted {
+        /// How long it ran, in seconds.
+        secs: u64,
+    },
 }
 
 /// The decision of a run: exit status and summary lines for stderr.
@@ -153,13 +206,36 @@ pub struct Outcome {
     pub summary: Vec<String>,
 }
 
+/// One reason the run failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failure {
+    domain: String,
+    text: String,
+    /// A crash, which a restart that follows turns into a restart.
+    crash: bool,
+}
+
+/// A crash after which the domain was started again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// The domain.
+    pub domain: String,
+    /// Why it crashed.
+    pub reason: String,
+    /// Which restart it was (1 for the first).
+    pub nth: u32,
+    /// Most restarts allowed.
+    pub max: u32,
+}
+
 /// The state gathered from the console of one run.
 #[derive(Debug, Clone, Default)]
 pub struct Transcript {
     domains: Vec<String>,
     ends: BTreeMap<String, DomainEnd>,
-    failures: Vec<String>,
-    all_stopped: Option<(u32, u32)>,
+    failures: Vec<Failure>,
+    restarts: Vec<Restart>,
+    all_stopped: Option<(u32, u32, u32)>,
     panic: Option<String>,
 }
 
@@ -181,15 +257,18 @@ impl Transcript {
                 reason,
                 code,
             } => {
-                match code {
-                    Some(0) => {}
-                    Some(c) => self
-                        .failures
-                        .push(format!("domain '{domain}' exited with code {c}")),
-                    None if reason == "poweroff" => {}
-                    None => self
-                        .failures
-                        .push(format!("domain '{domain}' exited: {reason}")),
+                let text = match code {
+                    Some(0) => None,
+                    Some(c) => Some(format!("domain '{domain}' exited with code {c}")),
+                    None if reason == "poweroff" => None,
+                    None => Some(format!("domain '{domain}' exited: {reason}")),
+                };
+                if let Some(text) = text {
+                    self.failures.push(Failure {
+                        domain: domain.clone(),
+                        text,
+                        crash: false,
+                    });
                 }
                 self.ends.insert(
                     domain.clone(),
@@ -200,12 +279,39 @@ impl Transcript {
                 );
             }
             Event::Crashed { domain, reason } => {
-                self.failures
-                    .push(format!("domain '{domain}' crashed: {reason}"));
+                self.failures.push(Failure {
+                    domain: domain.clone(),
+                    text: format!("domain '{domain}' crashed: {reason}"),
+                    crash: true,
+                });
                 self.ends
                     .insert(domain.clone(), DomainEnd::Crashed(reason.clone()));
             }
-            Event::AllStopped { ok, failed } => self.all_stopped = Some((*ok, *failed)),
+            Event::Restarted { domain, nth, max } => {
+                // The domain's last crash is not a failure: it runs again.
+                if let Some(i) = self
+                    .failures
+                    .iter()
+                    .rposition(|f| f.crash && f.domain == *domain)
+                {
+                    self.failures.remove(i);
+                }
+                let reason = match self.ends.remove(domain) {
+                    Some(DomainEnd::Crashed(r)) => r,
+                    _ => "?".to_owned(),
+                };
+                self.restarts.push(Restart {
+                    domain: domain.clone(),
+                    reason,
+                    nth: *nth,
+                    max: *max,
+                });
+            }
+            Event::AllStopped {
+                ok,
+                failed,
+                restarted,
+            } => self.all_stopped = Some((*ok, *failed, *restarted)),
             Event::Panic(msg) => {
                 if self.panic.is_none() {
                     self.panic = Some(msg.clone());
@@ -226,9 +332,15 @@ impl Transcript {
         &self.domains
     }
 
-    /// How each domain that reported an end ended.
+    /// How each domain that reported an end ended (a restarted domain's
+    /// crash is not an end).
     pub fn ends(&self) -> &BTreeMap<String, DomainEnd> {
         &self.ends
+    }
+
+    /// The crashes after which a domain was restarted, in order.
+    pub fn restarts(&self) -> &[Restart] {
+        &self.restarts
     }
 
     /// Domains of the scenario that never reported an end, in scenario order.
@@ -270,18 +382,42 @@ impl Transcript {
             ));
             raise(EXIT_TIMEOUT, &mut code);
         }
+        let stopped = matches!(qemu, QemuEnd::Stopped { .. } | QemuEnd::Interrupted { .. });
+        match qemu {
+            QemuEnd::Stopped { secs, why } => {
+                summary.push(format!("stopped after {secs} s ({why})"))
+            }
+            QemuEnd::Interrupted { secs } => {
+                summary.push(format!("interrupted (Ctrl-C) after {secs} s"))
+            }
+            _ => {}
+        }
+        if stopped && !self.still_running().is_empty() {
+            summary.push(format!("still running: {}", self.still_running_text()));
+        }
+        let ended_by_us = stopped || matches!(qemu, QemuEnd::TimedOut { .. });
+        for r in &self.restarts {
+            // Visible, but not a failure: the domain ran again.
+            summary.push(format!(
+                "domain '{}' crashed and was restarted ({} of {}): {}",
+                r.domain, r.nth, r.max, r.reason
+            ));
+        }
         for f in &self.failures {
-            summary.push(f.clone());
+            summary.push(f.text.clone());
             raise(EXIT_DOMAIN_FAILED, &mut code);
         }
-        if let Some((_, failed)) = self.all_stopped {
+        if let Some((_, failed, _)) = self.all_stopped {
             if failed > 0 && self.failures.is_empty() {
                 summary.push(format!("the hypervisor reports {failed} failed domain(s)"));
                 raise(EXIT_DOMAIN_FAILED, &mut code);
             }
         }
         match qemu {
-            QemuEnd::Exited(0) | QemuEnd::TimedOut { .. } => {}
+            QemuEnd::Exited(0)
+            | QemuEnd::TimedOut { .. }
+            | QemuEnd::Stopped { .. }
+            | QemuEnd::Interrupted { .. } => {}
             QemuEnd::Exited(s) => {
                 summary.push(format!("qemu exited with status {s}"));
                 raise(EXIT_PLATFORM, &mut code);
@@ -296,24 +432,27 @@ impl Transcript {
                 raise(EXIT_PLATFORM, &mut code);
             }
         }
-        if self.all_stopped.is_none()
-            && self.panic.is_none()
-            && !matches!(qemu, QemuEnd::TimedOut { .. })
-        {
+        if self.all_stopped.is_none() && self.panic.is_none() && !ended_by_us {
             summary.push(format!(
                 "qemu ended before the hypervisor reported that all domains stopped; no end reported for: {}",
                 self.still_running_text()
             ));
             raise(EXIT_PLATFORM, &mut code);
-        } else if !matches!(qemu, QemuEnd::TimedOut { .. }) && !self.still_running().is_empty() {
+        } else if !ended_by_us && !self.still_running().is_empty() {
             summary.push(format!(
                 "no end reported for: {}",
                 self.still_running_text()
             ));
         }
-        if code == EXIT_OK {
-            let (ok, failed) = self.all_stopped.unwrap_or_default();
-            summary.push(format!("all domains stopped: {ok} ok, {failed} failed"));
+        if let QemuEnd::Interrupted { .. } = qemu {
+            code = EXIT_INTERRUPTED;
+        } else if code == EXIT_OK && !stopped {
+            let (ok, failed, restarted) = self.all_stopped.unwrap_or_default();
+            let mut line = format!("all domains stopped: {ok} ok, {failed} failed");
+            if restarted > 0 {
+                line += &format!(", {restarted} restarted");
+            }
+            summary.push(line);
         }
         Outcome {
             exit_code: code,
@@ -389,8 +528,42 @@ mod tests {
         );
         assert_eq!(
             classify("[hv] all domains stopped: 2 ok, 1 failed"),
-            Event::AllStopped { ok: 2, failed: 1 }
+            Event::AllStopped {
+                ok: 2,
+                failed: 1,
+                restarted: 0
+            }
         );
+        assert_eq!(
+            classify("[hv] all domains stopped: 3 ok, 0 failed, 2 restarted"),
+            Event::AllStopped {
+                ok: 3,
+                failed: 0,
+                restarted: 2
+            }
+        );
+        assert_eq!(
+            classify("[hv] domain driver restarted (1 of 5)"),
+            Event::Restarted {
+                domain: "driver".into(),
+                nth: 1,
+                max: 5
+            }
+        );
+        // Not the lifecycle lines, only look alike.
+        for other in [
+            "[hv] all domains stopped: 3 ok, 0 failed, 2 rebooted",
+            "[hv] domain driver restarted (soon)",
+            "[hv] domain driver not restarted: it crashed again after 5 restarts (at most 5)",
+        ] {
+            assert_eq!(
+                classify(other),
+                Event::Output {
+                    source: "hv".into()
+                },
+                "{other}"
+            );
+        }
         assert_eq!(
             classify("[hv] PANIC: oops at x.rs:3"),
             Event::Panic("oops at x.rs:3".into())
@@ -433,6 +606,72 @@ mod tests {
             o.summary,
             ["domain 'guest-b' crashed: stage-2 data abort, FAR 0x9000_0000"]
         );
+    }
+
+    #[test]
+    fn restarted_crash_is_not_a_failure_but_is_reported() {
+        let t = feed(
+            "[hv] domain driver crashed: stage-2 data abort (read) at IPA 0x1\n\
+             [hv] domain driver stats: 9 hypercalls\n\
+             [hv] domain driver restarted (1 of 5)\n\
+             [hv] domain driver (id 0, driver domain): 64 MiB\n\
+             [hv] domain guest-a exited: poweroff (code 0)\n\
+             [hv] domain guest-b exited: poweroff (code 0)\n\
+             [hv] domain driver exited: poweroff (code 0)\n\
+             [hv] all domains stopped: 3 ok, 0 failed, 1 restarted\n",
+        );
+        assert_eq!(t.restarts().len(), 1);
+        assert_eq!(
+            t.restarts()[0].reason,
+            "stage-2 data abort (read) at IPA 0x1"
+        );
+        let o = t.outcome(QemuEnd::Exited(0));
+        assert_eq!(o.exit_code, EXIT_OK, "{o:?}");
+        assert_eq!(
+            o.summary,
+            [
+                "domain 'driver' crashed and was restarted (1 of 5): stage-2 data abort (read) at IPA 0x1",
+                "all domains stopped: 3 ok, 0 failed, 1 restarted"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_crash_after_the_last_restart_is_a_failure() {
+        let t = feed(
+            "[hv] domain driver crashed: x\n\
+             [hv] domain driver restarted (1 of 1)\n\
+             [hv] domain driver crashed: y\n\
+             [hv] domain driver not restarted: it crashed again after 1 restarts (at most 1)\n\
+             [hv] domain guest-a exited: poweroff (code 0)\n\
+             [hv] domain guest-b exited: poweroff (code 0)\n\
+             [hv] all domains stopped: 2 ok, 1 failed, 1 restarted\n",
+        );
+        let o = t.outcome(QemuEnd::Exited(0));
+        assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED, "{o:?}");
+        assert_eq!(
+            o.summary,
+            [
+                "domain 'driver' crashed and was restarted (1 of 1): x",
+                "domain 'driver' crashed: y"
+            ]
+        );
+        assert_eq!(
+            t.ends().get("driver"),
+            Some(&DomainEnd::Crashed("y".into()))
+        );
+    }
+
+    #[test]
+    fn a_restarted_domain_that_never_ends_is_still_running() {
+        let t = feed(
+            "[hv] domain driver crashed: x\n\
+             [hv] domain driver restarted (1 of 5)\n\
+             [hv] domain guest-a exited: poweroff (code 0)\n",
+        );
+        assert_eq!(t.still_running(), ["driver", "guest-b"]);
+        let o = t.outcome(QemuEnd::TimedOut { secs: 9 });
+        assert_eq!(o.exit_code, EXIT_TIMEOUT);
     }
 
     #[test]
@@ -499,6 +738,48 @@ mod tests {
         let o = t.outcome(QemuEnd::TimedOut { secs: 5 });
         assert_eq!(o.exit_code, EXIT_TIMEOUT);
         assert_eq!(o.summary.len(), 2);
+    }
+
+    #[test]
+    fn a_stopped_service_ends_well_unless_a_domain_failed() {
+        let t = feed("[guest-a] serving\n");
+        let o = t.outcome(QemuEnd::Stopped {
+            secs: 30,
+            why: "--timeout",
+        });
+        assert_eq!(o.exit_code, EXIT_OK, "{o:?}");
+        assert_eq!(
+            o.summary,
+            [
+                "stopped after 30 s (--timeout)",
+                "still running: driver, guest-a, guest-b"
+            ]
+        );
+        let t = feed("[hv] domain guest-b crashed: x\n");
+        let o = t.outcome(QemuEnd::Stopped {
+            secs: 30,
+            why: "--timeout",
+        });
+        assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED, "{o:?}");
+        assert_eq!(o.summary[2], "domain 'guest-b' crashed: x");
+        let t = feed("[hv] PANIC: boom\n");
+        let o = t.outcome(QemuEnd::Stopped { secs: 1, why: "x" });
+        assert_eq!(o.exit_code, EXIT_PLATFORM, "{o:?}");
+    }
+
+    #[test]
+    fn ctrl_c_gives_130_and_the_summary() {
+        let t = feed("[hv] domain guest-b crashed: x\n");
+        let o = t.outcome(QemuEnd::Interrupted { secs: 7 });
+        assert_eq!(o.exit_code, EXIT_INTERRUPTED);
+        assert_eq!(
+            o.summary,
+            [
+                "interrupted (Ctrl-C) after 7 s",
+                "still running: driver, guest-a",
+                "domain 'guest-b' crashed: x"
+            ]
+        );
     }
 
     #[test]

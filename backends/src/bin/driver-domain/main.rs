@@ -13,7 +13,11 @@ fn main() {
 #[cfg(target_os = "none")]
 mod hal;
 #[cfg(target_os = "none")]
+mod nic;
+#[cfg(target_os = "none")]
 mod vbd;
+#[cfg(target_os = "none")]
+mod vif;
 
 #[cfg(target_os = "none")]
 mod driver {
@@ -31,13 +35,15 @@ mod driver {
     use parapet_guest::abi::start_info::{device_kind, MmioDevice};
     use parapet_guest::abi::vpsr::Virq;
     use parapet_guest::abi::StartInfo;
-    use parapet_guest::{hypercall, irq, println, store};
+    use parapet_guest::{hypercall, irq, println, store, time};
     use virtio_drivers::device::blk::VirtIOBlk;
     use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
     use virtio_drivers::transport::{DeviceType, Transport};
 
     use crate::hal::{leak_pages, DriverHal};
+    use crate::nic::Nic;
     use crate::vbd::{BlockDevice, Vbd};
+    use crate::vif::{Network, Vif};
 
     parapet_guest::entry!(main);
 
@@ -62,6 +68,8 @@ mod driver {
     static CONSOLE_INPUT: AtomicBool = AtomicBool::new(false);
     static STORE_CHANGED: AtomicBool = AtomicBool::new(true);
     static RING_WORK: AtomicBool = AtomicBool::new(false);
+    static NET_WORK: AtomicBool = AtomicBool::new(false);
+    static NIC_IRQ: AtomicBool = AtomicBool::new(false);
 
     fn on_domain_exit() {
         DOMAIN_EXITED.store(true, Ordering::SeqCst);
@@ -79,10 +87,19 @@ mod driver {
         RING_WORK.store(true, Ordering::SeqCst);
     }
 
+    fn on_vif(_: Port) {
+        NET_WORK.store(true, Ordering::SeqCst);
+    }
+
+    fn on_nic_irq(_: Port) {
+        NIC_IRQ.store(true, Ordering::SeqCst);
+    }
+
     struct State {
         editor: LineEditor,
         disks: Vec<BlockDevice>,
         vbds: Vec<Vbd>,
+        net: Network,
         present: usize,
         slots: usize,
     }
@@ -99,7 +116,7 @@ mod driver {
                     return;
                 }
             };
-            let (disks, vbds) = (&st.disks, &st.vbds);
+            let (disks, vbds, net) = (&st.disks, &st.vbds, &st.net);
             let (present, slots) = (st.present, st.slots);
             st.editor
                 .feed(&buf[..n], |line| match Command::parse(line) {
@@ -111,7 +128,10 @@ mod driver {
                     Command::Devices => {
                         println!("devices: {present} virtio devices among {slots} slots");
                         for d in disks {
-                            println!("  disk {}: {} sectors", d.serial, d.sectors);
+                            println!(
+                                "  disk {}: {} sectors, {} interrupts",
+                                d.serial, d.sectors, d.irqs
+                            );
                         }
                         for v in vbds {
                             println!(
@@ -119,11 +139,60 @@ mod driver {
                                 v.cfg.frontend, v.cfg.dev, v.served, v.failed
                             );
                         }
+                        print_net(net);
                     }
                     Command::Echo(text) => println!("echo: {text}"),
+                    Command::Crash => parapet_backends::shell::crash_on_purpose(),
                     Command::Unknown(word) => println!("unknown command `{word}` ({HELP})"),
                 });
         }
+    }
+
+    fn print_net(net: &Network) {
+        if let Some(nic) = &net.nic {
+            let s = nic.stats;
+            println!(
+                "  uplink {}: {} frames in, {} out, {} dropped, {} irqs",
+                crate::nic::Mac(nic.mac),
+                s.rx_frames,
+                s.tx_frames,
+                s.tx_dropped,
+                s.irqs
+            );
+        }
+        for v in &net.vifs {
+            let s = v.stats();
+            println!(
+                "  vif {}/{}: {} frames ({} B) from it, {} ({} B) to it, {} dropped, {} malformed{}",
+                v.cfg.frontend,
+                v.cfg.dev,
+                s.tx_frames,
+                s.tx_bytes,
+                s.rx_frames,
+                s.rx_bytes,
+                s.rx_dropped,
+                s.malformed,
+                if v.connected() { "" } else { ", disconnected" }
+            );
+        }
+        let sw = net.switch.stats();
+        println!(
+            "  switch: {} unicast, {} flooded, {} dropped",
+            sw.unicast,
+            sw.flooded,
+            sw.dropped_total()
+        );
+    }
+
+    fn wire_vifs(wiring: &Wiring) -> Vec<Vif> {
+        let mut vifs = Vec::new();
+        for cfg in wiring.vifs.iter() {
+            match store::lookup(cfg.frontend.as_str()) {
+                Ok(domid) => vifs.push(Vif::new(*cfg, domid)),
+                Err(e) => println!("vif {}/{}: no such domain ({e})", cfg.frontend, cfg.dev),
+            }
+        }
+        vifs
     }
 
     /// Starts the virtio-blk driver on `dev` and reads its serial.
@@ -163,11 +232,14 @@ mod driver {
             sectors / 2048,
             if blk.readonly() { ", read-only" } else { "" }
         );
-        Some(BlockDevice {
-            serial,
-            blk,
-            sectors,
-        })
+        let mut disk = BlockDevice::new(serial, blk);
+        if let Err(e) = disk.bind_irq(dev.intid) {
+            println!(
+                "virtio-blk: interrupt {} not bound ({e}): polling",
+                dev.intid
+            );
+        }
+        Some(disk)
     }
 
     fn wire_disks(wiring: &Wiring, disks: &[BlockDevice]) -> Vec<Vbd> {
@@ -211,6 +283,7 @@ mod driver {
         });
         let (mut present, mut empty) = (0, 0);
         let mut disks = Vec::new();
+        let mut nic = None;
         for dev in devices
             .iter()
             .filter(|d| d.kind == device_kind::VIRTIO_MMIO)
@@ -221,6 +294,8 @@ mod driver {
                     println!("virtio-mmio@{:#010x}: {h}, irq {}", dev.base, dev.intid);
                     if h.device_name() == "block" {
                         disks.extend(start_block(dev));
+                    } else if h.device_name() == "net" && nic.is_none() {
+                        nic = Nic::start(dev, on_nic_irq);
                     }
                 }
                 Probe::Empty => empty += 1,
@@ -232,6 +307,7 @@ mod driver {
         }
         println!("driver domain: {present} virtio devices, {empty} empty slots");
         let vbds = wire_disks(&wiring, &disks);
+        let net = Network::new(nic, wire_vifs(&wiring));
         let bounce: &'static mut [u8; REQUEST_BYTES_MAX] = leak_pages(REQUEST_BYTES_MAX / 4096)
             .try_into()
             .expect("bounce buffer size");
@@ -239,6 +315,7 @@ mod driver {
             editor: LineEditor::new(),
             disks,
             vbds,
+            net,
             present,
             slots: devices.len(),
         };
@@ -250,8 +327,16 @@ mod driver {
             let idle = !DOMAIN_EXITED.load(Ordering::SeqCst)
                 && !CONSOLE_INPUT.load(Ordering::SeqCst)
                 && !STORE_CHANGED.load(Ordering::SeqCst)
-                && !RING_WORK.load(Ordering::SeqCst);
+                && !RING_WORK.load(Ordering::SeqCst)
+                && !NET_WORK.load(Ordering::SeqCst)
+                && !NIC_IRQ.load(Ordering::SeqCst);
             if idle {
+                // An uplink whose interrupt could not be bound is polled.
+                let poll_nic = st.net.nic.as_ref().is_some_and(|n| !n.has_irq());
+                if poll_nic {
+                    let _ = time::set_timer_after(time::Duration::from_millis(2));
+                    NET_WORK.store(true, Ordering::SeqCst);
+                }
                 if let Err(e) = hypercall::block() {
                     irq::restore(state);
                     println!("driver domain: block failed: {e}");
@@ -266,7 +351,18 @@ mod driver {
                 for v in st.vbds.iter_mut() {
                     v.handshake(on_ring);
                 }
+                st.net.handshake(on_vif);
                 RING_WORK.store(true, Ordering::SeqCst);
+                NET_WORK.store(true, Ordering::SeqCst);
+            }
+            if NIC_IRQ.swap(false, Ordering::SeqCst) {
+                if let Some(nic) = st.net.nic.as_mut() {
+                    nic.ack_irq();
+                }
+                NET_WORK.store(true, Ordering::SeqCst);
+            }
+            if NET_WORK.swap(false, Ordering::SeqCst) && st.net.serve() {
+                NET_WORK.store(true, Ordering::SeqCst);
             }
             if RING_WORK.swap(false, Ordering::SeqCst) {
                 for v in st.vbds.iter_mut() {
@@ -286,6 +382,7 @@ mod driver {
                                 v.cfg.frontend, v.cfg.dev, v.served, v.failed
                             );
                         }
+                        print_net(&st.net);
                         println!("driver domain: all guests gone, shutting down");
                         return 0;
                     }

@@ -3,6 +3,7 @@
 //! and serves requests with the portable [`parapet_backends::blkback`] logic
 //! over the virtio-blk device ([`Storage`]) and grant copies ([`Grants`]).
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use parapet_abi::blkif::{BlkRequest, BlkResponse, BlkStatus};
 use parapet_abi::event::Port;
 use parapet_abi::grant::{CopySide, GrantCopy, COPY_GREF, DOMID_SELF};
@@ -14,7 +15,9 @@ use parapet_backends::config::{Name, VbdConfig};
 use parapet_guest::event::{self, DomId};
 use parapet_guest::grant::{self, Mapped};
 use parapet_guest::{println, store};
-use virtio_drivers::device::blk::VirtIOBlk;
+
+use parapet_guest::time;
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::transport::mmio::MmioTransport;
 
 use crate::hal::DriverHal;
@@ -29,20 +32,103 @@ pub struct BlockDevice {
     pub blk: VirtIOBlk<DriverHal, MmioTransport<'static>>,
     /// Capacity in sectors.
     pub sectors: u64,
+    /// Its interrupt, once bound to an event ([`BlockDevice::bind_irq`]);
+    /// without it requests are completed by polling.
+    irq: Option<u32>,
+    /// Device interrupts taken.
+    pub irqs: u64,
+}
+
+/// Set by the event handler of any virtio-blk interrupt.
+static BLK_IRQ: AtomicBool = AtomicBool::new(false);
+
+fn on_blk_irq(_: Port) {
+    BLK_IRQ.store(true, Ordering::SeqCst);
+}
+
+/// How long a wait for the device sleeps before looking at the used ring
+/// again, should an interrupt not come.
+const IRQ_FALLBACK: time::Duration = time::Duration::from_millis(20);
+
+impl BlockDevice {
+    /// A device whose requests are completed by polling until
+    /// [`BlockDevice::bind_irq`].
+    pub fn new(serial: Name, blk: VirtIOBlk<DriverHal, MmioTransport<'static>>) -> Self {
+        let sectors = blk.capacity();
+        Self {
+            serial,
+            blk,
+            sectors,
+            irq: None,
+            irqs: 0,
+        }
+    }
+
+    /// Binds the device's interrupt to an event: from then on the driver
+    /// domain sleeps while the device works instead of spinning on its used
+    /// ring.
+    pub fn bind_irq(&mut self, intid: u32) -> Result<(), HvError> {
+        let port = event::bind_pirq(intid)?;
+        event::set_handler(port, on_blk_irq)?;
+        self.blk.enable_interrupts();
+        self.irq = Some(intid);
+        Ok(())
+    }
+
+    /// Sleeps until the request of `token` is in the used ring, then
+    /// acknowledges the interrupt at the device and ends it (`IrqEoi`).
+    fn wait_for(&mut self, token: u16) {
+        let Some(intid) = self.irq else {
+            while self.blk.peek_used() != Some(token) {
+                core::hint::spin_loop();
+            }
+            return;
+        };
+        let blk = &mut self.blk;
+        loop {
+            let _ = time::set_timer_after(IRQ_FALLBACK);
+            let _ = event::wait_until(|| {
+                BLK_IRQ.swap(false, Ordering::SeqCst) || blk.peek_used() == Some(token)
+            });
+            if blk.peek_used() == Some(token) {
+                break;
+            }
+        }
+        let _ = blk.ack_interrupt();
+        let _ = event::irq_eoi(intid);
+        self.irqs += 1;
+    }
 }
 
 impl Storage for BlockDevice {
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoFailed> {
-        self.blk
-            .read_blocks(sector as usize, buf)
-            .map_err(|_| IoFailed)
+        let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
+        // SAFETY: `req`, `buf` and `resp` stay borrowed by this call and are not
+        // touched until `complete_read_blocks` below takes them back with the
+        // same token (`wait_for` only looks at the used ring).
+        let token = unsafe {
+            self.blk
+                .read_blocks_nb(sector as usize, &mut req, buf, &mut resp)
+        }
+        .map_err(|_| IoFailed)?;
+        self.wait_for(token);
+        // SAFETY: the same buffers as passed to `read_blocks_nb` for `token`.
+        unsafe { self.blk.complete_read_blocks(token, &req, buf, &mut resp) }.map_err(|_| IoFailed)
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoFailed> {
-        self.blk
-            .write_blocks(sector as usize, buf)
-            .map_err(|_| IoFailed)
+        let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
+        // SAFETY: as in `read`.
+        let token = unsafe {
+            self.blk
+                .write_blocks_nb(sector as usize, &mut req, buf, &mut resp)
+        }
+        .map_err(|_| IoFailed)?;
+        self.wait_for(token);
+        // SAFETY: the same buffers as passed to `write_blocks_nb` for `token`.
+        unsafe { self.blk.complete_write_blocks(token, &req, buf, &mut resp) }.map_err(|_| IoFailed)
     }
     fn flush(&mut self) -> Result<(), IoFailed> {
+        // Rare, and virtio-drivers has no non-blocking flush: polled.
         self.blk.flush().map_err(|_| IoFailed)
     }
 }

@@ -1,0 +1,652 @@
+//! `parapet bench net`: guest-to-guest TCP throughput through the driver
+//! domain, next to the raw ring throughput measured in the same invocation,
+//! and host-to-guest TCP throughput through the uplink.
+//!
+//! Three boots, one after another, each like `parapet up`:
+//!
+//! 1. [`bench::NET_RING_SCENARIO`] (bench ring's 2-CPU scenario) with the
+//!    ring sender limited to 4096-byte messages: the raw ring figure, read
+//!    and checked as `bench ring` does.
+//! 2. [`bench::NET_SCENARIO`]: `source` sends `--bytes` of a pattern to
+//!    `sink` over TCP; both print a `bench net tx|rx` line, whose byte counts
+//!    and FNV-1a checksums must match the pattern's.
+//! 3. [`bench::NET_HOST_SCENARIO`]: the host connects to the port forwarded
+//!    to `sink`, sends `--bytes` of the same pattern and shuts its side
+//!    down, then waits for the guest to close; the sink's `bench net rx`
+//!    line must report them all with the pattern's checksum.
+//!
+//! The figures are MiB/s by the receiving guest's counter (QEMU TCG without
+//! `-icount`, as for `bench ring`: guest time follows host time), plus the
+//! host's wall time for host to guest.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::bench::{self, NetReport, NetResult};
+use crate::scenario::{Located, Scenario, ScenarioError};
+use crate::transcript::{split_prefix, EXIT_DOMAIN_FAILED, EXIT_OK};
+use crate::{boot, build, colour_stdout, load, prepare, prereq, qemu, run_prepared};
+use crate::{Error, Outcome, Running};
+
+/// Options of `parapet bench net`.
+#[derive(Debug, Clone)]
+pub struct BenchNetOptions {
+    /// Where to write the JSON report, if anywhere.
+    pub json: Option<PathBuf>,
+    /// Skip the build.
+    pub no_build: bool,
+    /// Kill QEMU after this long, per run (`None`: never).
+    pub timeout: Option<Duration>,
+    /// Bytes sent over each TCP path (at least 1).
+    pub bytes: u64,
+}
+
+/// What went wrong on the host's side of the host-to-guest run.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The scenario forwards no host port to the sink.
+    #[error("the scenario forwards no host port to {domain}:{port}")]
+    NoForward {
+        /// The guest.
+        domain: String,
+        /// Its port.
+        port: u16,
+    },
+    /// QEMU ended (or the run's timeout passed) while the client waited.
+    #[error("QEMU ended before {0}")]
+    Ended(String),
+    /// The client's own time limit passed.
+    #[error("timed out after {secs} s waiting for {what}")]
+    TimedOut {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        secs: u64,
+    },
+    /// A socket operation failed.
+    #[error("{what} ({addr}): {source}")]
+    Io {
+        /// What the client was doing.
+        what: String,
+        /// The forwarded address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What the host client measured.
+#[derive(Debug)]
+struct HostRun {
+    /// Connect to the guest's close, by the host's clock.
+    wall: Duration,
+    /// The console lines up to the sink's `bench net rx` line.
+    lines: Vec<String>,
+}
+
+/// `DOMAIN: key=value` after setting `key=value` in `domain`'s command line.
+fn set_cmdline(s: &mut Scenario, domain: &str, key: &str, value: &str) -> Result<String, Error> {
+    let path = s.path.clone();
+    let d = s
+        .domains
+        .iter_mut()
+        .find(|d| d.name == domain)
+        .ok_or_else(|| {
+            ScenarioError::Invalid(Box::new(Located {
+                path,
+                line: None,
+                field: Some("domain".into()),
+                message: format!("`parapet bench net` needs a domain named `{domain}`"),
+            }))
+        })?;
+    d.cmdline = Some(bench::set_word(
+        d.cmdline.as_deref().unwrap_or(""),
+        key,
+        value,
+    ));
+    Ok(format!("{domain}: {key}={value}"))
+}
+
+/// Fails early when `--json FILE` names a directory that does not exist.
+fn check_report_dir(json: Option<&Path>) -> Result<(), Error> {
+    let Some(path) = json else { return Ok(()) };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    match dir.filter(|d| !d.is_dir()) {
+        Some(dir) => Err(Error::WriteReport {
+            path: path.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("directory {} does not exist", dir.display()),
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Waits until a console line from the `from`-th on satisfies `want`;
+/// returns every line up to it and the index after it.
+fn wait_for_line(
+    r: &Running<'_>,
+    from: usize,
+    deadline: Option<Instant>,
+    what: &str,
+    want: impl Fn(&str) -> bool,
+) -> Result<(Vec<String>, usize), HostError> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut at = from;
+    loop {
+        let ended = r.ended();
+        for line in r.console(at) {
+            at += 1;
+            let found = want(&line);
+            seen.push(line);
+            if found {
+                return Ok((seen, at));
+            }
+        }
+        if ended {
+            return Err(HostError::Ended(what.to_owned()));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(HostError::TimedOut {
+                what: what.to_owned(),
+                secs: start.elapsed().as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `line` is `[domain] text…`.
+fn from_domain(line: &str, domain: &str, text: &str) -> bool {
+    split_prefix(line).is_some_and(|(p, t)| p == domain && t.starts_with(text))
+}
+
+/// How long one socket operation may block before the client looks at
+/// whether QEMU is still there.
+const SOCKET_SLICE: Duration = Duration::from_secs(1);
+
+/// How long the client waits, after the sink's report, for the machine to
+/// power off by itself.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Sends `bytes` of the pattern to `addr`, shuts the sending side down and
+/// reads until the guest closes. QEMU's user network accepts a connection
+/// before it reaches the guest, so a connection it resets before the guest
+/// said anything is tried again (a few times).
+fn send_stream(
+    r: &Running<'_>,
+    addr: SocketAddr,
+    bytes: u64,
+    deadline: Option<Instant>,
+) -> Result<Duration, HostError> {
+    let io_err = |what: &str, source: io::Error| HostError::Io {
+        what: what.to_owned(),
+        addr,
+        source,
+    };
+    let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+    // A socket operation timed out for good: QEMU is gone, or our limit.
+    let gave_up = |what: String, start: Instant| {
+        if r.ended() {
+            HostError::Ended(what)
+        } else {
+            HostError::TimedOut {
+                what,
+                secs: start.elapsed().as_secs(),
+            }
+        }
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let start = Instant::now();
+        let result = (|| -> Result<Duration, HostError> {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                .map_err(|e| io_err("cannot connect", e))?;
+            let _ = s.set_nodelay(true);
+            s.set_write_timeout(Some(SOCKET_SLICE))
+                .and_then(|()| s.set_read_timeout(Some(SOCKET_SLICE)))
+                .map_err(|e| io_err("cannot set socket timeouts", e))?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut sent = 0u64;
+            while sent < bytes {
+                let k = (bytes - sent).min(buf.len() as u64) as usize;
+                bench::fill_pattern(sent, &mut buf[..k]);
+                let mut chunk = &buf[..k];
+                while !chunk.is_empty() {
+                    match s.write(chunk) {
+                        Ok(0) => {
+                            return Err(io_err(
+                                &format!("the connection closed after {sent} bytes"),
+                                io::ErrorKind::WriteZero.into(),
+                            ))
+                        }
+                        Ok(n) => {
+                            chunk = &chunk[n..];
+                            sent += n as u64;
+                        }
+                        Err(e) if is_timeout(&e) && !r.ended() && !expired() => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if is_timeout(&e) => {
+                            return Err(gave_up(
+                                format!("the guest to take more data (after {sent} bytes)"),
+                                start,
+                            ))
+                        }
+                        Err(e) => {
+                            return Err(io_err(&format!("sending failed after {sent} bytes"), e))
+                        }
+                    }
+                }
+            }
+            s.shutdown(Shutdown::Write)
+                .map_err(|e| io_err("cannot shut down the sending side", e))?;
+            // The sink closes once it has seen our FIN, after all the data.
+            let mut scratch = [0u8; 512];
+            loop {
+                match s.read(&mut scratch) {
+                    Ok(0) => return Ok(start.elapsed()),
+                    Ok(_) => {}
+                    Err(e) if is_timeout(&e) && !r.ended() && !expired() => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if is_timeout(&e) => {
+                        return Err(gave_up("the guest to close the connection".into(), start))
+                    }
+                    // A reset after our FIN still means the guest is done.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        return Ok(start.elapsed())
+                    }
+                    Err(e) => return Err(io_err("waiting for the guest to close", e)),
+                }
+            }
+        })();
+        match result {
+            Err(HostError::Io { source, .. })
+                if attempt < 5
+                    && !r.ended()
+                    && !expired()
+                    && matches!(
+                        source.kind(),
+                        io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionRefused
+                            | io::ErrorKind::BrokenPipe
+                    )
+                    && !r
+                        .console(0)
+                        .iter()
+                        .any(|l| from_domain(l, bench::NET_SINK, "bench net rx")) =>
+            {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The host's side of the host-to-guest run: waits for the sink to listen,
+/// sends the stream, then waits for the sink's `bench net rx` line.
+fn host_client(r: &Running<'_>, bytes: u64, limit: Option<Duration>) -> Result<HostRun, HostError> {
+    let deadline = limit.map(|l| Instant::now() + l);
+    let sink = bench::NET_SINK;
+    let addr = r
+        .addr(sink, bench::NET_PORT)
+        .ok_or_else(|| HostError::NoForward {
+            domain: sink.to_owned(),
+            port: bench::NET_PORT,
+        })?;
+    let listening = format!("net: sink listening on TCP port {}", bench::NET_PORT);
+    let (mut lines, at) = wait_for_line(
+        r,
+        0,
+        deadline,
+        &format!("{sink} listened on port {}", bench::NET_PORT),
+        |l| from_domain(l, sink, &listening),
+    )?;
+    let wall = send_stream(r, addr, bytes, deadline)?;
+    let (more, _) = wait_for_line(
+        r,
+        at,
+        deadline,
+        &format!("{sink} reported what it received (`bench net rx …`)"),
+        |l| from_domain(l, sink, "bench net rx"),
+    )?;
+    lines.extend(more);
+    // Let the sink power off (and the driver domain after it), so that the
+    // outcome says how they ended; QEMU is stopped after this anyway.
+    let end = Instant::now() + EXIT_WAIT;
+    while !r.ended() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(HostRun { wall, lines })
+}
+
+/// `n CPU(s)` for the progress lines.
+fn what(path: &str, s: &Scenario) -> String {
+    let cpus = s.machine.cpus;
+    format!("{path} ({cpus} CPU{})", if cpus == 1 { "" } else { "s" })
+}
+
+/// `parapet bench net`: builds (unless `no_build`) and boots the three
+/// scenarios in turn (see the module docs), streaming the consoles to
+/// stdout, then prints the table (raw ring, guest to guest, host to guest,
+/// and the guest-TCP / ring ratio) and writes the JSON report if asked.
+///
+/// The outcome is a failure (and the summary says why) when a run fails, a
+/// benchmark line is missing or malformed, a byte count or checksum does not
+/// match what was sent ([`transcript::EXIT_DOMAIN_FAILED`]), or the host
+/// cannot send its stream; it stops at the first failure. There are no
+/// targets.
+///
+/// [`transcript::EXIT_DOMAIN_FAILED`]: crate::transcript::EXIT_DOMAIN_FAILED
+pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
+    let root = build::workspace_root()?;
+    check_report_dir(opts.json.as_deref())?;
+    let bytes = opts.bytes.max(1);
+    let mut ring = load(Path::new(bench::NET_RING_SCENARIO), &root)?;
+    let ring_over = vec![set_cmdline(
+        &mut ring,
+        "ring-tx",
+        "sizes",
+        bench::NET_RING_SIZES,
+    )?];
+    let mut g2g = load(Path::new(bench::NET_SCENARIO), &root)?;
+    let g2g_over = vec![set_cmdline(
+        &mut g2g,
+        bench::NET_SOURCE,
+        "bytes",
+        &bytes.to_string(),
+    )?];
+    let h2g = load(Path::new(bench::NET_HOST_SCENARIO), &root)?;
+    let qemu_path = prereq::ensure_qemu()?;
+    let ring_what = what(bench::NET_RING_SCENARIO, &ring);
+    let g2g_what = what(bench::NET_SCENARIO, &g2g);
+    let h2g_what = what(bench::NET_HOST_SCENARIO, &h2g);
+    let p_ring = prepare(&root, ring, opts.no_build, qemu_path.clone())?;
+    let p_g2g = prepare(&root, g2g, opts.no_build, qemu_path.clone())?;
+    let p_h2g = prepare(&root, h2g, opts.no_build, qemu_path)?;
+    let colour = colour_stdout();
+    let mut summary = Vec::new();
+    let failed = |mut summary: Vec<String>, code: i32, why: String| {
+        summary.push(format!("bench net: {why}"));
+        Ok(Outcome {
+            exit_code: code,
+            summary,
+        })
+    };
+
+    // The ring and guest to guest: runs that end by themselves.
+    let mut plain_runs = Vec::new();
+    for (what, p) in [(&ring_what, &p_ring), (&g2g_what, &p_g2g)] {
+        eprintln!("parapet: bench net: running {what}");
+        let mut capture =
+            bench::Capture::new(io::stdout().lock(), p.scenario().domain_names(), colour);
+        let stops = qemu::Stops {
+            timeout: opts.timeout,
+            ..qemu::Stops::default()
+        };
+        let outcome = boot(p, &stops, &mut capture, false, false)?;
+        summary.extend(outcome.summary.iter().map(|l| format!("{what}: {l}")));
+        if outcome.exit_code != EXIT_OK {
+            return failed(
+                summary,
+                outcome.exit_code,
+                format!("{what} failed; no results"),
+            );
+        }
+        plain_runs.push(capture.into_lines());
+    }
+    let ring_lines = &plain_runs[0];
+    let g2g_lines = &plain_runs[1];
+    let (ring_result, ring_rx) = match bench::net_ring(ring_lines) {
+        Ok(r) => r,
+        Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{ring_what}: {e}")),
+    };
+    let g2g_t = match bench::net_guest_to_guest(g2g_lines, bytes) {
+        Ok(t) => t,
+        Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{g2g_what}: {e}")),
+    };
+
+    // Host to guest: a service; the client sends and reads the console.
+    eprintln!("parapet: bench net: running {h2g_what}");
+    let limit = opts.timeout;
+    let timeout_secs = Some(limit.map_or(0, |t| t.as_secs().max(1)));
+    let (outcome, client) = run_prepared(&p_h2g, timeout_secs, |r| host_client(r, bytes, limit))?;
+    summary.extend(outcome.summary.iter().map(|l| format!("{h2g_what}: {l}")));
+    let host = match client {
+        Ok(h) => h,
+        Err(e) => {
+            let code = if outcome.exit_code == EXIT_OK {
+                EXIT_DOMAIN_FAILED
+            } else {
+                outcome.exit_code
+            };
+            return failed(summary, code, format!("{h2g_what}: host to guest: {e}"));
+        }
+    };
+    if outcome.exit_code != EXIT_OK {
+        return failed(
+            summary,
+            outcome.exit_code,
+            format!("{h2g_what} failed; no results"),
+        );
+    }
+    let h2g_t = match bench::net_host_to_guest(&host.lines, bytes) {
+        Ok(t) => t,
+        Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{h2g_what}: {e}")),
+    };
+
+    let ring_row = NetResult::ring(&ring_result, &ring_rx, bench::NET_RING_SCENARIO, ring_over);
+    let g2g_row = NetResult::tcp(
+        "guest_to_guest_tcp",
+        "guest to guest, TCP via the driver domain",
+        bench::NET_SCENARIO,
+        g2g_over,
+        &g2g_t,
+        None,
+    );
+    let h2g_row = NetResult::tcp(
+        "host_to_guest_tcp",
+        "host to guest, TCP via the uplink",
+        bench::NET_HOST_SCENARIO,
+        Vec::new(),
+        &h2g_t,
+        Some(host.wall.as_secs_f64()),
+    );
+    let report = NetReport::new(
+        format!("cargo parapet bench net --bytes {bytes}"),
+        bench::net_clock(ring_rx.freq),
+        ring_row,
+        g2g_row,
+        h2g_row,
+    );
+    print!("{}", report.text());
+    let _ = io::stdout().flush();
+    summary.push(format!(
+        "bench net: ring {:.2} MiB/s, guest to guest {:.2} MiB/s (ratio {:.4}), host to guest {:.2} MiB/s; checksums matched",
+        report.results[0].mib_s,
+        report.results[1].mib_s,
+        report.ratio_tcp_to_ring,
+        report.results[2].mib_s
+    ));
+    if let Some(path) = &opts.json {
+        std::fs::write(path, report.json()).map_err(|source| Error::WriteReport {
+            path: path.clone(),
+            source,
+        })?;
+        summary.push(format!("wrote the JSON report to {}", path.display()));
+    }
+    Ok(Outcome {
+        exit_code: EXIT_OK,
+        summary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn net_scenarios_are_as_bench_net_expects() {
+        let mut g2g = crate::scenario::load(&root().join(bench::NET_SCENARIO), &root())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(g2g.machine.cpus, 2);
+        assert!(!g2g.machine.icount, "same clock as bench ring");
+        assert_eq!(g2g.domain_names(), ["driver", "sink", "source"]);
+        let over = set_cmdline(&mut g2g, bench::NET_SOURCE, "bytes", "4096").unwrap();
+        assert_eq!(over, "source: bytes=4096");
+        let source = g2g.domains.iter().find(|d| d.name == "source").unwrap();
+        assert_eq!(
+            source.cmdline.as_deref(),
+            Some("role=source peer=10.0.2.15 port=5001 bytes=4096 bench")
+        );
+        let sink = g2g.domains.iter().find(|d| d.name == "sink").unwrap();
+        assert!(sink.cmdline.as_deref().unwrap().contains("bench"));
+        // The same placement as the ring's 2-CPU run.
+        let pins: Vec<Option<u32>> = g2g.domains.iter().map(|d| d.cpu).collect();
+        assert_eq!(pins, [Some(0), Some(1), Some(0)]);
+        let e = set_cmdline(&mut g2g, "nobody", "bytes", "1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a domain named `nobody`"), "{e}");
+
+        let h2g = crate::scenario::load(&root().join(bench::NET_HOST_SCENARIO), &root())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!h2g.machine.icount);
+        assert_eq!(h2g.domain_names(), ["driver", "sink"]);
+        let plan = crate::nets::prepare(&h2g).unwrap();
+        assert_eq!(plan.forwards.len(), 1);
+        assert_eq!(
+            (
+                plan.forwards[0].domain.as_str(),
+                plan.forwards[0].guest_port
+            ),
+            (bench::NET_SINK, bench::NET_PORT)
+        );
+
+        let mut ring = crate::scenario::load(&root().join(bench::NET_RING_SCENARIO), &root())
+            .unwrap_or_else(|e| panic!("{e}"));
+        set_cmdline(&mut ring, "ring-tx", "sizes", bench::NET_RING_SIZES).unwrap();
+        let tx = ring.domains.iter().find(|d| d.name == "ring-tx").unwrap();
+        assert_eq!(tx.cmdline.as_deref(), Some("tx sizes=4096"));
+    }
+
+    #[test]
+    fn a_missing_report_directory_is_refused_before_running() {
+        let e = check_report_dir(Some(Path::new("/nonexistent-dir/x.json"))).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("directory /nonexistent-dir does not exist"),
+            "{e}"
+        );
+        check_report_dir(Some(Path::new("x.json"))).unwrap();
+        check_report_dir(None).unwrap();
+    }
+
+    /// A prepared "scenario" whose QEMU is `sh -c SCRIPT`, with the sink's
+    /// port forwarded.
+    fn fake(script: &str) -> crate::Prepared {
+        let src = "[[domain]]\nname = \"d\"\nrole = \"driver\"\nimage = \"/bin/true\"\n\
+                   [[domain]]\nname = \"sink\"\nimage = \"/bin/true\"\n\
+                   net = { ip = \"10.0.2.15/24\", forward = [{ host = 0, guest = 5001 }] }\n";
+        let s = crate::scenario::parse(src, Path::new("t.toml"), Path::new("/"), Path::new("/"))
+            .unwrap();
+        let plan = crate::nets::prepare(&s).unwrap();
+        crate::Prepared {
+            scenario: s,
+            qemu: PathBuf::from("/bin/sh"),
+            args: vec!["-c".into(), script.into()],
+            forwards: plan.forwards,
+            reserved: std::sync::Mutex::new(plan.reserved),
+        }
+    }
+
+    #[test]
+    fn the_host_client_sends_the_pattern_and_reads_the_report() {
+        let bytes = 300_000u64;
+        let sum = bench::pattern_checksum(bytes);
+        // The guest's lines; the "guest" itself is a thread on the port.
+        let p = fake(&format!(
+            "echo '[sink] net: sink listening on TCP port 5001, UDP echo on port 7'; sleep 1; \
+             echo '[sink] bench net rx bytes={bytes} checksum={sum:016x} ticks=1 freq=1 frames=1 notify=1 complete=yes'; \
+             sleep 1; echo '[hv] domain sink exited: poweroff (code 0)'; \
+             echo '[hv] domain d exited: poweroff (code 0)'; \
+             echo '[hv] all domains stopped: 2 ok, 0 failed'"
+        ));
+        let (outcome, (client, got)) = run_prepared(&p, Some(60), |r| {
+            let addr = r.addr(bench::NET_SINK, bench::NET_PORT).unwrap();
+            let server = std::net::TcpListener::bind(addr).unwrap();
+            let guest = std::thread::spawn(move || {
+                let (mut c, _) = server.accept().unwrap();
+                let mut data = Vec::new();
+                c.read_to_end(&mut data).unwrap();
+                (data.len() as u64, bench::fnv1a64(bench::FNV_START, &data))
+            });
+            let client = host_client(r, bytes, Some(Duration::from_secs(30)));
+            (client, guest.join().unwrap())
+        })
+        .unwrap();
+        assert_eq!(got, (bytes, sum), "the stream is the pattern");
+        let run = client.unwrap();
+        assert!(run.wall > Duration::ZERO);
+        assert!(run.lines[0].contains("sink listening"), "{:?}", run.lines);
+        let t = bench::net_host_to_guest(&run.lines, bytes).unwrap();
+        assert_eq!(t.checksum, sum);
+        // The client waited for the machine to power off by itself.
+        assert_eq!(outcome.exit_code, EXIT_OK, "{outcome:?}");
+        assert_eq!(outcome.summary, ["all domains stopped: 2 ok, 0 failed"]);
+    }
+
+    #[test]
+    fn the_host_client_gives_up_when_qemu_ends() {
+        let p = fake("echo '[sink] net: cannot listen on port 5001'");
+        let (_, client) = run_prepared(&p, Some(60), |r| {
+            host_client(r, 10, Some(Duration::from_secs(30)))
+        })
+        .unwrap();
+        let e = client.unwrap_err();
+        assert!(matches!(e, HostError::Ended(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "QEMU ended before sink listened on port 5001"
+        );
+        // No forward to the sink: said at once.
+        let mut p = fake("exec sleep 30");
+        p.forwards.clear();
+        let (_, client) = run_prepared(&p, Some(60), |r| host_client(r, 10, None)).unwrap();
+        assert_eq!(
+            client.unwrap_err().to_string(),
+            "the scenario forwards no host port to sink:5001"
+        );
+    }
+
+    #[test]
+    fn domain_lines() {
+        assert!(from_domain(
+            "[sink] bench net rx bytes=1",
+            "sink",
+            "bench net rx"
+        ));
+        assert!(!from_domain(
+            "[source] bench net rx bytes=1",
+            "sink",
+            "bench net rx"
+        ));
+        assert!(!from_domain("bench net rx", "sink", "bench net rx"));
+    }
+}
