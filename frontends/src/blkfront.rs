@@ -174,17 +174,13 @@ pub struct Blkfront {
     reconnect_timeout: Duration,
 }
 
-fn my_domid() -> DomId {
-    parapet_guest::start_info().map_or(0, |i| i.domain_id)
-}
+use crate::xs::my_domid;
 
-fn backend_state(backend: DomId, me: DomId, dev: &str) -> Result<XenbusState, BlkError> {
-    let key = backend_key(me, dev, "state").ok_or(BlkError::BadName)?;
-    match store::read_u64(backend, key.as_str()) {
-        Ok(v) => Ok(XenbusState::from_raw(v)),
-        Err(HvError::NoEnt) | Err(HvError::NoDomain) => Ok(XenbusState::Unknown),
-        Err(e) => Err(e.into()),
-    }
+fn backend_state(backend: DomId, dev: &str) -> Result<XenbusState, BlkError> {
+    crate::xs::backend_state(backend, dev).map_err(|e| match e {
+        HvError::Inval => BlkError::BadName,
+        e => e.into(),
+    })
 }
 
 fn set_state(dev: &str, s: XenbusState) -> Result<(), BlkError> {
@@ -201,7 +197,6 @@ fn await_backend(
     own: XenbusState,
     deadline: Option<u64>,
 ) -> Result<(FrontAction, XenbusState), BlkError> {
-    let me = my_domid();
     if let Some(d) = deadline {
         // The timer wakes the wait below when nothing else does.
         hypercall::set_timer(d)?;
@@ -209,7 +204,7 @@ fn await_backend(
     let mut step = Step::Act(FrontAction::Wait);
     let mut seen = XenbusState::Unknown;
     event::wait_until(|| {
-        seen = backend_state(backend, me, dev).unwrap_or(XenbusState::Unknown);
+        seen = backend_state(backend, dev).unwrap_or(XenbusState::Unknown);
         let timed_out = deadline.is_some_and(|d| time::now() >= d);
         step = connect_step(own, seen, timed_out);
         step != Step::Act(FrontAction::Wait)
@@ -668,11 +663,10 @@ impl Blkfront {
         let dev = self.dev;
         let name = core::str::from_utf8(&dev[..self.dev_len]).unwrap_or("?");
         set_state(name, XenbusState::Closing)?;
-        let me = my_domid();
         let backend = self.backend;
         if self.conn.is_some() {
             let _ = event::wait_until(|| {
-                backend_state(backend, me, name).unwrap_or(XenbusState::Unknown)
+                backend_state(backend, name).unwrap_or(XenbusState::Unknown)
                     != XenbusState::Connected
             });
         }

@@ -13,3 +13,4 @@ pub mod blkfront;
 pub mod netfront;
 pub mod vchan;
 pub mod vif;
+mod xs;

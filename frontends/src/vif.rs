@@ -103,8 +103,11 @@ fn on_event(_: Port) {
     EVENT.store(true, Ordering::SeqCst);
 }
 
-fn my_domid() -> DomId {
-    parapet_guest::start_info().map_or(0, |i| i.domain_id)
+use crate::xs::my_domid;
+
+/// The backend's state for our `dev` (`Unknown` when it cannot be read).
+fn backend_state(backend: DomId, dev: &str) -> XenbusState {
+    crate::xs::backend_state(backend, dev).unwrap_or(XenbusState::Unknown)
 }
 
 /// A connected network interface.
@@ -129,12 +132,7 @@ impl Vif {
         let me = my_domid();
         let fkey = |field| frontend_key(dev, field).ok_or(VifError::BadName);
         let bkey = |field| backend_key(me, dev, field).ok_or(VifError::BadName);
-        let backend_state = || -> XenbusState {
-            bkey("state")
-                .ok()
-                .and_then(|k| store::read_u64(backend, k.as_str()).ok())
-                .map_or(XenbusState::Unknown, XenbusState::from_raw)
-        };
+        let backend_state = || backend_state(backend, dev);
         store::write_u64(fkey("state")?.as_str(), XenbusState::Initialising.to_raw())?;
         event::wait_until(|| backend_state() == XenbusState::InitWait)?;
         let mac = mac_from_u64(store::read_u64(backend, bkey(keys::MAC)?.as_str())?)
@@ -211,10 +209,7 @@ impl Vif {
         self.nf.poll()?;
         if time::since(self.checked) >= time::Duration::from_millis(100) {
             self.checked = time::now();
-            let key = backend_key(my_domid(), self.dev, "state").ok_or(VifError::BadName)?;
-            let state = store::read_u64(self.backend, key.as_str())
-                .map_or(XenbusState::Unknown, XenbusState::from_raw);
-            if state != XenbusState::Connected {
+            if self.backend_state() != XenbusState::Connected {
                 return Err(VifError::Disconnected);
             }
         }
@@ -232,9 +227,7 @@ impl Vif {
 
     /// The backend's handshake state for this vif.
     pub fn backend_state(&self) -> XenbusState {
-        backend_key(my_domid(), self.dev, "state")
-            .and_then(|k| store::read_u64(self.backend, k.as_str()).ok())
-            .map_or(XenbusState::Unknown, XenbusState::from_raw)
+        backend_state(self.backend, self.dev)
     }
 
     /// Hostile-frontend tests: pushes `req` on the TX ring unchecked and

@@ -215,7 +215,9 @@ pub struct Vbd {
     pub failed: u64,
 }
 
-fn frontend_state(frontend: DomId, dev: &str) -> XenbusState {
+/// The frontend's state for device `dev` (`Unknown` when it published none
+/// or is gone): what the backends' handshakes decide on.
+pub fn frontend_state(frontend: DomId, dev: &str) -> XenbusState {
     frontend_key(dev, "state")
         .and_then(|k| store::read_u64(frontend, k.as_str()).ok())
         .map_or(XenbusState::Unknown, XenbusState::from_raw)

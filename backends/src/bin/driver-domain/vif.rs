@@ -30,6 +30,7 @@ use parapet_guest::{println, store, time};
 use zerocopy::FromBytes;
 
 use crate::nic::{Mac, Nic};
+use crate::vbd::frontend_state;
 
 const PAGE: usize = 4096;
 /// The switch port of the uplink.
@@ -67,12 +68,6 @@ pub struct Vif {
     past: VifStats,
     /// Times a frontend was disconnected for breaking the protocol.
     pub refused: u64,
-}
-
-fn frontend_state(frontend: DomId, dev: &str) -> XenbusState {
-    frontend_key(dev, "state")
-        .and_then(|k| store::read_u64(frontend, k.as_str()).ok())
-        .map_or(XenbusState::Unknown, XenbusState::from_raw)
 }
 
 fn add(a: &mut VifStats, b: VifStats) {
