@@ -266,17 +266,27 @@ impl Vif {
     /// Sleeps until the backend answers or `deadline` (counter ticks) passes;
     /// returns at once if there is work already.
     pub fn wait(&mut self, deadline: Option<u64>) -> Result<(), VifError> {
-        if let Some(d) = deadline {
-            hypercall::set_timer(d)?;
-        }
+        // The timer is armed only when the vCPU is about to block: most waits
+        // in a busy transfer find work at once and cost no hypercall.
+        let mut armed = false;
         loop {
             let state = irq::disable();
-            let ready = EVENT.load(Ordering::SeqCst)
-                || deadline.is_some_and(|d| time::now() >= d)
-                || self.nf.final_check()?;
-            if ready {
+            let ready =
+                if EVENT.load(Ordering::SeqCst) || deadline.is_some_and(|d| time::now() >= d) {
+                    Ok(true)
+                } else {
+                    self.nf.final_check()
+                };
+            if ready != Ok(false) {
                 irq::restore(state);
-                return Ok(());
+                return ready.map(|_| ()).map_err(VifError::from);
+            }
+            if let (Some(d), false) = (deadline, armed) {
+                if let Err(e) = hypercall::set_timer(d) {
+                    irq::restore(state);
+                    return Err(e.into());
+                }
+                armed = true;
             }
             let r = hypercall::block();
             irq::restore(state);
