@@ -100,6 +100,28 @@ pub struct VifStats {
     pub notifications: u64,
 }
 
+impl core::ops::AddAssign for VifStats {
+    /// Adds another connection's counters (a vif's totals over reconnections).
+    fn add_assign(&mut self, o: Self) {
+        let VifStats {
+            tx_frames,
+            tx_bytes,
+            rx_frames,
+            rx_bytes,
+            rx_dropped,
+            malformed,
+            notifications,
+        } = o;
+        self.tx_frames += tx_frames;
+        self.tx_bytes += tx_bytes;
+        self.rx_frames += rx_frames;
+        self.rx_bytes += rx_bytes;
+        self.rx_dropped += rx_dropped;
+        self.malformed += malformed;
+        self.notifications += notifications;
+    }
+}
+
 /// The posted RX buffer ids, oldest first; each id at most once.
 #[derive(Debug)]
 struct PostedFifo {
@@ -379,6 +401,33 @@ mod tests {
 
     fn rx_req(id: u16) -> RxRequest {
         RxRequest { id, _pad: [0; 3] }
+    }
+
+    #[test]
+    fn stats_add_up_field_by_field() {
+        let one = VifStats {
+            tx_frames: 1,
+            tx_bytes: 2,
+            rx_frames: 3,
+            rx_bytes: 4,
+            rx_dropped: 5,
+            malformed: 6,
+            notifications: 7,
+        };
+        let mut sum = one;
+        sum += one;
+        assert_eq!(
+            sum,
+            VifStats {
+                tx_frames: 2,
+                tx_bytes: 4,
+                rx_frames: 6,
+                rx_bytes: 8,
+                rx_dropped: 10,
+                malformed: 12,
+                notifications: 14,
+            }
+        );
     }
 
     #[test]

@@ -153,7 +153,7 @@ mod driver {
             let s = nic.stats;
             println!(
                 "  uplink {}: {} frames in, {} out, {} dropped, {} irqs",
-                crate::nic::Mac(nic.mac),
+                parapet_backends::switch::MacAddr(nic.mac),
                 s.rx_frames,
                 s.tx_frames,
                 s.tx_dropped,

@@ -13,6 +13,7 @@ use core::ptr::NonNull;
 
 use parapet_abi::event::Port;
 use parapet_abi::netif::FRAME_MAX;
+use parapet_backends::switch::MacAddr;
 use parapet_guest::abi::start_info::MmioDevice;
 use parapet_guest::{event, println};
 use virtio_drivers::device::net::VirtIONetRaw;
@@ -113,7 +114,7 @@ impl Nic {
         println!(
             "virtio-net@{:#010x}: MAC {}, {RX_BUFS} receive and {TX_BUFS} transmit buffers, irq {}",
             dev.base,
-            Mac(mac),
+            MacAddr(mac),
             dev.intid
         );
         Some(nic)
@@ -189,20 +190,6 @@ impl Nic {
                 break;
             }
         }
-    }
-}
-
-/// A MAC address, printed `52:54:00:12:34:56`.
-pub struct Mac(pub [u8; 6]);
-
-impl core::fmt::Display for Mac {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
     }
 }
 

@@ -29,7 +29,7 @@ use parapet_guest::grant::{self, Mapped, SharedBytes};
 use parapet_guest::{println, store, time};
 use zerocopy::FromBytes;
 
-use crate::nic::{Mac, Nic};
+use crate::nic::Nic;
 use crate::vbd::frontend_state;
 
 const PAGE: usize = 4096;
@@ -70,16 +70,6 @@ pub struct Vif {
     pub refused: u64,
 }
 
-fn add(a: &mut VifStats, b: VifStats) {
-    a.tx_frames += b.tx_frames;
-    a.tx_bytes += b.tx_bytes;
-    a.rx_frames += b.rx_frames;
-    a.rx_bytes += b.rx_bytes;
-    a.rx_dropped += b.rx_dropped;
-    a.malformed += b.malformed;
-    a.notifications += b.notifications;
-}
-
 /// Why attaching a frontend failed.
 #[derive(Debug)]
 enum AttachError {
@@ -99,7 +89,7 @@ impl core::fmt::Display for AttachError {
         match self {
             AttachError::Hv(e) => write!(f, "{e}"),
             AttachError::Control(e) => write!(f, "{e}"),
-            AttachError::WrongMac(m) => write!(f, "control page claims MAC {}", Mac(*m)),
+            AttachError::WrongMac(m) => write!(f, "control page claims MAC {}", MacAddr(*m)),
         }
     }
 }
@@ -126,7 +116,7 @@ impl Vif {
     pub fn stats(&self) -> VifStats {
         let mut s = self.past;
         if let Some(c) = &self.conn {
-            add(&mut s, c.backend.stats());
+            s += c.backend.stats();
         }
         s
     }
@@ -224,7 +214,7 @@ impl Vif {
             "netback: {}/{} connected: MAC {}",
             self.cfg.frontend,
             self.cfg.dev,
-            Mac(self.cfg.mac)
+            MacAddr(self.cfg.mac)
         );
         Ok(())
     }
@@ -232,7 +222,7 @@ impl Vif {
     fn detach(&mut self) {
         if let Some(c) = self.conn.take() {
             let _ = event::close(c.port);
-            add(&mut self.past, c.backend.stats());
+            self.past += c.backend.stats();
             // The rings go (with the backend) before the mappings under them.
             let MappedPages(bufs) = c.backend.into_pages();
             let _ = grant::unmap(bufs);
