@@ -28,6 +28,12 @@ pub const GUEST_POOL_BASE: u64 = DRIVER_DOMAIN_BASE + DRIVER_DOMAIN_MAX_SIZE;
 pub const GUEST_RAM_BASE: u64 = 0x4000_0000;
 /// Most vCPUs a domain can have.
 pub const MAX_VCPUS: u64 = 8;
+/// Most domains (driver domain included) one hypervisor runs. The bound is the
+/// hypervisor's static per-domain state (it has no heap) and the RAM of the
+/// machine: 32 domains of the 2 MiB minimum fit the guest pool of a 1 GiB
+/// machine many times over, and their fixed state stays a small part of the
+/// hypervisor image. The VMID (8 bits) would allow 255.
+pub const MAX_DOMAINS: usize = 32;
 /// Pages at the top of each domain's RAM reserved by the hypervisor, from the
 /// lowest: the VPSR pages ([`MAX_VCPUS`]), the event page, the grant table, the
 /// grant scratch page, and the start-info page (the last page of RAM).
