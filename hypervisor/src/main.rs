@@ -1,8 +1,10 @@
 //! Parapet's hypervisor: runs at EL2 on QEMU `virt` and hosts a driver domain
 //! and guests, each in its own stage-2 address space.
 //!
-//! Portable modules (`stage2`, `elf`, `bootargs`, `platform`, `sched`,
-//! `console`, `esr`, `evtchn`, `grant`, `store`, `restart`) hold the logic and are tested on the host; everything that
+//! Portable modules (`stage2`, `frames`, `guest_mem`, `elf`, `bootargs`,
+//! `platform`, `sched`, `lifecycle`, `console`, `esr`, `evtchn`, `grant`,
+//! `store`, `restart`) hold the logic and are tested on the host; `hv` holds
+//! the state behind the hypervisor's lock and acts on it; everything that
 //! touches system registers, the GIC, the timer or the UART lives in `arch`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -11,7 +13,10 @@ pub mod console;
 pub mod elf;
 pub mod esr;
 pub mod evtchn;
+pub mod frames;
 pub mod grant;
+pub mod guest_mem;
+pub mod lifecycle;
 pub mod platform;
 pub mod restart;
 pub mod sched;

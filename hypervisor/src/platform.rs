@@ -7,8 +7,8 @@ use fdt::Fdt;
 
 /// Most virtio-mmio slots recorded.
 pub const MAX_VIRTIO: usize = 32;
-/// Most domain images.
-pub const MAX_MODULES: usize = 8;
+/// Most domain images: one per domain the hypervisor can run.
+pub const MAX_MODULES: usize = parapet_abi::layout::MAX_DOMAINS;
 
 /// An MMIO device with one interrupt.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -182,16 +182,28 @@ impl<'a> Platform<'a> {
                     .property("bootargs")
                     .and_then(|p| p.as_str())
                     .unwrap_or("");
-                if platform.module_count == MAX_MODULES {
-                    platform.modules_dropped += 1;
-                    continue;
-                }
-                platform.modules[platform.module_count] = Some(Module {
+                let module = Module {
                     addr,
                     size,
                     bootargs,
-                });
-                platform.module_count += 1;
+                };
+                if platform.module_count < MAX_MODULES {
+                    platform.modules[platform.module_count] = Some(module);
+                    platform.module_count += 1;
+                    continue;
+                }
+                // Full: keep the lowest addresses (the first domains of the
+                // scenario, the driver domain among them) and count the rest.
+                platform.modules_dropped += 1;
+                let highest = platform
+                    .modules
+                    .iter_mut()
+                    .flatten()
+                    .max_by_key(|m| m.addr)
+                    .filter(|m| m.addr > addr);
+                if let Some(highest) = highest {
+                    *highest = module;
+                }
             }
         }
         // guest-loader nodes come out of the tree in reverse order of creation;

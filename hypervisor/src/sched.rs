@@ -13,8 +13,10 @@ pub struct VcpuRef {
     pub vcpu: u8,
 }
 
-/// Most vCPUs queued on one CPU.
-pub const QUEUE_CAPACITY: usize = 64;
+/// Most vCPUs queued on one CPU: every vCPU of every domain, so that a push
+/// can never fail.
+pub const QUEUE_CAPACITY: usize =
+    parapet_abi::layout::MAX_DOMAINS * parapet_abi::layout::MAX_VCPUS as usize;
 
 /// A FIFO run queue with a fixed capacity.
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +112,20 @@ pub fn pick_next(queue: &mut RunQueue, current: Option<VcpuRef>, expired: bool) 
     }
 }
 
+/// When the running vCPU's slice ends once another vCPU became runnable on
+/// its CPU (a wake-up). While it ran alone its slice end passed unnoticed
+/// (nobody was waiting, so no preemption timer was armed); from the moment
+/// someone waits it gets at most one more slice, so that the woken vCPU runs
+/// within one time slice even if the running one never traps. Otherwise the
+/// slice end stands.
+pub fn slice_end_on_wakeup(slice_end: u64, now: u64, timeslice: u64, was_alone: bool) -> u64 {
+    if was_alone && now >= slice_end {
+        now.saturating_add(timeslice)
+    } else {
+        slice_end
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,16 +159,38 @@ mod tests {
     }
 
     #[test]
+    fn a_wakeup_ends_a_lone_vcpus_overdue_slice_within_one_slice() {
+        // Ran alone for 500 ticks past its slice end: one more slice from now.
+        assert_eq!(slice_end_on_wakeup(1_000, 1_500, 100, true), 1_600);
+        // Slice not over yet: it keeps the rest of it.
+        assert_eq!(slice_end_on_wakeup(1_000, 950, 100, true), 1_000);
+        // Someone already waited: the armed slice end stands.
+        assert_eq!(slice_end_on_wakeup(1_000, 1_500, 100, false), 1_000);
+        assert_eq!(slice_end_on_wakeup(0, u64::MAX, 100, true), u64::MAX);
+        // With the preemption that follows, the woken vCPU runs next.
+        let mut q = RunQueue::new();
+        q.push(v(2));
+        let end = slice_end_on_wakeup(1_000, 1_500, 100, true);
+        assert_eq!(pick_next(&mut q, Some(v(1)), 1_600 >= end), Some(v(2)));
+    }
+
+    #[test]
     fn no_duplicates_capacity_and_removal() {
         let mut q = RunQueue::new();
         assert!(q.push(v(1)));
         assert!(q.push(v(1)));
         assert_eq!(q.len(), 1);
-        for i in 0..QUEUE_CAPACITY as u8 - 1 {
-            assert!(q.push(VcpuRef { domain: 2, vcpu: i }));
+        for i in 0..QUEUE_CAPACITY - 1 {
+            let v = VcpuRef {
+                domain: 2 + (i / 8) as u8,
+                vcpu: (i % 8) as u8,
+            };
+            assert!(q.push(v));
         }
-        assert!(!q.push(v(9)));
-        q.remove_domain(2);
+        assert!(!q.push(v(250)));
+        for d in 2..2 + (QUEUE_CAPACITY / 8) as u8 {
+            q.remove_domain(d);
+        }
         assert_eq!(q.len(), 1);
         assert_eq!(q.pop(), Some(v(1)));
     }

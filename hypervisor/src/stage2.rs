@@ -29,15 +29,20 @@ const SH_INNER: u64 = 0b11 << 8;
 const AF: u64 = 1 << 10;
 const XN: u64 = 1 << 54;
 
-/// Backing store for translation tables, addressed by physical address.
-pub trait TableMemory {
+/// Reading translation tables, addressed by physical address: all a walk
+/// needs.
+pub trait TableRead {
+    /// Reads entry `index` of the table at `table`.
+    fn read(&self, table: u64, index: usize) -> u64;
+}
+
+/// Backing store for translation tables that are built and changed.
+pub trait TableMemory: TableRead {
     /// Allocates a zeroed 4 KiB table and returns its physical address.
     fn alloc_table(&mut self) -> Option<u64>;
     /// Takes back a table that `alloc_table` handed out and that no
     /// translation uses any more.
     fn free_table(&mut self, table: u64);
-    /// Reads entry `index` of the table at `table`.
-    fn read(&self, table: u64, index: usize) -> u64;
     /// Writes entry `index` of the table at `table`.
     fn write(&mut self, table: u64, index: usize, value: u64);
 }
@@ -235,8 +240,11 @@ impl Stage2 {
     }
 
     /// Removes the 4 KiB page mapping at `ipa` and returns the physical page it
-    /// mapped. Block mappings are refused (`NotMapped`). The caller must
-    /// invalidate the TLB entries for `ipa` afterwards.
+    /// mapped. Block mappings are refused (`NotMapped`). Tables left empty
+    /// (the level-3 table, then the level-2 table above it) go back to `mem`,
+    /// so that mapping and unmapping never uses up table memory. The caller
+    /// must invalidate the TLB entries for `ipa` afterwards (all levels, which
+    /// also drops cached walks through the freed tables).
     pub fn unmap_page(&mut self, mem: &mut impl TableMemory, ipa: u64) -> Result<u64, MapError> {
         if !ipa.is_multiple_of(PAGE) {
             return Err(MapError::Unaligned);
@@ -244,21 +252,51 @@ impl Stage2 {
         if ipa >= 1 << IPA_BITS {
             return Err(MapError::OutOfRange);
         }
-        let mut table = self.root;
+        // The tables on the way down: [root, level 2, level 3].
+        let mut path = [self.root; 3];
         for level in 1..3 {
-            let desc = mem.read(table, index(ipa, level));
+            let desc = mem.read(path[level as usize - 1], index(ipa, level));
             if desc & VALID == 0 || desc & TABLE_OR_PAGE == 0 {
                 return Err(MapError::NotMapped);
             }
-            table = desc & OA_MASK;
+            path[level as usize] = desc & OA_MASK;
         }
         let idx = index(ipa, 3);
-        let desc = mem.read(table, idx);
+        let desc = mem.read(path[2], idx);
         if desc & VALID == 0 || desc & TABLE_OR_PAGE == 0 {
             return Err(MapError::NotMapped);
         }
-        mem.write(table, idx, 0);
+        mem.write(path[2], idx, 0);
+        // Free the level-3 and then the level-2 table once empty (never the root).
+        for level in (2..=3).rev() {
+            let table = path[level as usize - 1];
+            if (0..512).any(|i| mem.read(table, i) != 0) {
+                break;
+            }
+            mem.write(path[level as usize - 2], index(ipa, level - 1), 0);
+            mem.free_table(table);
+        }
         Ok(desc & OA_MASK)
+    }
+
+    /// Counts the tables of the tree, the root included.
+    pub fn table_count(&self, mem: &impl TableRead) -> usize {
+        let mut count = 1;
+        for i1 in 0..512 {
+            let d1 = mem.read(self.root, i1);
+            if d1 & VALID == 0 || d1 & TABLE_OR_PAGE == 0 {
+                continue;
+            }
+            count += 1;
+            let l2 = d1 & OA_MASK;
+            count += (0..512)
+                .filter(|&i2| {
+                    let d2 = mem.read(l2, i2);
+                    d2 & VALID != 0 && d2 & TABLE_OR_PAGE != 0
+                })
+                .count();
+        }
+        count
     }
 
     /// Returns every table of the tree (the root and the tables below it) to
@@ -288,7 +326,7 @@ impl Stage2 {
     }
 
     /// Walks the tables as the MMU would; `None` if `ipa` is not mapped.
-    pub fn translate(&self, mem: &impl TableMemory, ipa: u64) -> Option<Translation> {
+    pub fn translate(&self, mem: &impl TableRead, ipa: u64) -> Option<Translation> {
         if ipa >= 1 << IPA_BITS {
             return None;
         }
@@ -317,60 +355,11 @@ impl Stage2 {
     }
 }
 
-/// Which frames of a fixed pool of `64 * WORDS` table frames are in use: the
-/// allocator behind the hypervisor's static table pool (lowest free first).
-#[derive(Clone, Debug)]
-pub struct FrameBitmap<const WORDS: usize> {
-    used: [u64; WORDS],
-}
-
-impl<const WORDS: usize> Default for FrameBitmap<WORDS> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const WORDS: usize> FrameBitmap<WORDS> {
-    /// Every frame free.
-    pub const fn new() -> Self {
-        Self { used: [0; WORDS] }
-    }
-
-    /// Takes the lowest free frame.
-    pub fn alloc(&mut self) -> Option<usize> {
-        let (w, word) = self
-            .used
-            .iter_mut()
-            .enumerate()
-            .find(|(_, word)| **word != u64::MAX)?;
-        let bit = (!*word).trailing_zeros() as usize;
-        *word |= 1 << bit;
-        Some(w * 64 + bit)
-    }
-
-    /// Gives frame `i` back; false (and nothing changes) if it was not in
-    /// use, which would be a double free.
-    pub fn free(&mut self, i: usize) -> bool {
-        let Some(word) = self.used.get_mut(i / 64) else {
-            return false;
-        };
-        let bit = 1 << (i % 64);
-        let was = *word & bit != 0;
-        *word &= !bit;
-        was
-    }
-
-    /// Frames in use.
-    pub fn in_use(&self) -> usize {
-        self.used.iter().map(|w| w.count_ones() as usize).sum()
-    }
-}
-
 /// Host-side table memory for tests: tables live in a vector, "physical"
 /// addresses are synthetic.
 #[cfg(test)]
 pub mod fake {
-    use super::TableMemory;
+    use super::{TableMemory, TableRead};
 
     /// Tables in a `Vec`, at synthetic physical addresses from `0x1000_0000`.
     pub struct VecTables {
@@ -396,6 +385,12 @@ pub mod fake {
         }
     }
 
+    impl TableRead for VecTables {
+        fn read(&self, table: u64, index: usize) -> u64 {
+            self.tables[Self::slot(table)][index]
+        }
+    }
+
     impl TableMemory for VecTables {
         fn alloc_table(&mut self) -> Option<u64> {
             if self.tables.len() == self.limit {
@@ -408,9 +403,6 @@ pub mod fake {
             assert!(Self::slot(table) < self.tables.len(), "not a table");
             assert!(!self.freed.contains(&table), "double free of {table:#x}");
             self.freed.push(table);
-        }
-        fn read(&self, table: u64, index: usize) -> u64 {
-            self.tables[Self::slot(table)][index]
         }
         fn write(&mut self, table: u64, index: usize, value: u64) {
             self.tables[Self::slot(table)][index] = value;
@@ -564,8 +556,10 @@ mod tests {
         s2.map(&mut mem, 0xc000_0000, 0x5000_0000, 4096, Attributes::RAM)
             .unwrap();
         s2.unmap_page(&mut mem, 0xc000_0000).unwrap();
+        // The unmap gave back the grant window's two tables already.
+        assert_eq!(mem.freed.len(), 2);
         let allocated = mem.tables.len();
-        assert_eq!(s2.free(&mut mem), allocated);
+        assert_eq!(s2.free(&mut mem), allocated - 2);
         let mut freed = mem.freed.clone();
         freed.sort_unstable();
         let all: Vec<u64> = (0..allocated as u64)
@@ -577,20 +571,31 @@ mod tests {
     }
 
     #[test]
-    fn frame_bitmap_reuses_freed_frames() {
-        let mut f = FrameBitmap::<2>::new();
-        for i in 0..128 {
-            assert_eq!(f.alloc(), Some(i));
+    fn unmapping_the_last_page_frees_its_tables() {
+        let mut mem = VecTables::new(64);
+        let mut s2 = Stage2::new(&mut mem).unwrap();
+        // One page in each of two 2 MiB regions of the grant window: one
+        // level-2 table and two level-3 tables below the root.
+        for ipa in [0xc000_0000, 0xc020_0000, 0xc020_1000] {
+            s2.map(&mut mem, ipa, 0x5000_0000, PAGE, Attributes::RAM)
+                .unwrap();
         }
-        assert_eq!(f.alloc(), None, "full");
-        assert!(f.free(70));
-        assert!(f.free(3));
-        assert!(!f.free(3), "a double free is refused");
-        assert!(!f.free(128), "out of range");
-        assert_eq!(f.in_use(), 126);
-        assert_eq!(f.alloc(), Some(3), "lowest first");
-        assert_eq!(f.alloc(), Some(70));
-        assert_eq!(f.alloc(), None);
+        assert_eq!(s2.table_count(&mem), 4);
+        s2.unmap_page(&mut mem, 0xc020_0000).unwrap();
+        assert_eq!(s2.table_count(&mem), 4, "0xc020_1000 still uses its table");
+        assert!(mem.freed.is_empty());
+        s2.unmap_page(&mut mem, 0xc020_1000).unwrap();
+        assert_eq!(s2.table_count(&mem), 3);
+        assert_eq!(mem.freed.len(), 1);
+        s2.unmap_page(&mut mem, 0xc000_0000).unwrap();
+        assert_eq!(s2.table_count(&mem), 1, "only the root is left");
+        assert_eq!(mem.freed.len(), 3);
+        assert!(s2.translate(&mem, 0xc000_0000).is_none());
+        // The space maps again, with new tables.
+        s2.map(&mut mem, 0xc020_1000, 0x5000_1000, PAGE, Attributes::RAM)
+            .unwrap();
+        assert_eq!(s2.translate(&mem, 0xc020_1000).unwrap().pa, 0x5000_1000);
+        assert_eq!(s2.free(&mut mem), 3);
     }
 
     #[test]

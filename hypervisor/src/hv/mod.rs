@@ -1,0 +1,212 @@
+//! The hypervisor proper: the state behind the `HV` lock and the code that
+//! acts on it. Each submodule holds one concept:
+//!
+//! - [`boot`]: bringing up the CPUs and creating the boot-time domains;
+//! - [`domain`]: a domain's life: creation, end, restart, reclaiming memory;
+//! - [`vcpu`]: vCPU registers and state, starting, switching, lazy FPU;
+//! - [`notify`]: events, virtual IRQs, timers and physical interrupts;
+//! - [`memory`]: frames, stage-2 table quotas and guest-memory access;
+//! - [`trap`]: the entry points from the vectors and the scheduler loop;
+//! - [`hypercall`]: one module per subsystem of the hypercall ABI.
+//!
+//! Dependencies run downwards in that list: `trap` calls `hypercall`,
+//! which calls `domain`, `vcpu`, `notify` and `memory`; the portable modules
+//! at the crate root (`sched`, `evtchn`, `grant`, `store`, `stage2`,
+//! `frames`, `guest_mem`, `lifecycle`, …) hold the policy and are called
+//! from here, never the other way round.
+//!
+//! Locking: one lock (`HV`) protects every domain and run queue. A vCPU's
+//! general registers ([`GuestRegs`](crate::arch::trap::GuestRegs)) live
+//! outside the lock, in `vcpu::REGS`: only the CPU that runs the vCPU touches
+//! them (the vectors write them on a trap, the trap handler reads them while
+//! it holds the lock), except before the vCPU first runs.
+
+mod boot;
+mod domain;
+mod hypercall;
+mod memory;
+mod notify;
+mod trap;
+mod vcpu;
+
+pub use boot::cpu_main;
+
+use core::fmt::Write;
+
+use parapet_abi::layout::{self, MAX_DOMAINS};
+use spin::Mutex;
+
+use crate::arch::boot::MAX_CPUS;
+use crate::arch::gic::Gic;
+use crate::arch::uart::Pl011;
+use crate::console::InputQueue;
+use crate::evtchn::EventTables;
+use crate::grant::{MapTrack, Pins};
+use crate::platform::{Device, MAX_VIRTIO};
+use crate::restart::Tally;
+use crate::sched::{RunQueue, VcpuRef};
+use crate::store::Namespace;
+
+use domain::Domain;
+use memory::Frames;
+use vcpu::Vcpu;
+
+const MAX_VCPUS: usize = layout::MAX_VCPUS as usize;
+const DEFAULT_UART: usize = 0x0900_0000;
+
+// ---------------------------------------------------------------------------
+// Console
+
+static CONSOLE: Mutex<Option<Pl011>> = Mutex::new(None);
+
+/// Prints one line with the given prefix on the serial console.
+fn print_line(prefix: &str, args: core::fmt::Arguments<'_>) {
+    let mut console = CONSOLE.lock();
+    if let Some(uart) = console.as_mut() {
+        let _ = writeln!(uart, "[{prefix}] {args}");
+    }
+}
+
+macro_rules! hvprintln {
+    ($($arg:tt)*) => { $crate::hv::print_line("hv", format_args!($($arg)*)) };
+}
+use hvprintln;
+
+// ---------------------------------------------------------------------------
+// The state behind the lock
+
+/// One physical CPU's scheduling state.
+struct CpuSched {
+    queue: RunQueue,
+    current: Option<VcpuRef>,
+    /// Whose EL1 state is in this CPU's registers.
+    loaded: Option<VcpuRef>,
+    /// Whose FP/SIMD state is in this CPU's registers (lazy FPU).
+    fp_owner: Option<VcpuRef>,
+    slice_end: u64,
+    /// No one-shot timer of this CPU's vCPUs is due before this (never later
+    /// than the earliest; `u64::MAX` when none is armed), so that a trap
+    /// looks at the vCPUs' timers only when one may be due.
+    next_timer: u64,
+}
+
+impl CpuSched {
+    const IDLE: CpuSched = CpuSched {
+        queue: RunQueue::new(),
+        current: None,
+        loaded: None,
+        fp_owner: None,
+        slice_end: 0,
+        next_timer: u64::MAX,
+    };
+}
+
+struct Hypervisor {
+    domains: [Domain; MAX_DOMAINS],
+    domain_count: usize,
+    cpus: [CpuSched; MAX_CPUS],
+    cpu_count: usize,
+    timeslice: u64,
+    freq: u64,
+    /// Guest RAM and stage-2 tables.
+    frames: Frames,
+    /// Free frames once the hypervisor was up, before any domain.
+    frames_at_start: usize,
+    next_cpu: usize,
+    /// Domains that ended and wait for a restart or for their memory to be
+    /// reclaimed (`Domain::after_stop`), so that the trap path checks one
+    /// counter instead of scanning the domains.
+    after_stop_pending: usize,
+    /// How the domains ended, for the final line.
+    tally: Tally,
+    /// The machine's virtio-mmio slots (passed through to the driver domain).
+    virtio: [Device; MAX_VIRTIO],
+    virtio_count: usize,
+    gic: Gic,
+    events: EventTables<MAX_DOMAINS>,
+    maps: [MapTrack; MAX_DOMAINS],
+    pins: [Pins; MAX_DOMAINS],
+    store: [Namespace; MAX_DOMAINS],
+    /// Console input not yet read by the console-input domain.
+    console_in: InputQueue,
+    /// The domain that receives console input (`Virq::Console`).
+    console_domain: usize,
+    /// The PL011's interrupt.
+    uart_intid: u32,
+    /// Each CPU's affinity (`MPIDR_EL1`), for routing device interrupts.
+    mpidr: [u64; MAX_CPUS],
+}
+
+static HV: Mutex<Hypervisor> = Mutex::new(Hypervisor {
+    domains: [const { Domain::EMPTY }; MAX_DOMAINS],
+    domain_count: 0,
+    cpus: [const { CpuSched::IDLE }; MAX_CPUS],
+    cpu_count: 1,
+    timeslice: 0,
+    freq: 1,
+    frames: Frames::empty(),
+    frames_at_start: 0,
+    next_cpu: 0,
+    after_stop_pending: 0,
+    tally: Tally {
+        ok: 0,
+        failed: 0,
+        restarts: 0,
+    },
+    virtio: [Device {
+        base: 0,
+        size: 0,
+        intid: 0,
+    }; MAX_VIRTIO],
+    virtio_count: 0,
+    gic: Gic { gicd: 0, gicr: 0 },
+    events: EventTables::new(),
+    maps: [const { MapTrack::EMPTY }; MAX_DOMAINS],
+    pins: [const { Pins::EMPTY }; MAX_DOMAINS],
+    store: [const { Namespace::EMPTY }; MAX_DOMAINS],
+    console_in: InputQueue::new(),
+    console_domain: 0,
+    uart_intid: 0,
+    mpidr: [0; MAX_CPUS],
+});
+
+impl Hypervisor {
+    fn vcpu(&self, v: VcpuRef) -> &Vcpu {
+        &self.domains[v.domain as usize].vcpus[v.vcpu as usize]
+    }
+
+    fn vcpu_mut(&mut self, v: VcpuRef) -> &mut Vcpu {
+        &mut self.domains[v.domain as usize].vcpus[v.vcpu as usize]
+    }
+
+    /// Whether `id` names a running domain.
+    fn domain_alive(&self, id: u64) -> bool {
+        id < self.domain_count as u64 && self.domains[id as usize].alive()
+    }
+
+    fn alive_domains(&self) -> usize {
+        self.domains[..self.domain_count]
+            .iter()
+            .filter(|d| d.alive())
+            .count()
+    }
+
+    fn crashed_domains(&self) -> usize {
+        self.domains[..self.domain_count]
+            .iter()
+            .filter(|d| d.state == crate::lifecycle::DomainState::Crashed)
+            .count()
+    }
+}
+
+/// The hypervisor state a domain slot costs, beyond the domain's RAM and
+/// stage-2 tables: its `Domain` record (vCPUs, EL1 and FP state), register
+/// slots, event-channel table, grant mappings and pins, and store namespace.
+pub const fn per_domain_bytes() -> usize {
+    core::mem::size_of::<Domain>()
+        + core::mem::size_of::<[vcpu::RegsSlot; MAX_VCPUS]>()
+        + core::mem::size_of::<crate::evtchn::EventTable>()
+        + core::mem::size_of::<MapTrack>()
+        + core::mem::size_of::<Pins>()
+        + core::mem::size_of::<Namespace>()
+}

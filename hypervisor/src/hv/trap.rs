@@ -1,0 +1,203 @@
+//! The entry points from the exception vectors and the scheduler loop:
+//! the full-trap path (`hv_trap`), the fast hypercall path (`hvc_fast`), and
+//! `dispatch`, which chooses what a CPU runs next.
+
+use core::sync::atomic::Ordering;
+
+use parapet_abi::hypercall::HVC_IMM;
+use parapet_abi::{Features, HvError, Hypercall, ABI_VERSION};
+use spin::MutexGuard;
+
+pub(super) use super::vcpu::PERCPU;
+
+use super::boot::fatal;
+use super::domain::Outcome;
+use super::{hvprintln, Hypervisor, HV};
+use crate::arch::sysregs;
+use crate::arch::trap::{GuestRegs, TrapKind};
+use crate::arch::{psci, wait_for_interrupt_polling};
+use crate::esr::{self, ec};
+use crate::lifecycle::VcpuState;
+use crate::sched::{pick_next, VcpuRef};
+
+/// How long an idle CPU polls for an interrupt before it halts (iterations).
+const IDLE_POLL_SPINS: u32 = 20_000;
+
+/// Chooses what `cpu` runs next (idling until there is something) and
+/// prepares the entry. Powers the machine off once every domain has stopped
+/// and given its memory back.
+pub(super) fn dispatch(
+    cpu: usize,
+    mut hv: MutexGuard<'static, Hypervisor>,
+    mut expired: bool,
+) -> *mut GuestRegs {
+    loop {
+        hv.run_after_stop(cpu);
+        let now = sysregs::counter();
+        hv.fire_timers(cpu, now);
+        let current = hv.cpus[cpu]
+            .current
+            .filter(|&c| hv.vcpu(c).state == VcpuState::Running);
+        if current.is_some() && now >= hv.cpus[cpu].slice_end {
+            expired = true;
+        }
+        // `switch_to` marks a preempted current vCPU runnable.
+        if let Some(next) = pick_next(&mut hv.cpus[cpu].queue, current, expired) {
+            return hv.switch_to(cpu, next, now);
+        }
+        hv.cpus[cpu].current = None;
+        PERCPU[cpu].current.store(u32::MAX, Ordering::Relaxed);
+        let all_stopped = hv.alive_domains() == 0 && hv.after_stop_pending == 0;
+        if hv.domain_count > 0 && all_stopped || hv.domain_count == 0 && cpu == 0 {
+            hvprintln!("all domains stopped: {}", hv.tally);
+            hv.report_memory();
+            psci::system_off();
+        }
+        hv.program_timer(cpu);
+        drop(hv);
+        wait_for_interrupt_polling(IDLE_POLL_SPINS);
+        hv = HV.lock();
+        hv.handle_irqs();
+        expired = false;
+    }
+}
+
+/// The full-trap path: called by the vectors with the current vCPU's saved
+/// registers; returns the registers of the vCPU to enter.
+#[unsafe(no_mangle)]
+extern "C" fn hv_trap(regs: *mut GuestRegs, kind: u64) -> *mut GuestRegs {
+    let cpu = crate::arch::cpu_index();
+    let mut hv = HV.lock();
+    let Some(cur) = hv.cpus[cpu].current else {
+        fatal(format_args!("trap on CPU {cpu} with no current vCPU"));
+    };
+    let mut expired = false;
+    match TrapKind::from_raw(kind) {
+        TrapKind::Sync => {
+            // SAFETY: `regs` is the running vCPU's slot, which the vectors just
+            // filled; only this CPU uses it while the vCPU is current.
+            let regs = unsafe { &mut *regs };
+            expired = hv.handle_sync(cpu, cur, regs);
+        }
+        TrapKind::Irq => hv.handle_irqs(),
+        TrapKind::Other(k) => {
+            let what = if k == 4 {
+                "AArch32 execution"
+            } else {
+                "FIQ/SError"
+            };
+            hv.stop_domain(
+                cur.domain as usize,
+                Outcome::Crash(format_args!("{what} is not supported")),
+            );
+        }
+    }
+    dispatch(cpu, hv, expired)
+}
+
+/// The fast hypercall path: no vCPU switch, only `x18`/`x30` saved by the
+/// vectors. Results beyond the status go to `out` (loaded into `x1`–`x3`).
+#[unsafe(no_mangle)]
+extern "C" fn hvc_fast(
+    nr: u64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+    a6: u64,
+    out: *mut [u64; 3],
+) -> u64 {
+    // SAFETY: `out` points to the 32-byte scratch area the vector reserved on
+    // this CPU's stack for exactly this call.
+    let out = unsafe { &mut *out };
+    if sysregs::read_esr_el2() & 0xffff != u64::from(HVC_IMM) {
+        return HvError::NoSys.to_raw() as u64;
+    }
+    if nr == Hypercall::Version as u64 {
+        out[0] = ABI_VERSION.to_raw();
+        out[1] = Features::OFFERED.0;
+        return 0;
+    }
+    // Unknown numbers are answered without taking the lock.
+    let Some(call) = Hypercall::from_raw(nr) else {
+        return HvError::NoSys.to_raw() as u64;
+    };
+    fast_locked(call, [a1, a2, a3, a4, a5, a6], out)
+}
+
+/// The fast hypercalls that need the lock. Kept out of line so that the
+/// `Version` path above pays for none of its stack frame (the console buffer).
+#[inline(never)]
+fn fast_locked(call: Hypercall, args: [u64; 6], out: &mut [u64; 3]) -> u64 {
+    let cpu = crate::arch::cpu_index();
+    let cur = PERCPU[cpu].current.load(Ordering::Relaxed);
+    let v = VcpuRef {
+        domain: (cur >> 8) as u8,
+        vcpu: cur as u8,
+    };
+    let mut hv = HV.lock();
+    hv.vcpu_mut(v).stats.hypercalls += 1;
+    match hv.fast_hypercall(cpu, v, call, args, out) {
+        Ok(value) => value,
+        Err(e) => e.to_raw() as u64,
+    }
+}
+
+impl Hypervisor {
+    /// Handles a synchronous trap of `v`; returns true if it gives up the CPU.
+    fn handle_sync(&mut self, cpu: usize, v: VcpuRef, regs: &mut GuestRegs) -> bool {
+        let esr = sysregs::read_esr_el2();
+        let class = esr::class(esr);
+        self.vcpu_mut(v).stats.hypercalls += 1;
+        match class {
+            ec::HVC64 => self.slow_hypercall(v, regs, esr),
+            ec::FP => {
+                self.fp_trap(cpu, v);
+                false
+            }
+            ec::WFX => {
+                regs.elr += 4;
+                if esr & 1 == 0 {
+                    self.block(v)
+                } else {
+                    true
+                }
+            }
+            ec::DABT_LOWER | ec::IABT_LOWER => {
+                let far = sysregs::read_far_el2();
+                let ipa = ((sysregs::read_hpfar_el2() >> 4) << 12) | (far & 0xfff);
+                let (kind, write) = esr::abort_description(esr);
+                let what = if class == ec::DABT_LOWER {
+                    if write {
+                        "data abort (write)"
+                    } else {
+                        "data abort (read)"
+                    }
+                } else {
+                    "instruction abort"
+                };
+                self.stop_domain(
+                    v.domain as usize,
+                    Outcome::Crash(format_args!(
+                        "stage-2 {what}, {kind} at IPA {ipa:#x} (FAR {far:#x}), PC {:#x}, ESR {esr:#x}: outside the domain's memory",
+                        regs.elr
+                    )),
+                );
+                true
+            }
+            _ => {
+                let what = esr::class_name(class);
+                self.stop_domain(
+                    v.domain as usize,
+                    Outcome::Crash(format_args!(
+                        "{what} not permitted to guests (ESR {esr:#x}, EC {class:#x}), PC {:#x}, FAR {:#x}",
+                        regs.elr,
+                        sysregs::read_far_el2()
+                    )),
+                );
+                true
+            }
+        }
+    }
+}
