@@ -262,6 +262,19 @@ mod tests {
     }
 
     #[test]
+    fn beyond_the_limit_the_first_modules_are_kept_and_the_rest_counted() {
+        // 34 guest-loader modules at 0x4400_0000 + i * 64 KiB, named g0..g33
+        // (the tree lists them in reverse order of creation).
+        let blob = include_bytes!("../tests/fixtures/qemu-virt-34-modules.dtb");
+        let p = Platform::from_fdt(blob).unwrap();
+        assert_eq!(p.module_count, MAX_MODULES);
+        assert_eq!(p.modules_dropped, 34 - MAX_MODULES);
+        let names: Vec<_> = p.modules().map(|m| m.bootargs).collect();
+        let want: Vec<_> = (0..MAX_MODULES).map(|i| format!("name=g{i}")).collect();
+        assert_eq!(names, want, "the lowest addresses, in order");
+    }
+
+    #[test]
     fn garbage_is_an_error() {
         assert_eq!(
             Platform::from_fdt(&[0u8; 64]).unwrap_err(),
