@@ -25,6 +25,9 @@ pub trait PhysMemory {
 /// mapped with 2 MiB blocks, so a buffer of up to a page spans at most two.
 const MAX_PIECES: usize = 4;
 
+/// A physically contiguous piece of an access: `(pa, offset in the buffer, length)`.
+type Piece = (u64, usize, usize);
+
 /// One domain's memory: its stage-2 view over physical memory.
 pub struct GuestMemory<'a, T: TableRead, P: PhysMemory> {
     /// The domain's stage-2 tables.
@@ -44,8 +47,8 @@ impl<T: TableRead, P: PhysMemory> GuestMemory<'_, T, P> {
         ipa: u64,
         len: u64,
         write: bool,
-    ) -> Result<([(u64, usize, usize); MAX_PIECES], usize), HvError> {
-        let mut pieces = [(0u64, 0usize, 0usize); MAX_PIECES];
+    ) -> Result<([Piece; MAX_PIECES], usize), HvError> {
+        let mut pieces: [Piece; MAX_PIECES] = [(0, 0, 0); MAX_PIECES];
         let mut count = 0;
         let mut done = 0;
         while done < len {

@@ -7,6 +7,9 @@
 //! the state behind the hypervisor's lock and acts on it; everything that
 //! touches system registers, the GIC, the timer or the UART lives in `arch`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// Truncating `as` casts hide bugs in address and length arithmetic: use
+// `try_from` or say why the value fits.
+#![warn(clippy::cast_possible_truncation)]
 
 pub mod bootargs;
 pub mod console;

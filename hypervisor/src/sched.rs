@@ -112,18 +112,19 @@ pub fn pick_next(queue: &mut RunQueue, current: Option<VcpuRef>, expired: bool) 
     }
 }
 
-/// When the running vCPU's slice ends once another vCPU became runnable on
-/// its CPU (a wake-up). While it ran alone its slice end passed unnoticed
-/// (nobody was waiting, so no preemption timer was armed); from the moment
-/// someone waits it gets at most one more slice, so that the woken vCPU runs
-/// within one time slice even if the running one never traps. Otherwise the
-/// slice end stands.
-pub fn slice_end_on_wakeup(slice_end: u64, now: u64, timeslice: u64, was_alone: bool) -> u64 {
-    if was_alone && now >= slice_end {
-        now.saturating_add(timeslice)
-    } else {
-        slice_end
-    }
+/// When a CPU's timer must fire next: at the end of the running vCPU's time
+/// slice if another vCPU waits for the CPU (`someone_waits`), and at the
+/// earliest one-shot timer of the CPU's vCPUs (`next_timer`); `u64::MAX`
+/// for never.
+///
+/// This is also what a wake-up re-arms: when a vCPU becomes runnable behind
+/// the running one on the same CPU, the running one has at most the rest of
+/// its slice, and none if its slice is already over (the deadline is in the
+/// past, so the timer fires at once). So the woken vCPU runs within one time
+/// slice even if the running one never traps.
+pub fn timer_deadline(someone_waits: bool, slice_end: u64, next_timer: u64) -> u64 {
+    let slice = if someone_waits { slice_end } else { u64::MAX };
+    slice.min(next_timer)
 }
 
 #[cfg(test)]
@@ -159,19 +160,21 @@ mod tests {
     }
 
     #[test]
-    fn a_wakeup_ends_a_lone_vcpus_overdue_slice_within_one_slice() {
-        // Ran alone for 500 ticks past its slice end: one more slice from now.
-        assert_eq!(slice_end_on_wakeup(1_000, 1_500, 100, true), 1_600);
-        // Slice not over yet: it keeps the rest of it.
-        assert_eq!(slice_end_on_wakeup(1_000, 950, 100, true), 1_000);
-        // Someone already waited: the armed slice end stands.
-        assert_eq!(slice_end_on_wakeup(1_000, 1_500, 100, false), 1_000);
-        assert_eq!(slice_end_on_wakeup(0, u64::MAX, 100, true), u64::MAX);
-        // With the preemption that follows, the woken vCPU runs next.
+    fn a_wakeup_preempts_within_the_slice_even_without_a_trap() {
+        // Alone, with no one-shot timer: no timer at all.
+        assert_eq!(timer_deadline(false, 1_000, u64::MAX), u64::MAX);
+        assert_eq!(timer_deadline(false, 1_000, 700), 700);
+        // A wake-up: the running vCPU keeps the rest of its slice...
+        assert_eq!(timer_deadline(true, 1_000, u64::MAX), 1_000);
+        assert_eq!(timer_deadline(true, 1_000, 700), 700);
+        // ... and when the timer fires the woken vCPU runs.
         let mut q = RunQueue::new();
         q.push(v(2));
-        let end = slice_end_on_wakeup(1_000, 1_500, 100, true);
-        assert_eq!(pick_next(&mut q, Some(v(1)), 1_600 >= end), Some(v(2)));
+        let now = 1_000;
+        assert_eq!(pick_next(&mut q, Some(v(1)), now >= 1_000), Some(v(2)));
+        // A slice long over (it ran alone): the deadline is in the past, so
+        // the timer fires at once.
+        assert!(timer_deadline(true, 1_000, u64::MAX) < 5_000);
     }
 
     #[test]

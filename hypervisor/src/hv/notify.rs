@@ -59,12 +59,14 @@ impl Hypervisor {
         }
         vcpu.vpsr().pending.store(1, Ordering::SeqCst);
         let cpu = vcpu.cpu;
-        if vcpu.state.wake() {
-            self.enqueue(cpu, v);
+        let woken = vcpu.state.wake();
+        if woken {
+            self.enqueue(cpu, here, v);
         }
         if cpu != here {
             gic::kick(cpu);
-        } else if self.cpus[cpu].loaded == Some(v) && self.cpus[cpu].current == Some(v) {
+        } else if !woken && self.cpus[cpu].loaded == Some(v) && self.cpus[cpu].current == Some(v) {
+            // A vCPU just woken is not running: `prepare_entry` delivers.
             Self::deliver_now(self.vcpu(v));
         }
     }
@@ -166,16 +168,9 @@ impl Hypervisor {
     /// another vCPU waits) and the one-shot timers of this CPU's vCPUs.
     pub(super) fn program_timer(&self, cpu: usize) {
         let c = &self.cpus[cpu];
-        let slice = if c.queue.is_empty() {
-            u64::MAX
-        } else {
-            c.slice_end
-        };
-        let deadline = slice.min(c.next_timer);
-        if deadline == u64::MAX {
-            timer::disable();
-        } else {
-            timer::set_deadline(deadline);
+        match crate::sched::timer_deadline(!c.queue.is_empty(), c.slice_end, c.next_timer) {
+            u64::MAX => timer::disable(),
+            deadline => timer::set_deadline(deadline),
         }
     }
 

@@ -120,26 +120,27 @@ impl Hypervisor {
         vcpu.timer_deadline = 0;
         vcpu.state = VcpuState::Runnable;
         let cpu = vcpu.cpu;
-        self.enqueue(cpu, v);
-        if cpu != crate::arch::cpu_index() {
+        let here = crate::arch::cpu_index();
+        self.enqueue(cpu, here, v);
+        if cpu != here {
             gic::kick(cpu);
         }
     }
 
-    /// Puts runnable `v` on `cpu`'s queue. If it is the first to wait behind
-    /// a running vCPU, that one's slice ends within one slice from now
-    /// (`sched::slice_end_on_wakeup`), with the preemption timer armed
-    /// here when `cpu` is this CPU (another CPU re-arms it when kicked).
-    pub(super) fn enqueue(&mut self, cpu: usize, v: VcpuRef) {
+    /// Puts runnable `v` on `cpu`'s queue (`here` is this CPU). If it is the
+    /// first to wait behind a running vCPU on this CPU, the preemption timer
+    /// is armed now (`sched::timer_deadline`): the running vCPU may never
+    /// trap again. Another CPU re-arms its own when kicked.
+    pub(super) fn enqueue(&mut self, cpu: usize, here: usize, v: VcpuRef) {
         let c = &mut self.cpus[cpu];
         let was_alone = c.queue.is_empty() && c.current.is_some();
         c.queue.push(v);
-        if was_alone {
-            let now = sysregs::counter();
-            c.slice_end = crate::sched::slice_end_on_wakeup(c.slice_end, now, self.timeslice, true);
-            if cpu == crate::arch::cpu_index() {
-                self.program_timer(cpu);
-            }
+        if was_alone && cpu == here {
+            crate::arch::timer::set_deadline(crate::sched::timer_deadline(
+                true,
+                c.slice_end,
+                c.next_timer,
+            ));
         }
     }
 
