@@ -1,5 +1,6 @@
 //! Helpers for Parapet's integration tests: run `cargo parapet up …` exactly
 //! as a user types it, with a watchdog, and capture what it prints.
+#![deny(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! guest TCP, host to guest TCP) are measured, the streams' checksums match,
 //! and the JSON report has every field. A small `--bytes` keeps it fast; no
 //! performance target is checked.
+#![deny(unsafe_code)]
 
 use parapet_tests::{run_parapet, serial};
 

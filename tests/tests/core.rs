@@ -1,5 +1,6 @@
 //! End-to-end tests of the hypervisor core: many domains, wake-up
 //! preemption on one CPU, stage-2 table quotas, and memory that comes back.
+#![deny(unsafe_code)]
 
 use parapet_tests::{run_up, serial};
 

@@ -1,5 +1,6 @@
 //! End-to-end tests: boot the shipped scenarios on QEMU through `cargo parapet up`,
 //! exactly as a user would, and check the console transcript.
+#![deny(unsafe_code)]
 
 use parapet_tests::live::Live;
 use parapet_tests::{

@@ -13,6 +13,7 @@
 //!   holds them for `hold_ms`, then unmaps them all
 //!   (`scenarios/grant-spray.toml`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -2,6 +2,7 @@
 //! while soft-masked, FP/SIMD (including the lazy-enable trap), shares the CPU
 //! doing f64 work, sleeps, and powers off.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -26,6 +26,7 @@
 //! Command line: `backend=NAME` (default `driver`), `mode=hostile`,
 //! `mode=steady rounds=N pause_ms=M`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {

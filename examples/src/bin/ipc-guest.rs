@@ -6,6 +6,7 @@
 //! is mapped — and check that each gets its typed error while both keep
 //! running. Prints `check NAME: ok` per check and `ipc: N checks, M failed`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -36,6 +36,7 @@
 //! (`http` only with `quit`). All of them ride out a restart of the
 //! driver domain: the vif (and disk) reconnect by themselves.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -17,6 +17,7 @@
 //! `bench ring rx size=.. msgs=.. bytes=.. ticks=.. freq=.. notify=.. switches=..
 //! memcpy_bytes=.. memcpy_ticks=.. checksum=ok|bad`, `bench ring done sizes=..`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {
