@@ -2,6 +2,7 @@
 //!
 //! Everything a guest and the hypervisor must agree on lives here and nowhere else:
 //! the ABI [`version`], the [`hypercall`] numbers and calling convention, the typed
+//! hypercalls ([`call::Call`], one encoder and decoder of the argument registers), the typed
 //! [`error`] codes, the [`start_info`] page a domain receives in `x0`, the per-vCPU
 //! [`vpsr`] page, the [`event`] channel page, the [`grant`] table, the
 //! [`store`] limits, the guest-physical memory [`layout`], and the shared-memory
@@ -15,6 +16,7 @@
 #![deny(unsafe_code)]
 
 pub mod blkif;
+pub mod call;
 pub mod error;
 pub mod event;
 pub mod grant;
@@ -28,6 +30,7 @@ pub mod version;
 pub mod vpsr;
 pub mod xenbus;
 
+pub use call::Call;
 pub use error::HvError;
 pub use hypercall::Hypercall;
 pub use start_info::StartInfo;
