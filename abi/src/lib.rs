@@ -5,7 +5,8 @@
 //! hypercalls ([`call::Call`], one encoder and decoder of the argument registers), the typed
 //! [`error`] codes, the [`start_info`] page a domain receives in `x0`, the per-vCPU
 //! [`vpsr`] page, the [`event`] channel page, the [`grant`] table, the
-//! [`store`] limits, the guest-physical memory [`layout`], and the shared-memory
+//! [`store`] limits, the guest-physical memory [`layout`], the text codec the
+//! host tool writes and the hypervisor reads ([`bootargs`] of a domain), and the shared-memory
 //! [`ring`] protocol that frontends and backends speak over granted pages.
 //!
 //! Shared structures are `#[repr(C)]`, derive zerocopy traits and carry compile-time
@@ -16,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod blkif;
+pub mod bootargs;
 pub mod call;
 pub mod error;
 pub mod event;
