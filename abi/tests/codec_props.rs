@@ -1,9 +1,10 @@
 //! Property tests of the text codecs the host tool writes and the hypervisor
-//! reads: a domain's bootargs. Whatever is written parses back to the same value,
+//! and the driver domain read: a domain's bootargs, MAC addresses. Whatever is written parses back to the same value,
 //! and no input makes a parser panic.
 
 use parapet_abi::bootargs::{parse_domain, DomainConfig, OnCrash, Role, GUEST_MAX_SIZE};
 use parapet_abi::layout::DRIVER_DOMAIN_MAX_SIZE;
+use parapet_abi::MacAddr;
 use proptest::prelude::*;
 
 const MIB: u64 = 1 << 20;
@@ -59,6 +60,10 @@ fn domain() -> impl Strategy<Value = Fields> {
                 (name, role, mem_mib, vcpus, cpu, console, on_crash, cmdline)
             },
         )
+}
+
+fn mac() -> impl Strategy<Value = MacAddr> {
+    any::<[u8; 6]>().prop_map(MacAddr)
 }
 
 /// Texts made of the words an entry has, right and wrong, in any order.
@@ -130,5 +135,18 @@ proptest! {
 
 
 
+    #[test]
+    fn mac_round_trips(m in mac()) {
+        let text = m.to_string();
+        prop_assert_eq!(text.len(), 17);
+        prop_assert_eq!(MacAddr::parse(&text), Ok(m));
+        prop_assert_eq!(MacAddr::parse(&text.to_uppercase()), Ok(m));
+    }
 
+    #[test]
+    fn mac_parse_is_total(s in "\\PC{0,20}") {
+        if let Ok(m) = MacAddr::parse(&s) {
+            prop_assert_eq!(m.to_string(), s.to_lowercase());
+        }
+    }
 }
