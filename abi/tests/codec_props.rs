@@ -1,9 +1,11 @@
 //! Property tests of the text codecs the host tool writes and the hypervisor
-//! and the driver domain read: a domain's bootargs, MAC addresses. Whatever is written parses back to the same value,
+//! and the driver domain read: a domain's bootargs, the driver domain's device
+//! wiring, MAC addresses. Whatever is written parses back to the same value,
 //! and no input makes a parser panic.
 
 use parapet_abi::bootargs::{parse_domain, DomainConfig, OnCrash, Role, GUEST_MAX_SIZE};
 use parapet_abi::layout::DRIVER_DOMAIN_MAX_SIZE;
+use parapet_abi::wiring::{Name, VbdWiring, VifWiring, WiringEntry};
 use parapet_abi::MacAddr;
 use proptest::prelude::*;
 
@@ -62,8 +64,40 @@ fn domain() -> impl Strategy<Value = Fields> {
         )
 }
 
+fn name() -> impl Strategy<Value = Name> {
+    "[A-Za-z0-9_-]{1,32}".prop_map(|s| Name::new(&s).unwrap())
+}
+
 fn mac() -> impl Strategy<Value = MacAddr> {
     any::<[u8; 6]>().prop_map(MacAddr)
+}
+
+fn vbd() -> impl Strategy<Value = VbdWiring> {
+    (
+        name(),
+        name(),
+        name(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<bool>(),
+    )
+        .prop_map(|(frontend, dev, serial, start, sectors, readonly)| {
+            // Non-empty and ending at or below 2^64 - 1.
+            let sectors = 1 + sectors % (u64::MAX - start).max(1);
+            let start = start.min(u64::MAX - sectors);
+            VbdWiring {
+                frontend,
+                dev,
+                serial,
+                start,
+                sectors,
+                readonly,
+            }
+        })
+}
+
+fn vif() -> impl Strategy<Value = VifWiring> {
+    (name(), name(), mac()).prop_map(|(frontend, dev, mac)| VifWiring { frontend, dev, mac })
 }
 
 /// Texts made of the words an entry has, right and wrong, in any order.
@@ -132,8 +166,27 @@ proptest! {
         prop_assert_eq!((d.name, d.role, d.memory, d.vcpus, d.cpu), (name.as_str(), *role, mem_mib * MIB, *vcpus, *cpu));
     }
 
+    #[test]
+    fn vbd_round_trips(v in vbd()) {
+        let word = v.to_string();
+        prop_assert_eq!(VbdWiring::parse(&word), Ok(v));
+        prop_assert_eq!(WiringEntry::parse(&word), Some(Ok(WiringEntry::Vbd(v))));
+    }
 
+    #[test]
+    fn vif_round_trips(v in vif()) {
+        let word = v.to_string();
+        prop_assert_eq!(VifWiring::parse(&word), Ok(v));
+        prop_assert_eq!(WiringEntry::parse(&word), Some(Ok(WiringEntry::Vif(v))));
+        prop_assert_eq!(VifWiring::parse(&word.to_uppercase().replacen("VIF=", "vif=", 1)).map(|w| w.mac), Ok(v.mac));
+    }
 
+    #[test]
+    fn wiring_parse_is_total_and_canonical(s in prop_oneof!["\\PC{0,60}", "(vbd|vif)=[a-z0-9,:+-]{0,40}"]) {
+        if let Some(Ok(e)) = WiringEntry::parse(&s) {
+            prop_assert_eq!(WiringEntry::parse(&e.to_string()), Some(Ok(e)));
+        }
+    }
 
     #[test]
     fn mac_round_trips(m in mac()) {
