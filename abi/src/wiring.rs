@@ -29,20 +29,26 @@ pub struct Name {
 }
 
 impl Name {
-    /// `s` if it is 1..=[`NAME_MAX`] bytes of `[A-Za-z0-9_-]`.
-    pub fn new(s: &str) -> Option<Self> {
-        let ok = !s.is_empty()
-            && s.len() <= NAME_MAX
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !ok {
+    /// `s` if it is 1..=[`NAME_MAX`] bytes of `[A-Za-z0-9_-]`. A `const fn`,
+    /// so a fixed name can be checked at compile time.
+    pub const fn new(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > NAME_MAX {
             return None;
         }
         let mut buf = [0; NAME_MAX];
-        buf[..s.len()].copy_from_slice(s.as_bytes());
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+                return None;
+            }
+            buf[i] = c;
+            i += 1;
+        }
         Some(Self {
             buf,
-            len: s.len() as u8,
+            len: b.len() as u8,
         })
     }
 
