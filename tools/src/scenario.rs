@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use parapet_abi::layout::{GUEST_POOL_BASE, RAM_BASE};
+use parapet_abi::layout::{GUEST_POOL_BASE, MAX_DOMAINS, RAM_BASE};
 use parapet_abi::MacAddr;
 use serde::Deserialize;
 use toml::Spanned;
@@ -414,6 +414,16 @@ pub fn parse(
             "no [[domain]] table: a scenario needs at least one domain".into(),
         ));
     }
+    if let Some(over) = raw.domain.get(MAX_DOMAINS) {
+        return Err(cx.err(
+            Some(cx.line(over.span().start)),
+            Some(format!("domain[{MAX_DOMAINS}]")),
+            format!(
+                "too many domains: the hypervisor runs at most {MAX_DOMAINS} (driver domain included) and this file has {}; this is the first one over the limit",
+                raw.domain.len()
+            ),
+        ));
+    }
 
     let mut domains: Vec<Domain> = Vec::new();
     let mut driver_seen: Option<usize> = None;
@@ -758,7 +768,7 @@ fn parse_net(
             cx.line(m.span().start),
             f("mac"),
         ),
-        // Two hex digits: the hypervisor takes far fewer than 255 domains.
+        // One byte is enough: a scenario has at most MAX_DOMAINS (32) domains.
         None => (
             MacAddr([0x02, 0, 0, 0, 0, u8::try_from(i + 1).unwrap_or(0)]),
             cx.line(sn.span().start),
@@ -1367,6 +1377,31 @@ on_crash = "destroy"
         );
         let e = err("[machine]\ncpus = 1\n");
         assert!(e.to_string().contains("at least one domain"), "{e}");
+    }
+
+    #[test]
+    fn at_most_max_domains() {
+        let domains = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("[[domain]]\nname = \"g{i}\"\nimage = \"x\"\nmemory_mib = 2\n\n"))
+                .collect()
+        };
+        // Exactly the limit is fine (the driver domain counts like any other).
+        let mut src = domains(MAX_DOMAINS);
+        src = src.replacen("image = \"x\"\n", "role = \"driver\"\nimage = \"x\"\n", 1);
+        assert_eq!(parse_str(&src).unwrap().domains.len(), MAX_DOMAINS);
+        // One more is refused at its [[domain]] line, whatever its fields.
+        let over = src.clone() + "[[domain]]\nname = \"BAD NAME\"\n";
+        let line = src.lines().count() + 1;
+        assert_err(
+            &over,
+            line,
+            "domain[32]",
+            "too many domains: the hypervisor runs at most 32 (driver domain included) and this file has 33",
+        );
+        assert!(err(&(over + &domains(2)))
+            .to_string()
+            .contains("this file has 35"));
     }
 
     #[test]
