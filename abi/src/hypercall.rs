@@ -10,6 +10,11 @@
 //! what its own code would clobber.
 //!
 //! Any other `hvc` immediate, and any unknown number, returns `NoSys`.
+//!
+//! [`Call`](crate::Call) is the typed form of a hypercall and its arguments: guests
+//! build the registers with [`Call::encode`](crate::Call::encode) and the hypervisor
+//! reads them with [`Call::decode`](crate::Call::decode), so the layout documented
+//! below is written in code exactly once.
 
 /// The `hvc` immediate that identifies a Parapet hypercall.
 pub const HVC_IMM: u16 = 0x5050;

@@ -2,9 +2,12 @@
 //!
 //! Everything a guest and the hypervisor must agree on lives here and nowhere else:
 //! the ABI [`version`], the [`hypercall`] numbers and calling convention, the typed
+//! hypercalls ([`call::Call`], one encoder and decoder of the argument registers), the typed
 //! [`error`] codes, the [`start_info`] page a domain receives in `x0`, the per-vCPU
 //! [`vpsr`] page, the [`event`] channel page, the [`grant`] table, the
-//! [`store`] limits, the guest-physical memory [`layout`], and the shared-memory
+//! [`store`] limits, the guest-physical memory [`layout`], the text codecs the
+//! host tool writes and the hypervisor and driver domain read ([`bootargs`] of a
+//! domain, the driver domain's device [`wiring`], [`mac`] addresses), and the shared-memory
 //! [`ring`] protocol that frontends and backends speak over granted pages.
 //!
 //! Shared structures are `#[repr(C)]`, derive zerocopy traits and carry compile-time
@@ -15,21 +18,27 @@
 #![deny(unsafe_code)]
 
 pub mod blkif;
+pub mod bootargs;
+pub mod call;
 pub mod error;
 pub mod event;
 pub mod grant;
 pub mod hypercall;
 pub mod layout;
+pub mod mac;
 pub mod netif;
 pub mod ring;
 pub mod start_info;
 pub mod store;
 pub mod version;
 pub mod vpsr;
+pub mod wiring;
 pub mod xenbus;
 
+pub use call::Call;
 pub use error::HvError;
 pub use hypercall::Hypercall;
+pub use mac::MacAddr;
 pub use start_info::StartInfo;
 pub use version::{AbiVersion, Features, ABI_VERSION};
 pub use vpsr::Vpsr;

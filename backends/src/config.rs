@@ -7,84 +7,19 @@
 //! * `vif=FRONTEND,DEV,MAC` — domain `FRONTEND` gets network interface `DEV`
 //!   (e.g. `vif0`) with that MAC address.
 //!
-//! Portable and tested on the host; a malformed entry is reported by name and
-//! skipped, never a reason to crash.
+//! The format, its parser and its writer are [`parapet_abi::wiring`], shared
+//! with the tool; this module gathers a command line's entries into
+//! fixed-size lists. Portable and tested on the host; a malformed entry is
+//! reported with the reason and skipped, never a reason to crash.
+
+use core::fmt;
+
+pub use parapet_abi::wiring::{Name, VbdWiring, VifWiring, WiringEntry, WiringError};
 
 /// Most virtual devices of each kind.
 pub const MAX_VBDS: usize = 8;
 /// Most virtual network interfaces.
 pub const MAX_VIFS: usize = 8;
-
-/// A short name stored inline (domain names, device names, serials).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Name {
-    buf: [u8; 32],
-    len: u8,
-}
-
-impl Name {
-    /// `s` if it is 1..=32 bytes of `[A-Za-z0-9_-]`.
-    pub fn new(s: &str) -> Option<Self> {
-        let ok = !s.is_empty()
-            && s.len() <= 32
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !ok {
-            return None;
-        }
-        let mut buf = [0; 32];
-        buf[..s.len()].copy_from_slice(s.as_bytes());
-        Some(Self {
-            buf,
-            len: s.len() as u8,
-        })
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
-    }
-}
-
-impl core::fmt::Debug for Name {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:?}", self.as_str())
-    }
-}
-
-impl core::fmt::Display for Name {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One virtual disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VbdConfig {
-    /// The frontend domain's name.
-    pub frontend: Name,
-    /// The device name in the frontend (`vbd0`).
-    pub dev: Name,
-    /// Serial of the virtio-blk device that holds it.
-    pub serial: Name,
-    /// First sector on that device.
-    pub start: u64,
-    /// Size in sectors.
-    pub sectors: u64,
-    /// Read-only.
-    pub readonly: bool,
-}
-
-/// One virtual network interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VifConfig {
-    /// The frontend domain's name.
-    pub frontend: Name,
-    /// The device name in the frontend (`vif0`).
-    pub dev: Name,
-    /// Its MAC address.
-    pub mac: [u8; 6],
-}
 
 /// A fixed-capacity list (the driver domain keeps its wiring off the heap).
 #[derive(Clone, Copy, Debug)]
@@ -138,64 +73,47 @@ impl<T: Copy, const N: usize> List<T, N> {
 #[derive(Clone, Debug, Default)]
 pub struct Wiring {
     /// Virtual disks.
-    pub vbds: List<VbdConfig, MAX_VBDS>,
+    pub vbds: List<VbdWiring, MAX_VBDS>,
     /// Network interfaces.
-    pub vifs: List<VifConfig, MAX_VIFS>,
+    pub vifs: List<VifWiring, MAX_VIFS>,
 }
 
-/// Parses a MAC address `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut mac {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
+/// Why a wiring word of the command line is not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// It does not parse.
+    Malformed(WiringError),
+    /// There are already this many devices of its kind.
+    TooMany(usize),
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::Malformed(e) => write!(f, "malformed: {e}"),
+            Refused::TooMany(max) => write!(f, "more than {max} devices of this kind"),
         }
-        *b = u8::from_str_radix(p, 16).ok()?;
     }
-    parts.next().is_none().then_some(mac)
 }
 
-fn parse_vbd(v: &str) -> Option<VbdConfig> {
-    let mut f = v.split(',');
-    let c = VbdConfig {
-        frontend: Name::new(f.next()?)?,
-        dev: Name::new(f.next()?)?,
-        serial: Name::new(f.next()?)?,
-        start: f.next()?.parse().ok()?,
-        sectors: f.next()?.parse().ok()?,
-        readonly: match f.next()? {
-            "ro" => true,
-            "rw" => false,
-            _ => return None,
-        },
-    };
-    (f.next().is_none() && c.sectors > 0 && c.start.checked_add(c.sectors).is_some()).then_some(c)
-}
-
-fn parse_vif(v: &str) -> Option<VifConfig> {
-    let mut f = v.split(',');
-    let c = VifConfig {
-        frontend: Name::new(f.next()?)?,
-        dev: Name::new(f.next()?)?,
-        mac: parse_mac(f.next()?)?,
-    };
-    f.next().is_none().then_some(c)
-}
-
-/// Reads the wiring from a command line; `bad` gets each entry that is
-/// malformed or beyond the limits.
-pub fn parse(cmdline: &str, mut bad: impl FnMut(&str)) -> Wiring {
+/// Reads the wiring from a command line; `bad` gets each `vbd=`/`vif=` word
+/// that is malformed or beyond the limits, and why. Other words are someone
+/// else's options.
+pub fn parse(cmdline: &str, mut bad: impl FnMut(&str, Refused)) -> Wiring {
     let mut w = Wiring::default();
     for word in cmdline.split_ascii_whitespace() {
-        let pushed = match word.split_once('=') {
-            Some(("vbd", v)) => parse_vbd(v).is_some_and(|c| w.vbds.push(c)),
-            Some(("vif", v)) => parse_vif(v).is_some_and(|c| w.vifs.push(c)),
-            _ => true, // someone else's option
+        let refused = match WiringEntry::parse(word) {
+            None => None,
+            Some(Err(e)) => Some(Refused::Malformed(e)),
+            Some(Ok(WiringEntry::Vbd(c))) => {
+                (!w.vbds.push(c)).then_some(Refused::TooMany(MAX_VBDS))
+            }
+            Some(Ok(WiringEntry::Vif(c))) => {
+                (!w.vifs.push(c)).then_some(Refused::TooMany(MAX_VIFS))
+            }
         };
-        if !pushed {
-            bad(word);
+        if let Some(why) = refused {
+            bad(word, why);
         }
     }
     w
@@ -205,45 +123,60 @@ pub fn parse(cmdline: &str, mut bad: impl FnMut(&str)) -> Wiring {
 mod tests {
     extern crate std;
     use super::*;
+    use parapet_abi::MacAddr;
+    use std::string::{String, ToString};
     use std::vec::Vec;
 
-    #[test]
-    fn parses_the_wiring() {
+    fn parse_collecting(cmdline: &str) -> (Wiring, Vec<(String, Refused)>) {
         let mut bad = Vec::new();
-        let w = parse(
-            "log=info vbd=guest-a,vbd0,disk0,0,8192,rw vbd=guest-b,vbd0,disk0,8192,4096,ro \
-             vif=guest-a,vif0,02:00:00:00:00:0A vbd=x,y vif=a,b,zz:00:00:00:00:00",
-            |w| bad.push(std::string::String::from(w)),
-        );
-        assert_eq!(w.vbds.len(), 2);
-        assert_eq!(w.vbds.get(1).unwrap().frontend.as_str(), "guest-b");
-        assert_eq!(
-            (
-                w.vbds.get(1).unwrap().start,
-                w.vbds.get(1).unwrap().sectors,
-                w.vbds.get(1).unwrap().readonly
-            ),
-            (8192, 4096, true)
-        );
-        assert_eq!(w.vbds.get(0).unwrap().serial.as_str(), "disk0");
-        assert_eq!(w.vifs.len(), 1);
-        assert_eq!(w.vifs.get(0).unwrap().mac, [2, 0, 0, 0, 0, 0x0a]);
-        assert_eq!(bad, ["vbd=x,y", "vif=a,b,zz:00:00:00:00:00"]);
+        let w = parse(cmdline, |w, why| bad.push((String::from(w), why)));
+        (w, bad)
     }
 
     #[test]
-    fn rejects_bad_entries() {
-        for v in [
-            "a,vbd0,d,0,0,rw",
-            "a,vbd0,d,0,10,rx",
-            "a,vbd0,d,18446744073709551615,10,rw",
-            "a,vbd0,d,0,10,rw,extra",
-            "a b,vbd0,d,0,10,rw",
-        ] {
-            assert!(parse_vbd(v).is_none(), "{v}");
-        }
-        assert!(parse_mac("02:00:00:00:00").is_none());
-        assert!(parse_mac("02:00:00:00:00:00:00").is_none());
-        assert!(parse_mac("2:00:00:00:00:00").is_none());
+    fn parses_the_wiring() {
+        let (w, bad) = parse_collecting(
+            "log=info vbd=guest-a,vbd0,disk0,0,8192,rw vbd=guest-b,vbd0,disk0,8192,4096,ro \
+             vif=guest-a,vif0,02:00:00:00:00:0A vbd=x,y vif=a,b,zz:00:00:00:00:00",
+        );
+        assert_eq!(w.vbds.len(), 2);
+        let b = w.vbds.get(1).unwrap();
+        assert_eq!(b.frontend.as_str(), "guest-b");
+        assert_eq!((b.start, b.sectors, b.readonly), (8192, 4096, true));
+        assert_eq!(w.vbds.get(0).unwrap().serial.as_str(), "disk0");
+        assert_eq!(w.vifs.len(), 1);
+        assert_eq!(w.vifs.get(0).unwrap().mac, MacAddr([2, 0, 0, 0, 0, 0x0a]));
+        let words: Vec<&str> = bad.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(words, ["vbd=x,y", "vif=a,b,zz:00:00:00:00:00"]);
+        assert_eq!(
+            bad[0].1.to_string(),
+            "malformed: expected 6 comma-separated fields"
+        );
+    }
+
+    #[test]
+    fn written_wiring_reads_back() {
+        let (w, _) = parse_collecting("vbd=a,vbd0,disk0,0,16,rw vif=a,vif0,02:00:00:00:00:01");
+        let line = [
+            w.vbds.get(0).unwrap().to_string(),
+            w.vifs.get(0).unwrap().to_string(),
+        ]
+        .join(" ");
+        assert_eq!(
+            line,
+            "vbd=a,vbd0,disk0,0,16,rw vif=a,vif0,02:00:00:00:00:01"
+        );
+    }
+
+    #[test]
+    fn too_many_devices_are_refused() {
+        let line: Vec<String> = (0..MAX_VIFS + 1)
+            .map(|i| std::format!("vif=g{i},vif0,02:00:00:00:00:{i:02x}"))
+            .collect();
+        let (w, bad) = parse_collecting(&line.join(" "));
+        assert_eq!(w.vifs.len(), MAX_VIFS);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].1, Refused::TooMany(MAX_VIFS));
+        assert!(w.vbds.is_empty());
     }
 }

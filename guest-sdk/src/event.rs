@@ -11,9 +11,8 @@
 use core::sync::atomic::Ordering;
 
 use parapet_abi::event::{EventPage, Port, PortStatus, MAX_PORTS, WORDS};
-use parapet_abi::hypercall::Hypercall;
 use parapet_abi::vpsr::{Virq, Vpsr};
-use parapet_abi::HvError;
+use parapet_abi::{Call, HvError};
 
 use crate::hypercall::call_plain;
 
@@ -93,54 +92,58 @@ fn port_arg(port: Port) -> Result<u64, HvError> {
 
 /// `EvtchnAllocUnbound`: a port that only `remote` may bind.
 pub fn alloc_unbound(remote: DomId) -> Result<Port, HvError> {
-    Ok(call_plain(
-        Hypercall::EvtchnAllocUnbound,
-        [remote.into(), 0, 0, 0, 0, 0],
-    )?[0] as Port)
+    Ok(call_plain(Call::EvtchnAllocUnbound {
+        remote: remote.into(),
+    })?[0] as Port)
 }
 
 /// `EvtchnBindInterdomain`: connects to `remote_port` of `remote`.
 pub fn bind_interdomain(remote: DomId, remote_port: Port) -> Result<Port, HvError> {
-    Ok(call_plain(
-        Hypercall::EvtchnBindInterdomain,
-        [remote.into(), remote_port.into(), 0, 0, 0, 0],
-    )?[0] as Port)
+    Ok(call_plain(Call::EvtchnBindInterdomain {
+        remote: remote.into(),
+        remote_port: remote_port.into(),
+    })?[0] as Port)
 }
 
 /// `EvtchnBindVirq`: delivers `virq` for `vcpu` through a port.
 pub fn bind_virq(virq: Virq, vcpu: u32) -> Result<Port, HvError> {
-    Ok(call_plain(
-        Hypercall::EvtchnBindVirq,
-        [virq as u64, vcpu.into(), 0, 0, 0, 0],
-    )?[0] as Port)
+    Ok(call_plain(Call::EvtchnBindVirq {
+        virq: virq as u64,
+        vcpu: vcpu.into(),
+    })?[0] as Port)
 }
 
 /// `EvtchnBindIpi`: a port that notifies `vcpu` of this domain.
 pub fn bind_ipi(vcpu: u32) -> Result<Port, HvError> {
-    Ok(call_plain(Hypercall::EvtchnBindIpi, [vcpu.into(), 0, 0, 0, 0, 0])?[0] as Port)
+    Ok(call_plain(Call::EvtchnBindIpi { vcpu: vcpu.into() })?[0] as Port)
 }
 
 /// `EvtchnBindPirq`: a port for the interrupt `intid` of a device passed
 /// through to this domain. Each time it fires the hypervisor masks it and
 /// sends the port; call [`irq_eoi`] once the device is served.
 pub fn bind_pirq(intid: u32) -> Result<Port, HvError> {
-    Ok(call_plain(Hypercall::EvtchnBindPirq, [intid.into(), 0, 0, 0, 0, 0])?[0] as Port)
+    Ok(call_plain(Call::EvtchnBindPirq {
+        intid: intid.into(),
+    })?[0] as Port)
 }
 
 /// `IrqEoi`: unmasks device interrupt `intid` (bound with [`bind_pirq`]).
 pub fn irq_eoi(intid: u32) -> Result<(), HvError> {
-    call_plain(Hypercall::IrqEoi, [intid.into(), 0, 0, 0, 0, 0]).map(|_| ())
+    call_plain(Call::IrqEoi {
+        intid: intid.into(),
+    })
+    .map(|_| ())
 }
 
 /// `EvtchnSend`: notifies the other end of `port`.
 pub fn send(port: Port) -> Result<(), HvError> {
-    call_plain(Hypercall::EvtchnSend, [port.into(), 0, 0, 0, 0, 0]).map(|_| ())
+    call_plain(Call::EvtchnSend { port: port.into() }).map(|_| ())
 }
 
 /// `EvtchnClose`: frees `port` (its handler is removed too).
 pub fn close(port: Port) -> Result<(), HvError> {
     let p = port_arg(port)?;
-    call_plain(Hypercall::EvtchnClose, [p, 0, 0, 0, 0, 0])?;
+    call_plain(Call::EvtchnClose { port: p })?;
     PORTS.handlers.lock()[port as usize] = None;
     if let Ok(page) = page() {
         page.clear_pending(port);
@@ -151,7 +154,7 @@ pub fn close(port: Port) -> Result<(), HvError> {
 
 /// `EvtchnStatus`.
 pub fn status(port: Port) -> Result<PortStatus, HvError> {
-    let r = call_plain(Hypercall::EvtchnStatus, [port.into(), 0, 0, 0, 0, 0])?;
+    let r = call_plain(Call::EvtchnStatus { port: port.into() })?;
     PortStatus::from_raw(r).ok_or(HvError::Inval)
 }
 
@@ -166,7 +169,7 @@ pub fn mask(port: Port) -> Result<(), HvError> {
 pub fn unmask(port: Port) -> Result<(), HvError> {
     let p = port_arg(port)?;
     if page()?.unmask(port) {
-        call_plain(Hypercall::EvtchnUnmask, [p, 0, 0, 0, 0, 0])?;
+        call_plain(Call::EvtchnUnmask { port: p })?;
     }
     Ok(())
 }
@@ -207,7 +210,7 @@ pub fn wait_until(mut ready: impl FnMut() -> bool) -> Result<(), HvError> {
     }
 }
 
-/// Hypervisor counters for benchmarks ([`Hypercall::Stats`]).
+/// Hypervisor counters for benchmarks ([`Call::Stats`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Stats {
     /// World switches on all CPUs since boot.
@@ -220,7 +223,7 @@ pub struct Stats {
 
 /// `Stats`.
 pub fn stats() -> Result<Stats, HvError> {
-    let r = call_plain(Hypercall::Stats, [0; 6])?;
+    let r = call_plain(Call::Stats)?;
     Ok(Stats {
         world_switches: r[0],
         events_sent: r[1],

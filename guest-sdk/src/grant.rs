@@ -10,9 +10,8 @@
 use parapet_abi::grant::{
     EndAccessError, GrantCopy, GrantEntry, GrantRef, GRANT_ENTRIES, GRANT_WINDOW_BASE,
 };
-use parapet_abi::hypercall::Hypercall;
 use parapet_abi::layout::PAGE_SIZE;
-use parapet_abi::HvError;
+use parapet_abi::{Call, HvError};
 
 use crate::event::DomId;
 
@@ -224,16 +223,18 @@ pub fn map_at(
     } else {
         0
     };
-    let r = crate::hypercall::call_plain(
-        Hypercall::GrantMap,
-        [granter.into(), gref.into(), addr, flags, 0, 0],
-    )?;
+    let r = crate::hypercall::call_plain(Call::GrantMap {
+        granter: granter.into(),
+        gref: gref.into(),
+        ipa: addr,
+        flags,
+    })?;
     Ok((r[0], r[1]))
 }
 
 /// `GrantUnmap` of a handle from [`map_at`].
 pub fn unmap_handle(handle: u64) -> Result<(), HvError> {
-    crate::hypercall::call_plain(Hypercall::GrantUnmap, [handle, 0, 0, 0, 0, 0]).map(|_| ())
+    crate::hypercall::call_plain(Call::GrantUnmap { handle }).map(|_| ())
 }
 
 /// Maps grants `refs` of `granter` at consecutive pages of the grant window.
@@ -296,7 +297,7 @@ pub fn copy(op: &GrantCopy) -> Result<u32, HvError> {
 /// `GrantCopy` with the request at an arbitrary address (for tests of the
 /// hypervisor's checks).
 pub fn copy_raw(op_addr: u64) -> Result<u64, HvError> {
-    Ok(crate::hypercall::call_plain(Hypercall::GrantCopy, [op_addr, 0, 0, 0, 0, 0])?[0])
+    Ok(crate::hypercall::call_plain(Call::GrantCopy { op: op_addr })?[0])
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! Safe, typed wrappers for every hypercall of the ABI.
 //!
-//! Each returns `Result<_, HvError>`; [`call`] issues a raw hypercall, for tests
-//! of bad arguments.
+//! Each returns `Result<_, HvError>` and builds its registers from a
+//! [`Call`] ([`Call::encode`]), the one encoding the hypervisor decodes;
+//! [`issue`] issues any typed call and [`call`] a raw one, for tests of bad
+//! arguments.
 
-use parapet_abi::hypercall::{Hypercall, ShutdownReason, CONSOLE_WRITE_MAX};
-use parapet_abi::{AbiVersion, Features, HvError};
+use parapet_abi::hypercall::{ShutdownReason, CONSOLE_WRITE_MAX};
+use parapet_abi::{AbiVersion, Call, Features, HvError};
 
 use crate::arch;
 
@@ -22,25 +24,43 @@ pub unsafe fn call(nr: u64, args: [u64; 6]) -> Result<[u64; 3], HvError> {
     HvError::check(r[0]).map(|_| [r[1], r[2], r[3]])
 }
 
-/// A hypercall whose arguments are plain values (no memory, no code addresses).
-fn plain(call_nr: Hypercall, args: [u64; 6]) -> Result<[u64; 3], HvError> {
+/// Issues `c`; returns x1–x3 on success.
+///
+/// # Safety
+/// As for [`call`]: memory named by the call's addresses must be the caller's
+/// for the access the call makes, and a `VcpuUp` entry must be code that can
+/// start a vCPU.
+#[inline]
+pub unsafe fn issue(c: Call) -> Result<[u64; 3], HvError> {
+    let (nr, args) = c.encode();
+    // SAFETY: the caller vouches for the call's arguments.
+    unsafe { call(nr, args) }
+}
+
+/// Issues `c` and returns the raw x0–x3 (status included), for callers that
+/// read a result next to the status.
+///
+/// # Safety
+/// As for [`issue`].
+#[inline]
+unsafe fn hvc(c: Call) -> [u64; 4] {
+    let (nr, args) = c.encode();
+    // SAFETY: the caller vouches for the call's arguments.
+    unsafe { arch::hvc(nr, args) }
+}
+
+/// A hypercall whose arguments are plain values (no memory, no code
+/// addresses), for the SDK's modules.
+#[inline]
+pub(crate) fn call_plain(c: Call) -> Result<[u64; 3], HvError> {
     // SAFETY: callers pass only hypercalls whose arguments are numbers, which the
     // hypervisor validates; no memory is read or written on our behalf.
-    unsafe { call(call_nr as u64, args) }
-}
-
-/// A hypercall whose arguments are plain values, for the SDK's other modules.
-pub(crate) fn call_plain(call_nr: Hypercall, args: [u64; 6]) -> Result<[u64; 3], HvError> {
-    plain(call_nr, args)
-}
-
-fn args1(a: u64) -> [u64; 6] {
-    [a, 0, 0, 0, 0, 0]
+    unsafe { issue(c) }
 }
 
 /// `Version`: the hypervisor's ABI version and feature bits (the null hypercall).
 pub fn version() -> Result<(AbiVersion, Features), HvError> {
-    let r = plain(Hypercall::Version, [0; 6])?;
+    let r = call_plain(Call::Version)?;
     Ok((AbiVersion::from_raw(r[0]), Features(r[1])))
 }
 
@@ -56,7 +76,7 @@ pub fn negotiate(ours: AbiVersion, host: AbiVersion) -> Option<AbiVersion> {
 /// `VersionCheck`: states the ABI version this guest was built for.
 /// `Err(VersionMismatch)` when the majors differ. The runtime does this at start.
 pub fn version_check(version: AbiVersion) -> Result<(), HvError> {
-    plain(Hypercall::VersionCheck, args1(version.to_raw())).map(|_| ())
+    call_plain(Call::VersionCheck { version }).map(|_| ())
 }
 
 /// `ConsoleWrite`: writes bytes to the domain's console, in chunks of at most
@@ -69,10 +89,10 @@ pub fn console_write(bytes: &[u8]) -> Result<usize, HvError> {
         // SAFETY: the hypervisor only reads `len` bytes of a live slice; the guest
         // maps itself 1:1, so its address is the guest-physical address.
         let r = unsafe {
-            arch::hvc(
-                Hypercall::ConsoleWrite as u64,
-                [chunk.as_ptr() as u64, len as u64, 0, 0, 0, 0],
-            )
+            hvc(Call::ConsoleWrite {
+                buf: chunk.as_ptr() as u64,
+                len: len as u64,
+            })
         };
         let status = HvError::check(r[0])?;
         // The count is a result (x1) by the calling convention; accept it in the
@@ -93,10 +113,10 @@ pub fn console_read(buf: &mut [u8]) -> Result<usize, HvError> {
     // SAFETY: the hypervisor writes at most `buf.len()` bytes into a live,
     // exclusively borrowed slice; the guest maps itself 1:1.
     let r = unsafe {
-        arch::hvc(
-            Hypercall::ConsoleRead as u64,
-            [buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0, 0],
-        )
+        hvc(Call::ConsoleRead {
+            buf: buf.as_mut_ptr() as u64,
+            len: buf.len() as u64,
+        })
     };
     HvError::check(r[0])?;
     Ok((r[1] as usize).min(buf.len()))
@@ -104,19 +124,19 @@ pub fn console_read(buf: &mut [u8]) -> Result<usize, HvError> {
 
 /// `Yield`: gives the CPU to another runnable vCPU.
 pub fn yield_now() -> Result<(), HvError> {
-    plain(Hypercall::Yield, [0; 6]).map(|_| ())
+    call_plain(Call::Yield).map(|_| ())
 }
 
 /// `Block`: sleeps until something is pending for this vCPU; returns at once if
 /// something already is, even while interrupts are soft-masked.
 pub fn block() -> Result<(), HvError> {
-    plain(Hypercall::Block, [0; 6]).map(|_| ())
+    call_plain(Call::Block).map(|_| ())
 }
 
 /// `SetTimer`: one-shot timer at an absolute `CNTVCT_EL0` value (0 cancels),
 /// delivered as `Virq::Timer`.
 pub fn set_timer(deadline: u64) -> Result<(), HvError> {
-    plain(Hypercall::SetTimer, args1(deadline)).map(|_| ())
+    call_plain(Call::SetTimer { deadline }).map(|_| ())
 }
 
 /// What [`vcpu_info`] returns.
@@ -132,7 +152,7 @@ pub struct VcpuInfo {
 
 /// `VcpuInfo`: which domain and vCPU this is.
 pub fn vcpu_info() -> Result<VcpuInfo, HvError> {
-    let r = plain(Hypercall::VcpuInfo, [0; 6])?;
+    let r = call_plain(Call::VcpuInfo)?;
     Ok(VcpuInfo {
         domain_id: r[0],
         vcpu_id: r[1],
@@ -142,23 +162,23 @@ pub fn vcpu_info() -> Result<VcpuInfo, HvError> {
 
 /// `Shutdown`: stops the domain. The exit code is passed sign-extended.
 pub fn shutdown(reason: ShutdownReason, code: i32) -> ! {
-    let _ = plain(
-        Hypercall::Shutdown,
-        [reason.to_raw(), code as i64 as u64, 0, 0, 0, 0],
-    );
+    let _ = call_plain(Call::Shutdown {
+        reason,
+        code: code as i64 as u64,
+    });
     // Only reachable if the hypervisor refused.
     loop {
-        let _ = plain(
-            Hypercall::Shutdown,
-            [ShutdownReason::Crash.to_raw(), 1, 0, 0, 0, 0],
-        );
+        let _ = call_plain(Call::Shutdown {
+            reason: ShutdownReason::Crash,
+            code: 1,
+        });
         core::hint::spin_loop();
     }
 }
 
 /// `VpsrSync`: applies the VPSR's virtual state (FP enable) now.
 pub fn vpsr_sync() -> Result<(), HvError> {
-    plain(Hypercall::VpsrSync, [0; 6]).map(|_| ())
+    call_plain(Call::VpsrSync).map(|_| ())
 }
 
 /// `VcpuUp`: starts vCPU `id` of this domain at `entry` with `arg` in x0 (its VPSR
@@ -169,7 +189,14 @@ pub fn vpsr_sync() -> Result<(), HvError> {
 /// `entry` must be code that can run in that state.
 pub unsafe fn vcpu_up(id: u64, entry: u64, arg: u64) -> Result<(), HvError> {
     // SAFETY: the caller vouches for the entry point.
-    unsafe { call(Hypercall::VcpuUp as u64, [id, entry, arg, 0, 0, 0]) }.map(|_| ())
+    unsafe {
+        issue(Call::VcpuUp {
+            vcpu: id,
+            entry,
+            arg,
+        })
+    }
+    .map(|_| ())
 }
 
 /// What [`domain_count`] returns.
@@ -183,7 +210,7 @@ pub struct DomainCount {
 
 /// `DomainCount`: how many domains are alive, and how many crashed.
 pub fn domain_count() -> Result<DomainCount, HvError> {
-    let r = plain(Hypercall::DomainCount, [0; 6])?;
+    let r = call_plain(Call::DomainCount)?;
     Ok(DomainCount {
         alive: r[0],
         crashed: r[1],

@@ -4,8 +4,7 @@
 //! Each call passes buffers by address; the hypervisor reads (or, for
 //! [`read`], writes) them through this domain's stage-2 and checks lengths.
 
-use parapet_abi::hypercall::Hypercall;
-use parapet_abi::HvError;
+use parapet_abi::{Call, HvError};
 
 use crate::event::DomId;
 
@@ -13,17 +12,12 @@ use crate::event::DomId;
 pub fn write(key: &str, value: &[u8]) -> Result<(), HvError> {
     // SAFETY: the hypervisor only reads the two buffers, through our stage-2.
     unsafe {
-        crate::hypercall::call(
-            Hypercall::StoreWrite as u64,
-            [
-                key.as_ptr() as u64,
-                key.len() as u64,
-                value.as_ptr() as u64,
-                value.len() as u64,
-                0,
-                0,
-            ],
-        )
+        crate::hypercall::issue(Call::StoreWrite {
+            key: key.as_ptr() as u64,
+            key_len: key.len() as u64,
+            value: value.as_ptr() as u64,
+            value_len: value.len() as u64,
+        })
     }
     .map(|_| ())
 }
@@ -34,17 +28,13 @@ pub fn read(domid: DomId, key: &str, buf: &mut [u8]) -> Result<usize, HvError> {
     // SAFETY: the hypervisor writes at most `buf.len()` bytes into `buf`,
     // which we own mutably, and reads the key.
     let r = unsafe {
-        crate::hypercall::call(
-            Hypercall::StoreRead as u64,
-            [
-                domid.into(),
-                key.as_ptr() as u64,
-                key.len() as u64,
-                buf.as_mut_ptr() as u64,
-                buf.len() as u64,
-                0,
-            ],
-        )
+        crate::hypercall::issue(Call::StoreRead {
+            domain: domid.into(),
+            key: key.as_ptr() as u64,
+            key_len: key.len() as u64,
+            buf: buf.as_mut_ptr() as u64,
+            buf_len: buf.len() as u64,
+        })
     }?;
     Ok(r[0] as usize)
 }
@@ -53,10 +43,10 @@ pub fn read(domid: DomId, key: &str, buf: &mut [u8]) -> Result<usize, HvError> {
 pub fn remove(key: &str) -> Result<(), HvError> {
     // SAFETY: the hypervisor only reads the key.
     unsafe {
-        crate::hypercall::call(
-            Hypercall::StoreRemove as u64,
-            [key.as_ptr() as u64, key.len() as u64, 0, 0, 0, 0],
-        )
+        crate::hypercall::issue(Call::StoreRemove {
+            key: key.as_ptr() as u64,
+            key_len: key.len() as u64,
+        })
     }
     .map(|_| ())
 }
@@ -103,10 +93,10 @@ pub fn wait_for_u64(domid: DomId, key: &str) -> Result<u64, HvError> {
 pub fn lookup(name: &str) -> Result<DomId, HvError> {
     // SAFETY: the hypervisor only reads the name.
     let r = unsafe {
-        crate::hypercall::call(
-            Hypercall::DomainLookup as u64,
-            [name.as_ptr() as u64, name.len() as u64, 0, 0, 0, 0],
-        )
+        crate::hypercall::issue(Call::DomainLookup {
+            name: name.as_ptr() as u64,
+            len: name.len() as u64,
+        })
     }?;
     Ok(r[0] as DomId)
 }

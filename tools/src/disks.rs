@@ -4,7 +4,15 @@
 
 use std::path::PathBuf;
 
+use parapet_abi::wiring::{Name, VbdWiring};
+
 use crate::scenario::{Role, Scenario};
+
+/// The device name of a guest's disk in the wiring (`vbd0`).
+const VBD_DEV: Name = match Name::new("vbd0") {
+    Some(n) => n,
+    None => panic!("not a wiring name"),
+};
 
 /// An image attached to QEMU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,12 +124,18 @@ pub fn prepare(s: &Scenario) -> Result<DiskPlan, DiskError> {
         if !plan.driver_wiring.is_empty() {
             plan.driver_wiring.push(' ');
         }
-        plan.driver_wiring += &format!(
-            "vbd={},vbd0,{serial},{},{sectors},{}",
-            d.name,
-            disk.start_sector,
-            if disk.readonly { "ro" } else { "rw" }
-        );
+        let name = |s: &str| {
+            Name::new(s).ok_or_else(|| invalid(format!("{s:?} cannot be named in a vbd entry")))
+        };
+        let vbd = VbdWiring {
+            frontend: name(&d.name)?,
+            dev: VBD_DEV,
+            serial: name(&serial)?,
+            start: disk.start_sector,
+            sectors,
+            readonly: disk.readonly,
+        };
+        plan.driver_wiring += &vbd.to_string();
     }
     Ok(plan)
 }

@@ -582,7 +582,8 @@ mod tests {
         let sum = bench::pattern_checksum(bytes);
         // The guest's lines; the "guest" itself is a thread on the port.
         let p = fake(&format!(
-            "echo '[sink] net: sink listening on TCP port 5001, UDP echo on port 7'; sleep 1; \
+            "echo '[hv] domain d (id 0, driver domain)'; echo '[hv] domain sink (id 1, guest)'; \
+             echo '[sink] net: sink listening on TCP port 5001, UDP echo on port 7'; sleep 1; \
              echo '[sink] bench net rx bytes={bytes} checksum={sum:016x} ticks=1 freq=1 frames=1 notify=1 complete=yes'; \
              sleep 1; echo '[hv] domain sink exited: poweroff (code 0)'; \
              echo '[hv] domain d exited: poweroff (code 0)'; \
@@ -604,7 +605,7 @@ mod tests {
         assert_eq!(got, (bytes, sum), "the stream is the pattern");
         let run = client.unwrap();
         assert!(run.wall > Duration::ZERO);
-        assert!(run.lines[0].contains("sink listening"), "{:?}", run.lines);
+        assert!(run.lines[2].contains("sink listening"), "{:?}", run.lines);
         let t = bench::net_host_to_guest(&run.lines, bytes).unwrap();
         assert_eq!(t.checksum, sum);
         // The client waited for the machine to power off by itself.

@@ -5,10 +5,18 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
-use crate::scenario::{format_mac, NetIp, Role, Scenario, MAX_CMDLINE_BYTES, NIC_MAC, USER_NET};
+use parapet_abi::wiring::{Name, VifWiring};
+
+use crate::scenario::{NetIp, Role, Scenario, MAX_CMDLINE_BYTES, NIC_MAC, USER_NET};
 
 /// The host address forwarded ports listen on.
 pub const FORWARD_HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// The device name of a guest's interface in the wiring (`vif0`).
+const VIF_DEV: Name = match Name::new("vif0") {
+    Some(n) => n,
+    None => panic!("not a wiring name"),
+};
 
 /// A TCP port forwarded from the host to a guest, as resolved for one boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +141,7 @@ pub fn netdev(forwards: &[Forward]) -> String {
 
 /// QEMU's `-device` value for the NIC, with its fixed MAC address.
 pub fn nic_device() -> String {
-    format!("virtio-net-device,netdev=net0,mac={}", format_mac(&NIC_MAC))
+    format!("virtio-net-device,netdev=net0,mac={NIC_MAC}")
 }
 
 /// Plans every guest's interface: checks there is a driver domain and that
@@ -165,7 +173,13 @@ pub fn prepare(s: &Scenario) -> Result<NetPlan, NetError> {
         if !plan.driver_wiring.is_empty() {
             plan.driver_wiring.push(' ');
         }
-        plan.driver_wiring += &format!("vif={},vif0,{}", d.name, format_mac(&net.mac));
+        let vif = VifWiring {
+            frontend: Name::new(&d.name)
+                .ok_or_else(|| invalid(format!("{:?} cannot name a vif's frontend", d.name)))?,
+            dev: VIF_DEV,
+            mac: net.mac,
+        };
+        plan.driver_wiring += &vif.to_string();
         for fw in &net.forward {
             let NetIp::Static { addr, .. } = net.ip else {
                 // The scenario parser refuses forwards without a static address.

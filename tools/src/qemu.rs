@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use parapet_abi::bootargs::DomainConfig;
 use parapet_abi::layout::{MODULE_AREA_BASE, MODULE_AREA_END};
 
 use crate::scenario::{Domain, Scenario};
@@ -75,28 +76,20 @@ pub fn place_modules(images: &[(&str, u64)]) -> Result<Vec<u64>, QemuError> {
     Ok(out)
 }
 
-/// The boot arguments the hypervisor reads for one domain.
+/// The boot arguments the hypervisor reads for one domain, written by the
+/// hypervisor's own codec ([`DomainConfig`]'s `Display`).
 pub fn bootargs(d: &Domain) -> String {
-    let mut s = format!(
-        "name={} role={} mem_mib={} vcpus={}",
-        d.name,
-        d.role.as_str(),
-        d.memory_mib,
-        d.vcpus
-    );
-    if let Some(c) = d.cpu {
-        s += &format!(" cpu={c}");
+    DomainConfig {
+        name: &d.name,
+        role: d.role,
+        memory: d.memory_mib * crate::scenario::MIB,
+        vcpus: d.vcpus,
+        cpu: d.cpu,
+        console_input: d.console_input,
+        on_crash: d.on_crash,
+        cmdline: d.cmdline.as_deref().unwrap_or(""),
     }
-    if d.console_input {
-        s += " console=in";
-    }
-    if d.on_crash != crate::scenario::OnCrash::Destroy {
-        s += &format!(" on_crash={}", d.on_crash.as_str());
-    }
-    if let Some(c) = &d.cmdline {
-        s += &format!(" -- {c}");
-    }
-    s
+    .to_string()
 }
 
 /// Escapes a value for a QEMU option list: a comma is doubled.
@@ -547,6 +540,24 @@ vcpus = 2
             bootargs(&d),
             "name=driver role=driver mem_mib=64 vcpus=2 on_crash=restart"
         );
+        // The hypervisor reads back what was written.
+        for d in s.domains.iter().chain([&d]) {
+            let text = bootargs(d);
+            let c = parapet_abi::bootargs::parse_domain(&text).unwrap();
+            assert_eq!(
+                (c.name, c.role, c.memory >> 20, c.vcpus, c.cpu, c.on_crash),
+                (
+                    d.name.as_str(),
+                    d.role,
+                    d.memory_mib,
+                    d.vcpus,
+                    d.cpu,
+                    d.on_crash
+                ),
+                "{text}"
+            );
+            assert_eq!(c.cmdline, d.cmdline.as_deref().unwrap_or(""));
+        }
     }
 
     #[test]
@@ -646,14 +657,13 @@ vcpus = 2
     #[test]
     fn run_success() {
         let (o, out) = sh(
-            "printf '[guest-a] hi\\r\\n[hv] domain guest-a exited: poweroff (code 0)\\n\
+            "printf '[hv] domain driver (id 0, driver domain)\\n[hv] domain guest-a (id 1, guest)\\n\
+             [guest-a] hi\\r\\n[hv] domain guest-a exited: poweroff (code 0)\\n\
              [hv] domain driver exited: poweroff (code 0)\\n[hv] all domains stopped: 2 ok, 0 failed\\n'",
             Some(Duration::from_secs(20)),
         );
         assert_eq!(o.exit_code, 0, "{o:?}");
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .starts_with("[guest-a] hi\n"));
+        assert!(String::from_utf8(out).unwrap().contains("\n[guest-a] hi\n"));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use parapet_abi::layout::{GUEST_POOL_BASE, RAM_BASE};
+use parapet_abi::layout::{GUEST_POOL_BASE, MAX_DOMAINS, RAM_BASE};
+use parapet_abi::MacAddr;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -82,45 +83,10 @@ impl ScenarioError {
     }
 }
 
-/// The role of a domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The driver domain: owns the devices, runs the backends; domain id 0.
-    Driver,
-    /// An ordinary guest.
-    Guest,
-}
-
-impl Role {
-    /// The name used in scenario files and boot arguments.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Driver => "driver",
-            Role::Guest => "guest",
-        }
-    }
-}
-
-/// What the hypervisor does when a domain crashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnCrash {
-    /// Destroy the domain; the others go on.
-    #[default]
-    Destroy,
-    /// Destroy it and start it again from its image, in place (same id and
-    /// memory), at most 5 times per run; the others go on.
-    Restart,
-}
-
-impl OnCrash {
-    /// The value in the scenario file and in the domain's bootargs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnCrash::Destroy => "destroy",
-            OnCrash::Restart => "restart",
-        }
-    }
-}
+/// The role of a domain and its crash policy: the hypervisor's types, so the
+/// values a scenario names are the ones the bootargs carry (`as_str`,
+/// `from_name`).
+pub use parapet_abi::bootargs::{OnCrash, Role};
 
 /// Where a domain's image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +180,7 @@ pub const DEFAULT_DISK_MIB: u64 = 8;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetSpec {
     /// Its MAC address (default `02:00:00:00:00:NN`, NN = position in the file).
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     /// How it gets its IPv4 address.
     pub ip: NetIp,
     /// TCP ports forwarded from the host to it.
@@ -258,37 +224,20 @@ pub const USER_NET_DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 pub const USER_NET_DHCP: (Ipv4Addr, Ipv4Addr) =
     (Ipv4Addr::new(10, 0, 2, 15), Ipv4Addr::new(10, 0, 2, 30));
 /// The MAC address of QEMU's NIC (the driver domain's uplink).
-pub const NIC_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+pub const NIC_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
 
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff` (hex digits in either case) into a unicast,
-/// non-zero MAC address.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let mut mac = [0u8; 6];
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .zip(&mut mac)
-            .all(|(p, b)| p.len() == 2 && u8::from_str_radix(p, 16).map(|v| *b = v).is_ok());
-    if !ok {
-        return Err(format!(
-            "{s:?} is not a MAC address: write six hex bytes, e.g. \"02:00:00:00:00:0a\""
-        ));
-    }
-    if mac == [0; 6] {
+/// Parses `aa:bb:cc:dd:ee:ff` (hex digits in either case, [`MacAddr::parse`])
+/// into a unicast, non-zero MAC address.
+pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
+    let mac = MacAddr::parse(s).map_err(|e| {
+        format!("{s:?} is not a MAC address ({e}): write six hex bytes, e.g. \"02:00:00:00:00:0a\"")
+    })?;
+    if mac == MacAddr::ZERO {
         return Err(format!(
             "{s:?} is all zero: use a unicast address such as \"02:00:00:00:00:0a\""
         ));
     }
-    if mac[0] & 1 != 0 {
+    if mac.is_multicast() {
         return Err(format!(
             "{s:?} is a multicast address (lowest bit of the first byte set): use a unicast one such as \"02:00:00:00:00:0a\""
         ));
@@ -465,6 +414,16 @@ pub fn parse(
             "no [[domain]] table: a scenario needs at least one domain".into(),
         ));
     }
+    if let Some(over) = raw.domain.get(MAX_DOMAINS) {
+        return Err(cx.err(
+            Some(cx.line(over.span().start)),
+            Some(format!("domain[{MAX_DOMAINS}]")),
+            format!(
+                "too many domains: the hypervisor runs at most {MAX_DOMAINS} (driver domain included) and this file has {}; this is the first one over the limit",
+                raw.domain.len()
+            ),
+        ));
+    }
 
     let mut domains: Vec<Domain> = Vec::new();
     let mut driver_seen: Option<usize> = None;
@@ -505,8 +464,8 @@ pub fn parse(
 
         let role = match &d.role {
             None => Role::Guest,
-            Some(r) => match r.get_ref().as_str() {
-                "driver" => {
+            Some(r) => match Role::from_name(r.get_ref()) {
+                Some(Role::Driver) => {
                     if let Some(prev) = driver_seen {
                         return Err(cx.at(
                             r,
@@ -517,12 +476,15 @@ pub fn parse(
                     driver_seen = Some(i);
                     Role::Driver
                 }
-                "guest" => Role::Guest,
-                other => {
+                Some(Role::Guest) => Role::Guest,
+                None => {
                     return Err(cx.at(
                         r,
                         f("role"),
-                        format!("unknown role {other:?}: expected \"driver\" or \"guest\""),
+                        format!(
+                            "unknown role {:?}: expected \"driver\" or \"guest\"",
+                            r.get_ref()
+                        ),
                     ))
                 }
             },
@@ -595,17 +557,16 @@ pub fn parse(
         };
         let on_crash = match &d.on_crash {
             None => OnCrash::Destroy,
-            Some(o) => match o.get_ref().as_str() {
-                "destroy" => OnCrash::Destroy,
-                "restart" => OnCrash::Restart,
-                other => {
-                    return Err(cx.at(
-                        o,
-                        f("on_crash"),
-                        format!("unknown policy {other:?}: \"destroy\" or \"restart\""),
-                    ))
-                }
-            },
+            Some(o) => OnCrash::from_name(o.get_ref()).ok_or_else(|| {
+                cx.at(
+                    o,
+                    f("on_crash"),
+                    format!(
+                        "unknown policy {:?}: \"destroy\" or \"restart\"",
+                        o.get_ref()
+                    ),
+                )
+            })?,
         };
 
         let console_input = match &d.console_input {
@@ -807,9 +768,9 @@ fn parse_net(
             cx.line(m.span().start),
             f("mac"),
         ),
-        // Two hex digits: the hypervisor takes far fewer than 255 domains.
+        // One byte is enough: a scenario has at most MAX_DOMAINS (32) domains.
         None => (
-            [0x02, 0, 0, 0, 0, u8::try_from(i + 1).unwrap_or(0)],
+            MacAddr([0x02, 0, 0, 0, 0, u8::try_from(i + 1).unwrap_or(0)]),
             cx.line(sn.span().start),
             format!("domain[{i}].net"),
         ),
@@ -822,14 +783,12 @@ fn parse_net(
     };
     if mac == NIC_MAC {
         return Err(mac_err(format!(
-            "{which} {} is the address of QEMU's NIC (the driver domain's uplink): use another",
-            format_mac(&mac)
+            "{which} {mac} is the address of QEMU's NIC (the driver domain's uplink): use another"
         )));
     }
     if let Some((j, _)) = others().find(|(_, n)| n.mac == mac) {
         return Err(mac_err(format!(
-            "{which} {} is already used by domain[{j}]: set a unique net.mac",
-            format_mac(&mac)
+            "{which} {mac} is already used by domain[{j}]: set a unique net.mac"
         )));
     }
 
@@ -1421,6 +1380,31 @@ on_crash = "destroy"
     }
 
     #[test]
+    fn at_most_max_domains() {
+        let domains = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("[[domain]]\nname = \"g{i}\"\nimage = \"x\"\nmemory_mib = 2\n\n"))
+                .collect()
+        };
+        // Exactly the limit is fine (the driver domain counts like any other).
+        let mut src = domains(MAX_DOMAINS);
+        src = src.replacen("image = \"x\"\n", "role = \"driver\"\nimage = \"x\"\n", 1);
+        assert_eq!(parse_str(&src).unwrap().domains.len(), MAX_DOMAINS);
+        // One more is refused at its [[domain]] line, whatever its fields.
+        let over = src.clone() + "[[domain]]\nname = \"BAD NAME\"\n";
+        let line = src.lines().count() + 1;
+        assert_err(
+            &over,
+            line,
+            "domain[32]",
+            "too many domains: the hypervisor runs at most 32 (driver domain included) and this file has 33",
+        );
+        assert!(err(&(over + &domains(2)))
+            .to_string()
+            .contains("this file has 35"));
+    }
+
+    #[test]
     fn cmdline_checks() {
         assert_err(
             &format!(
@@ -1508,7 +1492,7 @@ on_crash = "destroy"
         ))
         .unwrap();
         let g = net_of(&s, "g");
-        assert_eq!(g.mac, [2, 0, 0, 0, 0, 0x0a]);
+        assert_eq!(g.mac, MacAddr([2, 0, 0, 0, 0, 0x0a]));
         assert_eq!(
             g.ip,
             NetIp::Static {
@@ -1530,7 +1514,7 @@ on_crash = "destroy"
         assert_eq!(g.location, "scenarios/x.toml:8: domain[1].net");
         // Every field is optional: DHCP, and a MAC from the position (3rd).
         let h = net_of(&s, "h");
-        assert_eq!(format_mac(&h.mac), "02:00:00:00:00:03");
+        assert_eq!(h.mac.to_string(), "02:00:00:00:00:03");
         assert_eq!(h.ip, NetIp::Dhcp);
         assert!(h.forward.is_empty());
         assert_eq!(s.domains[0].net, None);
@@ -1739,7 +1723,7 @@ on_crash = "destroy"
     #[test]
     fn mac_and_address_helpers() {
         assert_eq!(
-            parse_mac("02:00:00:00:00:0A").map(|m| format_mac(&m)),
+            parse_mac("02:00:00:00:00:0A").map(|m| m.to_string()),
             Ok("02:00:00:00:00:0a".to_owned())
         );
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The serial console transcript: recognising the hypervisor's lifecycle lines
 //! and deciding the outcome of a run. Pure code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Exit status: every domain finished cleanly.
 pub const EXIT_OK: i32 = 0;
@@ -21,6 +21,22 @@ pub enum Event {
     Output {
         /// The prefix inside the brackets.
         source: String,
+    },
+    /// `[hv] domain NAME (id N, …`: the hypervisor created the domain (or
+    /// created it again, after a restart).
+    Started {
+        /// The domain.
+        domain: String,
+    },
+    /// `[hv] domain image at ADDR not started: WHY (bootargs `…`)`: a module
+    /// the hypervisor refused.
+    NotStarted {
+        /// The domain, when its bootargs still name it.
+        domain: Option<String>,
+        /// Where the image is (`0x44020000`).
+        addr: String,
+        /// Why, with the bootargs as printed.
+        reason: String,
     },
     /// `[hv] domain NAME exited: REASON (code N)`.
     Exited {
@@ -95,8 +111,22 @@ pub fn classify(line: &str) -> Event {
             };
         }
     }
+    if let Some(rest) = text.strip_prefix("domain image at ") {
+        if let Some((addr, reason)) = rest.split_once(" not started: ") {
+            return Event::NotStarted {
+                domain: refused_name(reason),
+                addr: addr.to_owned(),
+                reason: reason.to_owned(),
+            };
+        }
+    }
     if let Some(rest) = text.strip_prefix("domain ") {
         if let Some((name, rest)) = rest.split_once(' ') {
+            if rest.starts_with("(id ") {
+                return Event::Started {
+                    domain: name.to_owned(),
+                };
+            }
             if let Some((nth, max)) = rest
                 .strip_prefix("restarted (")
                 .and_then(|r| r.strip_suffix(')'))
@@ -135,6 +165,17 @@ pub fn classify(line: &str) -> Event {
     Event::Output {
         source: "hv".to_owned(),
     }
+}
+
+/// The domain named by the bootargs quoted at the end of a "not started"
+/// line (`… (bootargs `name=… …`)`), read with the hypervisor's own parser;
+/// `None` when they do not parse (often why the domain was refused).
+fn refused_name(reason: &str) -> Option<String> {
+    let (_, quoted) = reason.rsplit_once("(bootargs `")?;
+    let args = quoted.strip_suffix("`)")?;
+    parapet_abi::bootargs::parse_domain(args)
+        .ok()
+        .map(|c| c.name.to_owned())
 }
 
 fn parse_counts(s: &str) -> Option<(u32, u32, u32)> {
@@ -232,6 +273,7 @@ pub struct Restart {
 #[derive(Debug, Clone, Default)]
 pub struct Transcript {
     domains: Vec<String>,
+    started: BTreeSet<String>,
     ends: BTreeMap<String, DomainEnd>,
     failures: Vec<Failure>,
     restarts: Vec<Restart>,
@@ -307,6 +349,21 @@ impl Transcript {
                     max: *max,
                 });
             }
+            Event::Started { domain } => {
+                self.started.insert(domain.clone());
+            }
+            Event::NotStarted {
+                domain,
+                addr,
+                reason,
+            } => self.failures.push(Failure {
+                domain: domain.clone().unwrap_or_default(),
+                text: match domain {
+                    Some(d) => format!("domain '{d}' (image at {addr}) was not started: {reason}"),
+                    None => format!("the domain image at {addr} was not started: {reason}"),
+                },
+                crash: false,
+            }),
             Event::AllStopped {
                 ok,
                 failed,
@@ -361,7 +418,11 @@ impl Transcript {
         }
     }
 
-    /// Decides the outcome once QEMU has ended.
+    /// Decides the outcome once QEMU has ended. A crash or a non-zero exit
+    /// fails the run ([`EXIT_DOMAIN_FAILED`]), and so does, once the
+    /// hypervisor has said that all domains stopped, a scenario domain it
+    /// never announced (`domain NAME (id …`), refused (`domain image at …
+    /// not started:`) or that reported no end (`exited` or `crashed`).
     pub fn outcome(&self, qemu: QemuEnd) -> Outcome {
         let mut summary = Vec::new();
         let mut code = EXIT_OK;
@@ -438,6 +499,23 @@ impl Transcript {
                 self.still_running_text()
             ));
             raise(EXIT_PLATFORM, &mut code);
+        } else if !ended_by_us && self.panic.is_none() {
+            // The hypervisor says every domain stopped: each of the scenario's
+            // must have started and ended, or the run did not do what it says.
+            for d in &self.domains {
+                if self.failures.iter().any(|f| f.domain == *d) {
+                    continue;
+                }
+                let text = if !self.started.contains(d) {
+                    format!("domain '{d}' was never started (the hypervisor did not announce it)")
+                } else if !self.ends.contains_key(d) {
+                    format!("domain '{d}' reported no end (neither exited nor crashed) before all domains stopped")
+                } else {
+                    continue;
+                };
+                summary.push(text);
+                raise(EXIT_DOMAIN_FAILED, &mut code);
+            }
         } else if !ended_by_us && !self.still_running().is_empty() {
             summary.push(format!(
                 "no end reported for: {}",
@@ -485,323 +563,4 @@ pub fn render(line: &str, domains: &[String], colour: bool) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names() -> Vec<String> {
-        ["driver", "guest-a", "guest-b"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
-
-    fn feed(lines: &str) -> Transcript {
-        let mut t = Transcript::new(names());
-        for l in lines.lines() {
-            t.feed(l);
-        }
-        t
-    }
-
-    #[test]
-    fn classify_lines() {
-        assert_eq!(
-            classify("[guest-a] abi: negotiated 1.0"),
-            Event::Output {
-                source: "guest-a".into()
-            }
-        );
-        assert_eq!(
-            classify("[hv] domain guest-a exited: poweroff (code 0)"),
-            Event::Exited {
-                domain: "guest-a".into(),
-                reason: "poweroff".into(),
-                code: Some(0)
-            }
-        );
-        assert_eq!(
-            classify("[hv] domain faulty crashed: stage-2 data abort at FAR 0x1234"),
-            Event::Crashed {
-                domain: "faulty".into(),
-                reason: "stage-2 data abort at FAR 0x1234".into()
-            }
-        );
-        assert_eq!(
-            classify("[hv] all domains stopped: 2 ok, 1 failed"),
-            Event::AllStopped {
-                ok: 2,
-                failed: 1,
-                restarted: 0
-            }
-        );
-        assert_eq!(
-            classify("[hv] all domains stopped: 3 ok, 0 failed, 2 restarted"),
-            Event::AllStopped {
-                ok: 3,
-                failed: 0,
-                restarted: 2
-            }
-        );
-        assert_eq!(
-            classify("[hv] domain driver restarted (1 of 5)"),
-            Event::Restarted {
-                domain: "driver".into(),
-                nth: 1,
-                max: 5
-            }
-        );
-        // Not the lifecycle lines, only look alike.
-        for other in [
-            "[hv] all domains stopped: 3 ok, 0 failed, 2 rebooted",
-            "[hv] domain driver restarted (soon)",
-            "[hv] domain driver not restarted: it crashed again after 5 restarts (at most 5)",
-        ] {
-            assert_eq!(
-                classify(other),
-                Event::Output {
-                    source: "hv".into()
-                },
-                "{other}"
-            );
-        }
-        assert_eq!(
-            classify("[hv] PANIC: oops at x.rs:3"),
-            Event::Panic("oops at x.rs:3".into())
-        );
-        assert_eq!(
-            classify("[hv] booting"),
-            Event::Output {
-                source: "hv".into()
-            }
-        );
-        assert_eq!(classify("garbage"), Event::Other);
-        assert_eq!(classify("[no close"), Event::Other);
-    }
-
-    #[test]
-    fn success() {
-        let t = feed(
-            "[hv] boot\n[driver] up\n[guest-a] demo: done\n\
-             [hv] domain guest-a exited: poweroff (code 0)\n\
-             [hv] domain guest-b exited: poweroff (code 0)\n\
-             [hv] domain driver exited: poweroff (code 0)\n\
-             [hv] all domains stopped: 3 ok, 0 failed\n",
-        );
-        assert!(t.finished());
-        let o = t.outcome(QemuEnd::Exited(0));
-        assert_eq!(o.exit_code, EXIT_OK, "{o:?}");
-    }
-
-    #[test]
-    fn crash_is_failure() {
-        let t = feed(
-            "[hv] domain guest-b crashed: stage-2 data abort, FAR 0x9000_0000\n\
-             [hv] domain guest-a exited: poweroff (code 0)\n\
-             [hv] domain driver exited: poweroff (code 0)\n\
-             [hv] all domains stopped: 2 ok, 1 failed\n",
-        );
-        let o = t.outcome(QemuEnd::Exited(0));
-        assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED);
-        assert_eq!(
-            o.summary,
-            ["domain 'guest-b' crashed: stage-2 data abort, FAR 0x9000_0000"]
-        );
-    }
-
-    #[test]
-    fn restarted_crash_is_not_a_failure_but_is_reported() {
-        let t = feed(
-            "[hv] domain driver crashed: stage-2 data abort (read) at IPA 0x1\n\
-             [hv] domain driver stats: 9 hypercalls\n\
-             [hv] domain driver restarted (1 of 5)\n\
-             [hv] domain driver (id 0, driver domain): 64 MiB\n\
-             [hv] domain guest-a exited: poweroff (code 0)\n\
-             [hv] domain guest-b exited: poweroff (code 0)\n\
-             [hv] domain driver exited: poweroff (code 0)\n\
-             [hv] all domains stopped: 3 ok, 0 failed, 1 restarted\n",
-        );
-        assert_eq!(t.restarts().len(), 1);
-        assert_eq!(
-            t.restarts()[0].reason,
-            "stage-2 data abort (read) at IPA 0x1"
-        );
-        let o = t.outcome(QemuEnd::Exited(0));
-        assert_eq!(o.exit_code, EXIT_OK, "{o:?}");
-        assert_eq!(
-            o.summary,
-            [
-                "domain 'driver' crashed and was restarted (1 of 5): stage-2 data abort (read) at IPA 0x1",
-                "all domains stopped: 3 ok, 0 failed, 1 restarted"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_crash_after_the_last_restart_is_a_failure() {
-        let t = feed(
-            "[hv] domain driver crashed: x\n\
-             [hv] domain driver restarted (1 of 1)\n\
-             [hv] domain driver crashed: y\n\
-             [hv] domain driver not restarted: it crashed again after 1 restarts (at most 1)\n\
-             [hv] domain guest-a exited: poweroff (code 0)\n\
-             [hv] domain guest-b exited: poweroff (code 0)\n\
-             [hv] all domains stopped: 2 ok, 1 failed, 1 restarted\n",
-        );
-        let o = t.outcome(QemuEnd::Exited(0));
-        assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED, "{o:?}");
-        assert_eq!(
-            o.summary,
-            [
-                "domain 'driver' crashed and was restarted (1 of 1): x",
-                "domain 'driver' crashed: y"
-            ]
-        );
-        assert_eq!(
-            t.ends().get("driver"),
-            Some(&DomainEnd::Crashed("y".into()))
-        );
-    }
-
-    #[test]
-    fn a_restarted_domain_that_never_ends_is_still_running() {
-        let t = feed(
-            "[hv] domain driver crashed: x\n\
-             [hv] domain driver restarted (1 of 5)\n\
-             [hv] domain guest-a exited: poweroff (code 0)\n",
-        );
-        assert_eq!(t.still_running(), ["driver", "guest-b"]);
-        let o = t.outcome(QemuEnd::TimedOut { secs: 9 });
-        assert_eq!(o.exit_code, EXIT_TIMEOUT);
-    }
-
-    #[test]
-    fn nonzero_exit_is_failure() {
-        let t = feed(
-            "[hv] domain guest-a exited: poweroff (code 3)\n\
-             [hv] all domains stopped: 2 ok, 1 failed\n",
-        );
-        let o = t.outcome(QemuEnd::Exited(0));
-        assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED);
-        assert_eq!(o.summary[0], "domain 'guest-a' exited with code 3");
-    }
-
-    #[test]
-    fn failed_count_without_line_is_failure() {
-        let t = feed("[hv] all domains stopped: 2 ok, 1 failed\n");
-        assert_eq!(t.outcome(QemuEnd::Exited(0)).exit_code, EXIT_DOMAIN_FAILED);
-    }
-
-    #[test]
-    fn panic() {
-        let t = feed("[hv] domain guest-a exited: poweroff (code 0)\n[hv] PANIC: bad thing\n");
-        assert!(t.finished());
-        let o = t.outcome(QemuEnd::Hung);
-        assert_eq!(o.exit_code, EXIT_PLATFORM);
-        assert_eq!(o.summary[0], "hypervisor panic: bad thing");
-        assert!(
-            o.summary.iter().any(|s| s.contains("driver, guest-b")),
-            "{o:?}"
-        );
-    }
-
-    #[test]
-    fn timeout_names_running_domains() {
-        let t = feed("[hv] domain guest-b exited: poweroff (code 0)\n");
-        assert!(!t.finished());
-        let o = t.outcome(QemuEnd::TimedOut { secs: 60 });
-        assert_eq!(o.exit_code, EXIT_TIMEOUT);
-        assert_eq!(
-            o.summary,
-            ["timeout after 60 s; still running: driver, guest-a"]
-        );
-    }
-
-    #[test]
-    fn silent_domain_is_named() {
-        let t = feed(
-            "[hv] domain guest-a exited: poweroff (code 0)\n\
-             [hv] domain driver exited: poweroff (code 0)\n\
-             [hv] all domains stopped: 2 ok, 0 failed\n",
-        );
-        let o = t.outcome(QemuEnd::Exited(0));
-        assert!(
-            o.summary
-                .iter()
-                .any(|s| s == "no end reported for: guest-b"),
-            "{o:?}"
-        );
-    }
-
-    #[test]
-    fn timeout_beats_domain_failure() {
-        let t = feed("[hv] domain guest-b crashed: x\n");
-        let o = t.outcome(QemuEnd::TimedOut { secs: 5 });
-        assert_eq!(o.exit_code, EXIT_TIMEOUT);
-        assert_eq!(o.summary.len(), 2);
-    }
-
-    #[test]
-    fn a_stopped_service_ends_well_unless_a_domain_failed() {
-        let t = feed("[guest-a] serving\n");
-        let o = t.outcome(QemuEnd::Stopped {
-            secs: 30,
-            why: "--timeout",
-        });
-        assert_eq!(o.exit_code, EXIT_OK, "{o:?}");
-        assert_eq!(
-            o.summary,
-            [
-                "stopped after 30 s (--timeout)",
-                "still running: driver, guest-a, guest-b"
-            ]
-        );
-        let t = feed("[hv] domain guest-b crashed: x\n");
-        let o = t.outcome(QemuEnd::Stopped {
-            secs: 30,
-            why: "--timeout",
-        });
-        assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED, "{o:?}");
-        assert_eq!(o.summary[2], "domain 'guest-b' crashed: x");
-        let t = feed("[hv] PANIC: boom\n");
-        let o = t.outcome(QemuEnd::Stopped { secs: 1, why: "x" });
-        assert_eq!(o.exit_code, EXIT_PLATFORM, "{o:?}");
-    }
-
-    #[test]
-    fn ctrl_c_gives_130_and_the_summary() {
-        let t = feed("[hv] domain guest-b crashed: x\n");
-        let o = t.outcome(QemuEnd::Interrupted { secs: 7 });
-        assert_eq!(o.exit_code, EXIT_INTERRUPTED);
-        assert_eq!(
-            o.summary,
-            [
-                "interrupted (Ctrl-C) after 7 s",
-                "still running: driver, guest-a",
-                "domain 'guest-b' crashed: x"
-            ]
-        );
-    }
-
-    #[test]
-    fn qemu_error_and_missing_all_stopped() {
-        let t = feed("[hv] all domains stopped: 3 ok, 0 failed\n");
-        assert_eq!(t.outcome(QemuEnd::Exited(1)).exit_code, EXIT_PLATFORM);
-        assert_eq!(t.outcome(QemuEnd::Signalled).exit_code, EXIT_PLATFORM);
-        let t = feed("[guest-a] hello\n");
-        let o = t.outcome(QemuEnd::Exited(0));
-        assert_eq!(o.exit_code, EXIT_PLATFORM);
-        assert!(o.summary[0].contains("driver, guest-a, guest-b"), "{o:?}");
-    }
-
-    #[test]
-    fn render_colours_prefix_only() {
-        let n = names();
-        assert_eq!(render("[guest-a] hi", &n, false), "[guest-a] hi");
-        assert_eq!(
-            render("[guest-a] hi", &n, true),
-            "\x1b[32m[guest-a]\x1b[0m hi"
-        );
-        assert_eq!(render("[hv] x", &n, true), "\x1b[1m[hv]\x1b[0m x");
-        assert_eq!(render("plain", &n, true), "plain");
-    }
-}
+mod tests;

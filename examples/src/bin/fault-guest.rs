@@ -12,7 +12,7 @@ fn main() {
 mod guest {
     use parapet_guest::abi::hypercall::Hypercall;
     use parapet_guest::abi::layout::GUEST_RAM_BASE;
-    use parapet_guest::abi::{AbiVersion, HvError, StartInfo};
+    use parapet_guest::abi::{AbiVersion, Call, HvError, StartInfo};
     use parapet_guest::{cmdline, hypercall, irq, println, testing};
 
     parapet_guest::entry!(main);
@@ -41,13 +41,14 @@ mod guest {
         // SAFETY: the buffer is outside this domain's RAM: the hypervisor refuses it
         // and touches no memory of ours.
         let bad_write = unsafe {
-            hypercall::call(
-                Hypercall::ConsoleWrite as u64,
-                [0x1_0000_0000, 16, 0, 0, 0, 0],
-            )
+            hypercall::issue(Call::ConsoleWrite {
+                buf: 0x1_0000_0000,
+                len: 16,
+            })
         };
         ok &= expect("console_write outside RAM", bad_write, HvError::Fault);
-        // SAFETY: an unknown shutdown reason is refused (the call returns).
+        // SAFETY: an unknown shutdown reason is refused (the call returns). It
+        // cannot be written as a `Call`, hence the raw registers.
         let bad_shutdown =
             unsafe { hypercall::call(Hypercall::Shutdown as u64, [77, 0, 0, 0, 0, 0]) };
         ok &= expect("shutdown reason 77", bad_shutdown, HvError::Inval);

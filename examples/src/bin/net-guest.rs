@@ -56,7 +56,7 @@ mod guest {
     use parapet_frontends::vif::{buffer, AddrConfig, NetStack, Vif, VifError};
     use parapet_guest::abi::netif::{TxRequest, NET_BUFS};
     use parapet_guest::abi::xenbus::XenbusState;
-    use parapet_guest::abi::StartInfo;
+    use parapet_guest::abi::{MacAddr, StartInfo};
     use parapet_guest::{cmdline, println, store, time};
     use smoltcp::socket::{icmp, tcp, udp};
     use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, IpEndpoint};
@@ -726,11 +726,7 @@ mod guest {
                 }
             };
         }
-        let m = vif.mac();
-        println!(
-            "net: vif0 connected, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        );
+        println!("net: vif0 connected, MAC {}", MacAddr(vif.mac()));
         let mut net = NetStack::new(vif, addr);
         if addr == AddrConfig::Dhcp {
             match net.run_until(deadline(30), |n| n.addr().is_some()) {

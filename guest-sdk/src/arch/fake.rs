@@ -8,8 +8,8 @@ use std::boxed::Box;
 use std::cell::{Cell, RefCell};
 use std::vec::Vec;
 
-use parapet_abi::hypercall::{Hypercall, ShutdownReason, CONSOLE_WRITE_MAX};
-use parapet_abi::{Features, HvError, Vpsr, ABI_VERSION};
+use parapet_abi::hypercall::CONSOLE_WRITE_MAX;
+use parapet_abi::{Call, Features, HvError, Vpsr, ABI_VERSION};
 use zerocopy::FromZeros;
 
 /// Counter ticks per read of the fake counter.
@@ -28,49 +28,48 @@ pub fn vpsr() -> &'static Vpsr {
     VPSR.with(|v| *v)
 }
 
-/// A fake hypervisor.
+/// A fake hypervisor. It decodes the registers with [`Call::decode`], as the
+/// real one does, so the SDK's encoding is checked against the ABI's.
 ///
 /// # Safety
 /// For `ConsoleWrite`, `args[0]` must point to `args[1]` readable bytes.
 pub unsafe fn hvc(nr: u64, args: [u64; 6]) -> [u64; 4] {
     let ok = |a: u64, b: u64, c: u64| [0, a, b, c];
     let err = |e: HvError| [e.to_raw() as u64, 0, 0, 0];
-    match Hypercall::from_raw(nr) {
-        None => err(HvError::NoSys),
-        Some(Hypercall::Version) => ok(ABI_VERSION.to_raw(), Features::OFFERED.0, 0),
-        Some(Hypercall::VersionCheck) => {
-            if parapet_abi::AbiVersion::from_raw(args[0]).is_compatible_with(ABI_VERSION) {
+    match Call::decode(nr, args) {
+        Err(e) => err(e),
+        Ok(Call::Version) => ok(ABI_VERSION.to_raw(), Features::OFFERED.0, 0),
+        Ok(Call::VersionCheck { version }) => {
+            if version.is_compatible_with(ABI_VERSION) {
                 ok(0, 0, 0)
             } else {
                 err(HvError::VersionMismatch)
             }
         }
-        Some(Hypercall::ConsoleWrite) => {
-            let len = args[1];
+        Ok(Call::ConsoleWrite { buf, len }) => {
             if len > CONSOLE_WRITE_MAX {
                 return err(HvError::Inval);
             }
             // SAFETY: the caller guarantees the buffer.
-            let bytes = unsafe { core::slice::from_raw_parts(args[0] as *const u8, len as usize) };
+            let bytes = unsafe { core::slice::from_raw_parts(buf as *const u8, len as usize) };
             CONSOLE.with(|c| c.borrow_mut().extend_from_slice(bytes));
             CHUNKS.with(|c| c.borrow_mut().push(len as usize));
             ok(len, 0, 0)
         }
-        Some(Hypercall::SetTimer) => {
-            TIMER.with(|t| t.set(args[0]));
+        Ok(Call::SetTimer { deadline }) => {
+            TIMER.with(|t| t.set(deadline));
             ok(0, 0, 0)
         }
-        Some(Hypercall::VcpuInfo) => ok(1, 0, 1),
-        Some(Hypercall::DomainCount) => ok(2, 0, 0),
-        Some(Hypercall::Shutdown) => match ShutdownReason::from_raw(args[0]) {
-            Some(reason) => panic!("fake shutdown: {reason:?}, code {}", args[1] as i64),
-            None => err(HvError::Inval),
-        },
-        Some(Hypercall::VcpuUp) => err(HvError::NotSupported),
-        Some(Hypercall::Yield | Hypercall::Block | Hypercall::VpsrSync) => ok(0, 0, 0),
+        Ok(Call::VcpuInfo) => ok(1, 0, 1),
+        Ok(Call::DomainCount) => ok(2, 0, 0),
+        Ok(Call::Shutdown { reason, code }) => {
+            panic!("fake shutdown: {reason:?}, code {}", code as i64)
+        }
+        Ok(Call::VcpuUp { .. }) => err(HvError::NotSupported),
+        Ok(Call::Yield | Call::Block | Call::VpsrSync) => ok(0, 0, 0),
         // Event channels, grants and the store are tested against the real
         // hypervisor under QEMU; their guest-side logic has its own fakes.
-        Some(_) => err(HvError::NotSupported),
+        Ok(_) => err(HvError::NotSupported),
     }
 }
 

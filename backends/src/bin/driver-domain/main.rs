@@ -278,8 +278,8 @@ mod driver {
         irq::set_handler(Virq::Store, on_store);
         let devices = info.devices();
         println!("driver domain up: {} devices", devices.len());
-        let wiring = config::parse(info.cmdline(), |bad| {
-            println!("ignoring malformed wiring `{bad}`")
+        let wiring = config::parse(info.cmdline(), |word, why| {
+            println!("ignoring wiring `{word}`: {why}")
         });
         let (mut present, mut empty) = (0, 0);
         let mut disks = Vec::new();

@@ -11,7 +11,7 @@ use parapet_abi::ring::BackRing;
 use parapet_abi::xenbus::{backend_key, backend_step, frontend_key, BackAction, XenbusState};
 use parapet_abi::HvError;
 use parapet_backends::blkback::{self, Disk, Grants, IoFailed, Storage, REQUEST_BYTES_MAX};
-use parapet_backends::config::{Name, VbdConfig};
+use parapet_backends::config::{Name, VbdWiring};
 use parapet_guest::event::{self, DomId};
 use parapet_guest::grant::{self, Mapped};
 use parapet_guest::{println, store};
@@ -202,7 +202,7 @@ struct Connection {
 /// One virtual disk: its wiring, handshake state and connection.
 pub struct Vbd {
     /// The scenario's entry.
-    pub cfg: VbdConfig,
+    pub cfg: VbdWiring,
     /// The frontend's domain id.
     pub frontend: DomId,
     /// Index of the device that holds it.
@@ -225,7 +225,7 @@ pub fn frontend_state(frontend: DomId, dev: &str) -> XenbusState {
 
 impl Vbd {
     /// A disconnected disk.
-    pub fn new(cfg: VbdConfig, frontend: DomId, device: usize) -> Self {
+    pub fn new(cfg: VbdWiring, frontend: DomId, device: usize) -> Self {
         Self {
             cfg,
             frontend,

@@ -21,7 +21,7 @@ use parapet_abi::netif::{
 use parapet_abi::ring::BackRing;
 use parapet_abi::xenbus::{backend_key, backend_step, frontend_key, BackAction, XenbusState};
 use parapet_abi::HvError;
-use parapet_backends::config::VifConfig;
+use parapet_backends::config::VifWiring;
 use parapet_backends::netback::{VifBackend, VifStats};
 use parapet_backends::switch::{Decision, MacAddr, PortId, Switch};
 use parapet_guest::event::{self, DomId};
@@ -59,7 +59,7 @@ struct Connection {
 /// One guest's network interface: wiring, handshake state and connection.
 pub struct Vif {
     /// The scenario's entry.
-    pub cfg: VifConfig,
+    pub cfg: VifWiring,
     /// The frontend's domain id.
     pub frontend: DomId,
     state: XenbusState,
@@ -96,7 +96,7 @@ impl core::fmt::Display for AttachError {
 
 impl Vif {
     /// A disconnected vif.
-    pub fn new(cfg: VifConfig, frontend: DomId) -> Self {
+    pub fn new(cfg: VifWiring, frontend: DomId) -> Self {
         Self {
             cfg,
             frontend,
@@ -158,7 +158,10 @@ impl Vif {
     }
 
     fn advertise(&mut self) -> Result<(), HvError> {
-        store::write_u64(self.key(keys::MAC)?.as_str(), mac_to_u64(self.cfg.mac))?;
+        store::write_u64(
+            self.key(keys::MAC)?.as_str(),
+            mac_to_u64(self.cfg.mac.octets()),
+        )?;
         self.set_state(XenbusState::InitWait)
     }
 
@@ -177,7 +180,7 @@ impl Vif {
         copied?;
         let ctrl = NetifControl::read_from_bytes(&raw).map_err(|_| HvError::Inval)?;
         ctrl.check().map_err(AttachError::Control)?;
-        if ctrl.mac != self.cfg.mac {
+        if MacAddr(ctrl.mac) != self.cfg.mac {
             return Err(AttachError::WrongMac(ctrl.mac));
         }
         let rings = grant::map(self.frontend, &[ctrl.tx_ring_ref, ctrl.rx_ring_ref], false)?;
@@ -212,9 +215,7 @@ impl Vif {
         self.set_state(XenbusState::Connected)?;
         println!(
             "netback: {}/{} connected: MAC {}",
-            self.cfg.frontend,
-            self.cfg.dev,
-            MacAddr(self.cfg.mac)
+            self.cfg.frontend, self.cfg.dev, self.cfg.mac
         );
         Ok(())
     }
@@ -308,8 +309,7 @@ impl Network {
         for (i, v) in self.vifs.iter().enumerate() {
             let (port, up) = (Self::port_of(i), v.connected());
             if self.switch.is_up(port) != up {
-                self.switch
-                    .set_port(port, up, up.then_some(MacAddr(v.cfg.mac)));
+                self.switch.set_port(port, up, up.then_some(v.cfg.mac));
             }
         }
     }
