@@ -9,10 +9,11 @@ use crate::hv::Hypervisor;
 use crate::sched::VcpuRef;
 
 impl Hypervisor {
-    /// `Shutdown`: ends the caller's domain; `Inval` for an unknown reason.
-    pub(super) fn shutdown(&mut self, v: VcpuRef, reason: u64, code: u64) -> Result<(), HvError> {
+    /// `Shutdown`: ends the caller's domain (the reason was checked when
+    /// the call was decoded: an unknown one is `Inval`).
+    pub(super) fn shutdown(&mut self, v: VcpuRef, reason: ShutdownReason, code: u64) {
         let d = v.domain as usize;
-        match ShutdownReason::from_raw(reason).ok_or(HvError::Inval)? {
+        match reason {
             ShutdownReason::Crash => self.stop_domain(
                 d,
                 Outcome::Crash(format_args!("the guest reported a crash (code {code})")),
@@ -21,7 +22,6 @@ impl Hypervisor {
                 self.stop_domain(d, Outcome::Exit(code))
             }
         }
-        Ok(())
     }
 
     /// `DomainLookup`: the id of the running domain with the name at `ipa`.

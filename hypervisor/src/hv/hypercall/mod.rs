@@ -14,7 +14,7 @@ mod store;
 mod vcpu;
 
 use parapet_abi::hypercall::HVC_IMM;
-use parapet_abi::{HvError, Hypercall};
+use parapet_abi::{Call, HvError, Hypercall};
 
 use super::Hypervisor;
 use crate::arch::trap::GuestRegs;
@@ -24,20 +24,22 @@ impl Hypervisor {
     /// The hypercalls that may switch vCPUs or end the domain, taken on the
     /// full-trap path; returns true if the caller gives up the CPU.
     pub(super) fn slow_hypercall(&mut self, v: VcpuRef, regs: &mut GuestRegs, esr: u64) -> bool {
-        let [nr, a1, a2, a3] = [regs.x[0], regs.x[1], regs.x[2], regs.x[3]];
-        let (status, gives_up) = if esr & 0xffff != u64::from(HVC_IMM) {
-            (Err(HvError::NoSys), false)
+        let call = if esr & 0xffff != u64::from(HVC_IMM) {
+            Err(HvError::NoSys)
         } else {
-            match Hypercall::from_raw(nr) {
-                Some(Hypercall::Yield) => (Ok(0), true),
-                Some(Hypercall::Block) => (Ok(0), self.block(v)),
-                Some(Hypercall::Shutdown) => match self.shutdown(v, a1, a2) {
-                    Ok(()) => return true,
-                    Err(e) => (Err(e), false),
-                },
-                Some(Hypercall::VcpuUp) => (self.vcpu_up(v, a1, a2, a3), false),
-                _ => (Err(HvError::NoSys), false),
+            let x = &regs.x;
+            Call::decode(x[0], [x[1], x[2], x[3], x[4], x[5], x[6]])
+        };
+        let (status, gives_up) = match call {
+            Ok(Call::Yield) => (Ok(0), true),
+            Ok(Call::Block) => (Ok(0), self.block(v)),
+            Ok(Call::Shutdown { reason, code }) => {
+                self.shutdown(v, reason, code);
+                return true;
             }
+            Ok(Call::VcpuUp { vcpu, entry, arg }) => (self.vcpu_up(v, vcpu, entry, arg), false),
+            Ok(_) => (Err(HvError::NoSys), false),
+            Err(e) => (Err(e), false),
         };
         regs.x[0] = match status {
             Ok(value) => value,
@@ -46,7 +48,8 @@ impl Hypervisor {
         gives_up
     }
 
-    /// The hypercalls answered without a vCPU switch.
+    /// The hypercalls answered without a vCPU switch (`call` is the number,
+    /// already known; `args` are x1–x6).
     pub(super) fn fast_hypercall(
         &mut self,
         cpu: usize,
@@ -60,27 +63,27 @@ impl Hypervisor {
         if needs_abi && !self.domains[d].abi_ok {
             return Err(HvError::Perm);
         }
-        let [a1, a2, a3, a4, a5, _] = args;
-        match call {
-            Hypercall::VersionCheck => self.version_check(d, a1),
-            Hypercall::ConsoleWrite => self.console_write(d, a1, a2),
-            Hypercall::ConsoleRead => self.console_read(d, a1, a2).map(|n| {
-                out[0] = n;
-                0
-            }),
-            Hypercall::SetTimer => {
-                self.set_vcpu_timer(cpu, v, a1);
+        let one = |out: &mut [u64; 3], x: u64| {
+            out[0] = x;
+            0
+        };
+        match Call::from_args(call, args)? {
+            Call::VersionCheck { version } => self.version_check(d, version),
+            Call::ConsoleWrite { buf, len } => self.console_write(d, buf, len),
+            Call::ConsoleRead { buf, len } => self.console_read(d, buf, len).map(|n| one(out, n)),
+            Call::SetTimer { deadline } => {
+                self.set_vcpu_timer(cpu, v, deadline);
                 Ok(0)
             }
-            Hypercall::VcpuInfo => {
+            Call::VcpuInfo => {
                 *out = self.vcpu_info(v);
                 Ok(0)
             }
-            Hypercall::VpsrSync => {
+            Call::VpsrSync => {
                 self.vpsr_sync(v);
                 Ok(0)
             }
-            Hypercall::DomainCount => {
+            Call::DomainCount => {
                 *out = [
                     self.alive_domains() as u64,
                     self.crashed_domains() as u64,
@@ -88,60 +91,70 @@ impl Hypervisor {
                 ];
                 Ok(0)
             }
-            Hypercall::DomainLookup => self.domain_lookup(d, a1, a2).map(|id| {
-                out[0] = id;
-                0
-            }),
-            Hypercall::Stats => {
+            Call::DomainLookup { name, len } => {
+                self.domain_lookup(d, name, len).map(|id| one(out, id))
+            }
+            Call::Stats => {
                 *out = self.stats(v);
                 Ok(0)
             }
-            Hypercall::EvtchnAllocUnbound => self.evtchn_alloc_unbound(v, a1).map(|p| {
-                out[0] = p;
-                0
-            }),
-            Hypercall::EvtchnBindInterdomain => self.evtchn_bind_interdomain(v, a1, a2).map(|p| {
-                out[0] = p;
-                0
-            }),
-            Hypercall::EvtchnBindVirq => self.evtchn_bind_virq(v, a1, a2).map(|p| {
-                out[0] = p;
-                0
-            }),
-            Hypercall::EvtchnBindIpi => self.evtchn_bind_ipi(v, a1).map(|p| {
-                out[0] = p;
-                0
-            }),
-            Hypercall::EvtchnBindPirq => self.evtchn_bind_pirq(v, a1).map(|p| {
-                out[0] = p;
-                0
-            }),
-            Hypercall::EvtchnSend => self.evtchn_send(v, a1).map(|()| 0),
-            Hypercall::EvtchnClose => self.evtchn_close(v, a1).map(|()| 0),
-            Hypercall::EvtchnStatus => self.evtchn_status(v, a1).map(|s| {
+            Call::EvtchnAllocUnbound { remote } => {
+                self.evtchn_alloc_unbound(v, remote).map(|p| one(out, p))
+            }
+            Call::EvtchnBindInterdomain {
+                remote,
+                remote_port,
+            } => self
+                .evtchn_bind_interdomain(v, remote, remote_port)
+                .map(|p| one(out, p)),
+            Call::EvtchnBindVirq { virq, vcpu } => {
+                self.evtchn_bind_virq(v, virq, vcpu).map(|p| one(out, p))
+            }
+            Call::EvtchnBindIpi { vcpu } => self.evtchn_bind_ipi(v, vcpu).map(|p| one(out, p)),
+            Call::EvtchnBindPirq { intid } => self.evtchn_bind_pirq(v, intid).map(|p| one(out, p)),
+            Call::EvtchnSend { port } => self.evtchn_send(v, port).map(|()| 0),
+            Call::EvtchnClose { port } => self.evtchn_close(v, port).map(|()| 0),
+            Call::EvtchnStatus { port } => self.evtchn_status(v, port).map(|s| {
                 *out = s;
                 0
             }),
-            Hypercall::EvtchnUnmask => self.evtchn_unmask(v, a1).map(|()| 0),
-            Hypercall::IrqEoi => self.irq_eoi(v, a1).map(|()| 0),
-            Hypercall::GrantMap => self.grant_map(d, a1, a2, a3, a4).map(|r| {
+            Call::EvtchnUnmask { port } => self.evtchn_unmask(v, port).map(|()| 0),
+            Call::IrqEoi { intid } => self.irq_eoi(v, intid).map(|()| 0),
+            Call::GrantMap {
+                granter,
+                gref,
+                ipa,
+                flags,
+            } => self.grant_map(d, granter, gref, ipa, flags).map(|r| {
                 (out[0], out[1]) = r;
                 0
             }),
-            Hypercall::GrantUnmap => self.grant_unmap(d, a1).map(|()| 0),
-            Hypercall::GrantCopy => self.grant_copy(d, a1),
-            Hypercall::StoreWrite => self.store_write(d, a1, a2, a3, a4).map(|()| 0),
-            Hypercall::StoreRead => self.store_read(d, a1, a2, a3, a4, a5).map(|n| {
-                out[0] = n;
-                0
-            }),
-            Hypercall::StoreRemove => self.store_remove(d, a1, a2).map(|()| 0),
+            Call::GrantUnmap { handle } => self.grant_unmap(d, handle).map(|()| 0),
+            Call::GrantCopy { op } => self.grant_copy(d, op),
+            Call::StoreWrite {
+                key,
+                key_len,
+                value,
+                value_len,
+            } => self
+                .store_write(d, key, key_len, value, value_len)
+                .map(|()| 0),
+            Call::StoreRead {
+                domain,
+                key,
+                key_len,
+                buf,
+                buf_len,
+            } => self
+                .store_read(d, domain, key, key_len, buf, buf_len)
+                .map(|n| one(out, n)),
+            Call::StoreRemove { key, key_len } => self.store_remove(d, key, key_len).map(|()| 0),
             // Answered before the lock (`Version`) or on the full-trap path.
-            Hypercall::Version
-            | Hypercall::Yield
-            | Hypercall::Block
-            | Hypercall::Shutdown
-            | Hypercall::VcpuUp => Err(HvError::NoSys),
+            Call::Version
+            | Call::Yield
+            | Call::Block
+            | Call::Shutdown { .. }
+            | Call::VcpuUp { .. } => Err(HvError::NoSys),
         }
     }
 }

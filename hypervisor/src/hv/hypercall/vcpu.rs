@@ -11,8 +11,7 @@ use crate::sched::VcpuRef;
 
 impl Hypervisor {
     /// `VersionCheck`: the guest states the ABI it was built for.
-    pub(super) fn version_check(&mut self, d: usize, raw: u64) -> Result<u64, HvError> {
-        let guest = AbiVersion::from_raw(raw);
+    pub(super) fn version_check(&mut self, d: usize, guest: AbiVersion) -> Result<u64, HvError> {
         if guest.is_compatible_with(ABI_VERSION) {
             self.domains[d].abi_ok = true;
             Ok(0)
