@@ -1,19 +1,21 @@
 //! The hypervisor proper: the state behind the `HV` lock and the code that
-//! acts on it. Each submodule holds one concept:
+//! acts on it. Each submodule holds one concept, listed from the entry points
+//! down:
 //!
+//! - [`trap`]: the entry points from the vectors and the scheduler loop;
+//! - [`hypercall`]: one module per subsystem of the hypercall ABI, each with
+//!   the teardown of that subsystem's state when a domain stops;
 //! - [`boot`]: bringing up the CPUs and creating the boot-time domains;
 //! - [`domain`]: a domain's life: creation, end, restart, reclaiming memory;
 //! - [`vcpu`]: vCPU registers and state, starting, switching, lazy FPU;
 //! - [`notify`]: events, virtual IRQs, timers and physical interrupts;
-//! - [`memory`]: frames, stage-2 table quotas and guest-memory access;
-//! - [`trap`]: the entry points from the vectors and the scheduler loop;
-//! - [`hypercall`]: one module per subsystem of the hypercall ABI.
+//! - [`memory`]: frames, stage-2 table quotas and guest-memory access.
 //!
-//! Dependencies run downwards in that list: `trap` calls `hypercall`,
-//! which calls `domain`, `vcpu`, `notify` and `memory`; the portable modules
-//! at the crate root (`sched`, `evtchn`, `grant`, `store`, `stage2`,
-//! `frames`, `guest_mem`, `lifecycle`, …) hold the policy and are called
-//! from here, never the other way round.
+//! A module calls those below it, with one exception: ending a domain
+//! (`domain::stop_domain`) calls each subsystem's teardown in `hypercall`.
+//! The portable modules at the crate root (`sched`, `evtchn`, `grant`,
+//! `store`, `stage2`, `frames`, `guest_mem`, `lifecycle`, …) hold the policy
+//! and are called from here, never the other way round.
 //!
 //! Locking: one lock (`HV`) protects every domain and run queue. A vCPU's
 //! general registers ([`GuestRegs`](crate::arch::trap::GuestRegs)) live

@@ -1,6 +1,6 @@
 //! `virtio-drivers`' `Hal` for the driver domain, and its page allocator.
 //!
-//! The driver domain is mapped 1:1 (guest-physical == physical, see DESIGN.md),
+//! The driver domain is mapped 1:1 (guest-physical == physical, see docs/memory.md),
 //! and the SDK's stage-1 map is the identity too, so a buffer's virtual
 //! address is the physical address the device DMAs to. There is no IOMMU and
 //! QEMU's DMA is cache-coherent, so sharing a buffer needs no bounce or
