@@ -196,15 +196,15 @@ mod input_tests {
         let mut q = InputQueue::new();
         let mut out = [0u8; 700];
         for round in 0..5u8 {
-            for i in 0..700u32 {
-                assert!(q.push(round.wrapping_add(i as u8)));
+            for i in (0..=u8::MAX).cycle().take(700) {
+                assert!(q.push(round.wrapping_add(i)));
             }
             assert_eq!(q.pop_into(&mut out[..300]), 300);
             assert_eq!(q.pop_into(&mut out[300..]), 400);
             assert!(out
                 .iter()
-                .enumerate()
-                .all(|(i, &b)| b == round.wrapping_add(i as u8)));
+                .zip((0..=u8::MAX).cycle())
+                .all(|(&b, i)| b == round.wrapping_add(i)));
             assert!(q.is_empty());
         }
     }
@@ -212,8 +212,8 @@ mod input_tests {
     #[test]
     fn a_full_queue_drops_new_bytes() {
         let mut q = InputQueue::new();
-        for i in 0..INPUT_MAX + 10 {
-            q.push(i as u8);
+        for b in (0..=u8::MAX).cycle().take(INPUT_MAX + 10) {
+            q.push(b);
         }
         assert_eq!((q.len(), q.dropped), (INPUT_MAX, 10));
         let mut out = [0u8; 2];

@@ -171,7 +171,7 @@ mod tests {
         out[24..32].copy_from_slice(&entry.to_le_bytes());
         out[32..40].copy_from_slice(&64u64.to_le_bytes());
         out[54..56].copy_from_slice(&56u16.to_le_bytes());
-        out[56..58].copy_from_slice(&(segs.len() as u16).to_le_bytes());
+        out[56..58].copy_from_slice(&u16::try_from(segs.len()).unwrap().to_le_bytes());
         for (i, &(addr, filesz, memsz)) in segs.iter().enumerate() {
             let ph = [
                 PT_LOAD as u64 | (5 << 32),
@@ -184,7 +184,7 @@ mod tests {
             ];
             let at = 64 + 56 * i;
             out[at..at + 56].copy_from_slice(ph.as_bytes());
-            out.extend(std::iter::repeat_n(0xab, filesz as usize));
+            out.extend(std::iter::repeat_n(0xab, usize::try_from(filesz).unwrap()));
         }
         out
     }

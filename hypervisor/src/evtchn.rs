@@ -7,8 +7,22 @@ use parapet_abi::event::{is_valid_port, Port, PortStatus, MAX_PORTS};
 use parapet_abi::vpsr::{Virq, NR_VIRQS};
 use parapet_abi::HvError;
 
+use crate::convert::usize_from;
+
 /// Most vCPUs per domain (as the ABI's layout).
-const MAX_VCPUS: usize = parapet_abi::layout::MAX_VCPUS as usize;
+const MAX_VCPUS: usize = usize_from(parapet_abi::layout::MAX_VCPUS);
+
+// A table stores port numbers as `u16`.
+const _: () = assert!(MAX_PORTS <= 1 << 16);
+
+/// `port`, a number a guest passed, as a port of a table: `Inval` unless it
+/// is in `1..MAX_PORTS`.
+fn port_number(port: u64) -> Result<u16, HvError> {
+    if !is_valid_port(port) {
+        return Err(HvError::Inval);
+    }
+    u16::try_from(port).map_err(|_| HvError::Inval)
+}
 
 /// What one port is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,19 +98,17 @@ impl EventTable {
         sends: 0,
     };
 
-    fn alloc(&mut self, state: PortState, vcpu: u8) -> Result<Port, HvError> {
-        let port = (1..MAX_PORTS as usize)
-            .find(|&p| self.ports[p].state == PortState::Free)
+    fn alloc(&mut self, state: PortState, vcpu: u8) -> Result<u16, HvError> {
+        let port = (1..=u16::MAX)
+            .take_while(|&p| u32::from(p) < MAX_PORTS)
+            .find(|&p| self.ports[usize::from(p)].state == PortState::Free)
             .ok_or(HvError::NoMem)?;
-        self.ports[port] = PortEntry { state, vcpu };
-        Ok(port as Port)
+        self.ports[usize::from(port)] = PortEntry { state, vcpu };
+        Ok(port)
     }
 
     fn entry(&self, port: u64) -> Result<&PortEntry, HvError> {
-        if !is_valid_port(port) {
-            return Err(HvError::Inval);
-        }
-        Ok(&self.ports[port as usize])
+        Ok(&self.ports[usize::from(port_number(port)?)])
     }
 
     /// The port bound to `virq` on `vcpu`, if any.
@@ -131,7 +143,9 @@ pub struct EventTables<const N: usize> {
 
 /// Device interrupts that can be bound are the SPIs below this INTID (QEMU
 /// `virt` puts its devices at SPIs 0..=95).
-pub const MAX_PIRQ: usize = 128;
+pub const PIRQ_LIMIT: u32 = 128;
+/// [`PIRQ_LIMIT`], as the length of the table of bound device interrupts.
+pub const MAX_PIRQ: usize = PIRQ_LIMIT as usize;
 /// The first SPI: INTIDs below are SGIs and PPIs, never passed through.
 pub const FIRST_SPI: u32 = 32;
 
@@ -171,12 +185,10 @@ impl<const N: usize> EventTables<N> {
         if remote >= N as u64 || !remote_alive {
             return Err(HvError::NoDomain);
         }
-        self.tables[d as usize].alloc(
-            PortState::Unbound {
-                remote: remote as u8,
-            },
-            0,
-        )
+        let remote = u8::try_from(remote).map_err(|_| HvError::NoDomain)?;
+        self.tables[d as usize]
+            .alloc(PortState::Unbound { remote }, 0)
+            .map(Port::from)
     }
 
     /// `EvtchnBindInterdomain`: connects a new port of `d` to `remote_port` of
@@ -191,8 +203,9 @@ impl<const N: usize> EventTables<N> {
         if remote >= N as u64 || !remote_alive {
             return Err(HvError::NoDomain);
         }
-        let r = remote as u8;
-        match self.tables[r as usize].state(remote_port)? {
+        let r = u8::try_from(remote).map_err(|_| HvError::NoDomain)?;
+        let rp = port_number(remote_port)?;
+        match self.tables[r as usize].ports[usize::from(rp)].state {
             PortState::Unbound { remote: allowed } if allowed == d => {}
             PortState::Unbound { .. } => return Err(HvError::Access),
             _ => return Err(HvError::NoEnt),
@@ -200,18 +213,18 @@ impl<const N: usize> EventTables<N> {
         // `connect` overwrites the placeholder state at once (also for a
         // loopback channel, where both ends are `d`'s).
         let local = self.tables[d as usize].alloc(PortState::Closed { remote: r }, 0)?;
-        self.connect(d, local, r, remote_port as Port);
-        Ok(local)
+        self.connect(d, local, r, rp);
+        Ok(local.into())
     }
 
-    fn connect(&mut self, a: u8, pa: Port, b: u8, pb: Port) {
-        self.tables[a as usize].ports[pa as usize].state = PortState::Interdomain {
+    fn connect(&mut self, a: u8, pa: u16, b: u8, pb: u16) {
+        self.tables[a as usize].ports[usize::from(pa)].state = PortState::Interdomain {
             remote: b,
-            remote_port: pb as u16,
+            remote_port: pb,
         };
-        self.tables[b as usize].ports[pb as usize].state = PortState::Interdomain {
+        self.tables[b as usize].ports[usize::from(pb)].state = PortState::Interdomain {
             remote: a,
-            remote_port: pa as u16,
+            remote_port: pa,
         };
     }
 
@@ -227,13 +240,14 @@ impl<const N: usize> EventTables<N> {
         if vcpu >= vcpus as u64 {
             return Err(HvError::NoEnt);
         }
+        let vcpu = u8::try_from(vcpu).map_err(|_| HvError::NoEnt)?;
         let t = &mut self.tables[d as usize];
-        if t.virq_ports[vcpu as usize][virq as usize] != 0 {
+        if t.virq_ports[usize::from(vcpu)][virq as usize] != 0 {
             return Err(HvError::Busy);
         }
-        let port = t.alloc(PortState::Virq(virq), vcpu as u8)?;
-        t.virq_ports[vcpu as usize][virq as usize] = port as u16;
-        Ok(port)
+        let port = t.alloc(PortState::Virq(virq), vcpu)?;
+        t.virq_ports[usize::from(vcpu)][virq as usize] = port;
+        Ok(port.into())
     }
 
     /// `EvtchnBindIpi`.
@@ -241,7 +255,10 @@ impl<const N: usize> EventTables<N> {
         if vcpu >= vcpus as u64 {
             return Err(HvError::NoEnt);
         }
-        self.tables[d as usize].alloc(PortState::Ipi, vcpu as u8)
+        let vcpu = u8::try_from(vcpu).map_err(|_| HvError::NoEnt)?;
+        self.tables[d as usize]
+            .alloc(PortState::Ipi, vcpu)
+            .map(Port::from)
     }
 
     /// `EvtchnBindPirq`: a port of `d` (notifying vCPU 0) for device
@@ -256,15 +273,16 @@ impl<const N: usize> EventTables<N> {
         if intid < u64::from(FIRST_SPI) || intid >= MAX_PIRQ as u64 {
             return Err(HvError::Inval);
         }
-        if !owns(intid as u32) {
+        let intid = u16::try_from(intid).map_err(|_| HvError::Inval)?;
+        if !owns(intid.into()) {
             return Err(HvError::Access);
         }
-        if self.pirqs[intid as usize].is_some() {
+        if self.pirqs[usize::from(intid)].is_some() {
             return Err(HvError::Busy);
         }
-        let port = self.tables[d as usize].alloc(PortState::Pirq(intid as u16), 0)?;
-        self.pirqs[intid as usize] = Some((d, port as u16));
-        Ok(port)
+        let port = self.tables[d as usize].alloc(PortState::Pirq(intid), 0)?;
+        self.pirqs[usize::from(intid)] = Some((d, port));
+        Ok(port.into())
     }
 
     /// Where device interrupt `intid` goes, if a domain bound it.
@@ -279,13 +297,14 @@ impl<const N: usize> EventTables<N> {
 
     /// Whether `d` has bound device interrupt `intid` (`IrqEoi` is allowed).
     pub fn pirq_bound_by(&self, d: u8, intid: u64) -> bool {
-        matches!(self.pirqs.get(intid as usize), Some(Some((owner, _))) if *owner == d)
+        matches!(self.pirqs.get(usize_from(intid)), Some(Some((owner, _))) if *owner == d)
     }
 
     /// `EvtchnClose`: frees `port` of `d`; an interdomain peer sees `Closed`.
     /// Returns that peer's port, `(domain, port)`, for the caller to wake.
     pub fn close(&mut self, d: u8, port: u64) -> Result<Option<(u8, Port)>, HvError> {
-        let state = self.tables[d as usize].state(port)?;
+        let port = port_number(port)?;
+        let state = self.tables[d as usize].ports[usize::from(port)].state;
         let mut peer_to_wake = None;
         match state {
             PortState::Free => return Err(HvError::NoEnt),
@@ -297,7 +316,7 @@ impl<const N: usize> EventTables<N> {
                 if peer.state
                     == (PortState::Interdomain {
                         remote: d,
-                        remote_port: port as u16,
+                        remote_port: port,
                     })
                 {
                     peer.state = PortState::Closed { remote: d };
@@ -307,19 +326,19 @@ impl<const N: usize> EventTables<N> {
             PortState::Interdomain { remote_port, .. } => {
                 // Loopback: the other end becomes closed too.
                 let peer = &mut self.tables[d as usize].ports[remote_port as usize];
-                if remote_port as u64 != port {
+                if remote_port != port {
                     peer.state = PortState::Closed { remote: d };
                 }
             }
             PortState::Virq(virq) => {
                 let t = &mut self.tables[d as usize];
-                let vcpu = t.ports[port as usize].vcpu as usize;
+                let vcpu = usize::from(t.ports[usize::from(port)].vcpu);
                 t.virq_ports[vcpu][virq as usize] = 0;
             }
             PortState::Pirq(intid) => self.pirqs[intid as usize] = None,
             _ => {}
         }
-        self.tables[d as usize].ports[port as usize] = PortEntry {
+        self.tables[d as usize].ports[usize::from(port)] = PortEntry {
             state: PortState::Free,
             vcpu: 0,
         };
@@ -365,7 +384,8 @@ impl<const N: usize> EventTables<N> {
         port: u64,
         alive: impl Fn(u8) -> bool,
     ) -> Result<Target, HvError> {
-        let e = *self.tables[d as usize].entry(port)?;
+        let port = port_number(port)?;
+        let e = self.tables[d as usize].ports[usize::from(port)];
         let target = match e.state {
             PortState::Interdomain {
                 remote,
@@ -383,7 +403,7 @@ impl<const N: usize> EventTables<N> {
             }
             PortState::Ipi => Target {
                 domain: d,
-                port: port as Port,
+                port: port.into(),
                 vcpu: e.vcpu,
             },
             PortState::Closed { remote } if !alive(remote) => return Err(HvError::NoDomain),
@@ -419,9 +439,9 @@ impl<const N: usize> EventTables<N> {
     /// Returns the peers whose ports changed, as `(domain, port)` pairs through
     /// `notify`, so the caller can wake them.
     pub fn teardown(&mut self, d: u8, mut notify: impl FnMut(u8, Port)) {
-        for port in 1..MAX_PORTS as u64 {
+        for port in 1..MAX_PORTS {
             if self.tables[d as usize].ports[port as usize].state != PortState::Free {
-                if let Ok(Some((peer, peer_port))) = self.close(d, port) {
+                if let Ok(Some((peer, peer_port))) = self.close(d, port.into()) {
                     notify(peer, peer_port);
                 }
             }
@@ -618,6 +638,32 @@ mod tests {
         assert_eq!(t.send_target(1, b.into(), alive).unwrap().port, a);
         t.close(1, a.into()).unwrap();
         assert_eq!(t.status(1, b.into()), Ok(PortStatus::Closed { remote: 1 }));
+    }
+
+    #[test]
+    fn numbers_beyond_every_integer_width_are_refused_not_truncated() {
+        let mut t = T::new();
+        let p = t.alloc_unbound(1, 2, true).unwrap();
+        // Would name domain 2, vCPU 0 or port `p` if cut to 8, 16 or 32 bits.
+        for big in [1 << 8 | 2, 1 << 16 | 2, 1 << 32 | 2, u64::MAX] {
+            assert_eq!(t.alloc_unbound(1, big, true), Err(HvError::NoDomain));
+            assert_eq!(
+                t.bind_interdomain(2, big, p.into(), true),
+                Err(HvError::NoDomain)
+            );
+            assert_eq!(t.bind_virq(1, 0, big, 2), Err(HvError::NoEnt));
+            assert_eq!(t.bind_ipi(1, big, 2), Err(HvError::NoEnt));
+            assert_eq!(t.bind_pirq(1, big, |_| true), Err(HvError::Inval));
+            assert!(!t.pirq_bound_by(1, big));
+        }
+        for big in [1 << 16 | u64::from(p), 1 << 32 | u64::from(p), u64::MAX] {
+            assert_eq!(t.bind_interdomain(2, 1, big, true), Err(HvError::Inval));
+            assert_eq!(t.status(1, big), Err(HvError::Inval));
+            assert_eq!(t.bound_vcpu(1, big), Err(HvError::Inval));
+            assert_eq!(t.send_target(1, big, alive), Err(HvError::Inval));
+            assert_eq!(t.close(1, big), Err(HvError::Inval));
+        }
+        assert_eq!(t.status(1, p.into()), Ok(PortStatus::Unbound { remote: 2 }));
     }
 
     #[test]

@@ -54,10 +54,11 @@ pub fn acquire(
     grantee: u32,
     write: bool,
 ) -> Result<u32, HvError> {
-    if gref >= u64::from(GRANT_ENTRIES) || gref as usize >= table.len() {
+    let g = usize::try_from(gref).map_err(|_| HvError::Inval)?;
+    if gref >= u64::from(GRANT_ENTRIES) || g >= table.len() {
         return Err(HvError::Inval);
     }
-    let entry = &table[gref as usize];
+    let entry = &table[g];
     let mut cur = entry.header.load(Ordering::Acquire);
     loop {
         let flags = cur & gtf::MASK;
@@ -76,7 +77,6 @@ pub fn acquire(
             Err(now) => cur = now,
         }
     }
-    let g = gref as usize;
     pins.readers[g] += 1;
     if write {
         pins.writers[g] += 1;
@@ -163,9 +163,10 @@ impl MapTrack {
 
     /// Forgets `handle`.
     pub fn remove(&mut self, handle: u64) -> Result<Mapping, HvError> {
-        let m = self.get(handle)?;
-        self.slots[handle as usize] = None;
-        Ok(m)
+        self.slots
+            .get_mut(usize::try_from(handle).map_err(|_| HvError::Inval)?)
+            .and_then(Option::take)
+            .ok_or(HvError::NoEnt)
     }
 
     /// Whether some mapping sits at `ipa`.
@@ -183,7 +184,10 @@ impl MapTrack {
 
     /// Marks the mapping `handle` orphaned.
     pub fn orphan(&mut self, handle: u64) {
-        if let Some(Some(m)) = self.slots.get_mut(handle as usize) {
+        let slot = usize::try_from(handle)
+            .ok()
+            .and_then(|i| self.slots.get_mut(i));
+        if let Some(Some(m)) = slot {
             m.orphaned = true;
         }
     }
@@ -251,12 +255,13 @@ pub fn check_copy(
             if s.domid == DOMID_SELF || !domain_ok(s.domid) {
                 return Err(HvError::NoDomain);
             }
+            let granter = u8::try_from(s.domid).map_err(|_| HvError::NoDomain)?;
             if s.gref_or_gfn >= u64::from(GRANT_ENTRIES) {
                 return Err(HvError::Inval);
             }
             Ok(Side::Granted {
-                granter: s.domid as u8,
-                gref: s.gref_or_gfn as u32,
+                granter,
+                gref: u32::try_from(s.gref_or_gfn).map_err(|_| HvError::Inval)?,
                 offset: s.offset,
             })
         } else {
@@ -342,6 +347,10 @@ mod tests {
         assert_eq!(mt.get(h), Ok(m));
         assert_eq!(mt.get(h + 1), Err(HvError::NoEnt));
         assert_eq!(mt.get(u64::MAX), Err(HvError::NoEnt));
+        assert_eq!(mt.remove(u64::MAX), Err(HvError::NoEnt));
+        assert_eq!(mt.remove(1 << 32 | h), Err(HvError::NoEnt));
+        mt.orphan(1 << 32 | h);
+        assert!(!mt.get(h).unwrap().orphaned);
         mt.orphan(h);
         assert!(mt.get(h).unwrap().orphaned);
         assert!(mt.remove(h).is_ok());
@@ -425,6 +434,21 @@ mod tests {
             ..granted
         };
         assert_eq!(check_copy(&copy(bad_ref, own, 4), ok), Err(HvError::Inval));
+        let wide_ref = CopySide {
+            gref_or_gfn: 1 << 32 | 7,
+            ..granted
+        };
+        assert_eq!(check_copy(&copy(wide_ref, own, 4), ok), Err(HvError::Inval));
+        // A domain check that lets a wide id through still gets no granter
+        // cut to 8 bits.
+        let wide_domain = CopySide {
+            domid: 1 << 8 | 1,
+            ..granted
+        };
+        assert_eq!(
+            check_copy(&copy(wide_domain, own, 4), |_| true),
+            Err(HvError::NoDomain)
+        );
         let own_with_domain = CopySide { domid: 1, ..own };
         assert_eq!(
             check_copy(&copy(own_with_domain, own, 4), ok),

@@ -11,6 +11,7 @@
 use parapet_abi::layout::PAGE_SIZE;
 use parapet_abi::HvError;
 
+use crate::convert::usize_from;
 use crate::stage2::{Access, MemKind, Stage2, TableRead};
 
 /// Raw physical memory, as the hypervisor sees it.
@@ -66,7 +67,8 @@ impl<T: TableRead, P: PhysMemory> GuestMemory<'_, T, P> {
                 return Err(HvError::Inval);
             }
             let n = t.contiguous.min(len - done);
-            pieces[count] = (t.pa, done as usize, n as usize);
+            // Both are at most `len`, the length of a buffer in memory.
+            pieces[count] = (t.pa, usize_from(done), usize_from(n));
             count += 1;
             done += n;
         }
@@ -125,11 +127,11 @@ mod tests {
 
     impl PhysMemory for FakePhys {
         fn read(&self, pa: u64, buf: &mut [u8]) {
-            let at = (pa - PHYS) as usize;
+            let at = usize_from(pa - PHYS);
             buf.copy_from_slice(&self.0.borrow()[at..at + buf.len()]);
         }
         fn write(&self, pa: u64, data: &[u8]) {
-            let at = (pa - PHYS) as usize;
+            let at = usize_from(pa - PHYS);
             self.0.borrow_mut()[at..at + data.len()].copy_from_slice(data);
         }
     }
@@ -236,9 +238,9 @@ mod tests {
             tables: &tables,
             phys: &phys,
         };
-        let mut buf = vec![0u8; 4 * PAGE_SIZE as usize];
+        let mut buf = vec![0u8; 4 * usize_from(PAGE_SIZE)];
         assert_eq!(mem.read(RAM, &mut buf), Ok(()));
-        let mut buf = vec![0u8; 4 * PAGE_SIZE as usize + 1];
+        let mut buf = vec![0u8; 4 * usize_from(PAGE_SIZE) + 1];
         assert_eq!(mem.read(RAM, &mut buf), Err(HvError::Inval));
     }
 }

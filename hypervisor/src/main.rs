@@ -3,9 +3,10 @@
 //!
 //! Portable modules (`stage2`, `frames`, `guest_mem`, `elf`, `bootargs`,
 //! `platform`, `sched`, `lifecycle`, `console`, `esr`, `evtchn`, `grant`,
-//! `store`, `restart`) hold the logic and are tested on the host; `hv` holds
-//! the state behind the hypervisor's lock and acts on it; everything that
-//! touches system registers, the GIC, the timer or the UART lives in `arch`.
+//! `store`, `restart`, `convert`) hold the logic and are tested on the host;
+//! `hv` holds the state behind the hypervisor's lock and acts on it;
+//! everything that touches system registers, the GIC, the timer or the UART
+//! lives in `arch`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 // Truncating `as` casts hide bugs in address and length arithmetic: use
 // `try_from` or say why the value fits.
@@ -13,6 +14,7 @@
 
 pub mod bootargs;
 pub mod console;
+pub mod convert;
 pub mod elf;
 pub mod esr;
 pub mod evtchn;

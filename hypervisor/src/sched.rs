@@ -16,7 +16,7 @@ pub struct VcpuRef {
 /// Most vCPUs queued on one CPU: every vCPU of every domain, so that a push
 /// can never fail.
 pub const QUEUE_CAPACITY: usize =
-    parapet_abi::layout::MAX_DOMAINS * parapet_abi::layout::MAX_VCPUS as usize;
+    parapet_abi::layout::MAX_DOMAINS * crate::convert::usize_from(parapet_abi::layout::MAX_VCPUS);
 
 /// A FIFO run queue with a fixed capacity.
 #[derive(Clone, Copy, Debug)]
@@ -185,13 +185,13 @@ mod tests {
         assert_eq!(q.len(), 1);
         for i in 0..QUEUE_CAPACITY - 1 {
             let v = VcpuRef {
-                domain: 2 + (i / 8) as u8,
-                vcpu: (i % 8) as u8,
+                domain: 2 + u8::try_from(i / 8).unwrap(),
+                vcpu: u8::try_from(i % 8).unwrap(),
             };
             assert!(q.push(v));
         }
         assert!(!q.push(v(250)));
-        for d in 2..2 + (QUEUE_CAPACITY / 8) as u8 {
+        for d in 2..2 + u8::try_from(QUEUE_CAPACITY / 8).unwrap() {
             q.remove_domain(d);
         }
         assert_eq!(q.len(), 1);

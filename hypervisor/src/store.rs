@@ -42,6 +42,9 @@ impl Namespace {
         if !valid_key(key) || value.len() > VALUE_MAX {
             return Err(HvError::Inval);
         }
+        // Both fit, as checked just above: at most `KEY_MAX` and `VALUE_MAX`.
+        let key_len = u8::try_from(key.len()).map_err(|_| HvError::Inval)?;
+        let value_len = u8::try_from(value.len()).map_err(|_| HvError::Inval)?;
         let slot = match self.find(key) {
             Some(i) => i,
             None => self
@@ -52,9 +55,9 @@ impl Namespace {
         };
         let mut e = Entry {
             key: [0; KEY_MAX],
-            key_len: key.len() as u8,
+            key_len,
             value: [0; VALUE_MAX],
-            value_len: value.len() as u8,
+            value_len,
         };
         e.key[..key.len()].copy_from_slice(key);
         e.value[..value.len()].copy_from_slice(value);

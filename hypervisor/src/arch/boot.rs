@@ -58,5 +58,5 @@ pub fn secondary_entry_address() -> u64 {
 
 #[unsafe(no_mangle)]
 extern "C" fn hv_cpu_entry(cpu: u64) -> ! {
-    crate::hv::cpu_main(cpu as usize)
+    crate::hv::cpu_main(crate::convert::usize_from(cpu))
 }

@@ -209,7 +209,8 @@ pub fn acknowledge() -> u32 {
     let v: u64;
     // SAFETY: reading IAR acknowledges an interrupt; the caller ends it.
     unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) v, options(nomem, nostack)) };
-    v as u32
+    // The INTID is in bits [23:0]; bits [63:32] are RES0.
+    (v & 0xffff_ffff) as u32
 }
 
 /// Ends (drops priority and deactivates) interrupt `intid`.

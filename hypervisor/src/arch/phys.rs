@@ -4,6 +4,8 @@
 //! what it is using it for (a domain's RAM it is loading or copying from, a
 //! page-table frame from the pool, a VPSR page).
 
+use crate::convert::usize_from;
+
 /// Copies `src` to physical address `pa`.
 ///
 /// # Safety
@@ -28,7 +30,7 @@ pub unsafe fn read_bytes(pa: u64, dst: &mut [u8]) {
 /// The range must be RAM that no Rust reference aliases.
 pub unsafe fn zero(pa: u64, len: u64) {
     // SAFETY: forwarded from the caller.
-    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, len as usize) };
+    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, usize_from(len)) };
 }
 
 /// A byte slice over physical memory.
@@ -37,7 +39,7 @@ pub unsafe fn zero(pa: u64, len: u64) {
 /// The range must be RAM that is not written while the slice lives.
 pub unsafe fn slice(pa: u64, len: u64) -> &'static [u8] {
     // SAFETY: forwarded from the caller.
-    unsafe { core::slice::from_raw_parts(pa as *const u8, len as usize) }
+    unsafe { core::slice::from_raw_parts(pa as *const u8, usize_from(len)) }
 }
 
 /// Reads one `u64`.
@@ -66,5 +68,5 @@ pub unsafe fn write_u64(pa: u64, v: u64) {
 /// (`dst`); no Rust reference aliases `dst`.
 pub unsafe fn copy(dst: u64, src: u64, len: u64) {
     // SAFETY: forwarded from the caller; `copy` allows overlap.
-    unsafe { core::ptr::copy(src as *const u8, dst as *mut u8, len as usize) };
+    unsafe { core::ptr::copy(src as *const u8, dst as *mut u8, usize_from(len)) };
 }

@@ -56,7 +56,8 @@ impl Pl011 {
             if read_volatile((self.base + FR) as *const u32) & FR_RXFE != 0 {
                 return None;
             }
-            Some(read_volatile((self.base + DR) as *const u32) as u8)
+            // The byte is in bits [7:0]; [11:8] are its error flags.
+            Some((read_volatile((self.base + DR) as *const u32) & 0xff) as u8)
         }
     }
 }

@@ -61,8 +61,8 @@ fn primary_boot() {
     sysregs::init_el2_controls();
     trap::install(&PERCPU[0]);
     let gic = Gic {
-        gicd: platform.gicd as usize,
-        gicr: platform.gicr as usize,
+        gicd: crate::convert::usize_from(platform.gicd),
+        gicr: crate::convert::usize_from(platform.gicr),
     };
     gic.init_distributor();
     gic.init_cpu(sysregs::read_mpidr());

@@ -14,10 +14,10 @@ use zerocopy::{FromZeros, IntoBytes};
 
 use super::memory::TABLE_QUOTA;
 use super::vcpu::{Vcpu, VcpuStats};
-use super::{hvprintln, print_line, Hypervisor, MAX_VCPUS};
+use super::{domain_id, hvprintln, print_line, Hypervisor, MAX_VCPUS};
 use crate::arch::{cache, phys};
 use crate::bootargs::{self, DomainConfig, OnCrash, Role};
-use crate::evtchn::{FIRST_SPI, MAX_PIRQ};
+use crate::evtchn::{FIRST_SPI, MAX_PIRQ, PIRQ_LIMIT};
 use crate::grant::{MapTrack, Pins};
 use crate::lifecycle::{AfterStop, DomainState, VcpuState};
 use crate::platform::Module;
@@ -27,7 +27,7 @@ use crate::stage2::{Attributes, Stage2};
 
 /// Guest RAM is allocated in 2 MiB-aligned runs, so the stage-2 maps it with
 /// blocks.
-const RAM_ALIGN_FRAMES: usize = (2 << 20) / PAGE_SIZE as usize;
+const RAM_ALIGN_FRAMES: usize = (2 << 20) / crate::convert::usize_from(PAGE_SIZE);
 
 pub(super) struct Domain {
     pub state: DomainState,
@@ -289,9 +289,10 @@ impl Hypervisor {
             }
         };
         info.magic = start_info::START_INFO_MAGIC;
-        info.abi_version = ABI_VERSION.to_raw() as u32;
+        // `AbiVersion::to_raw`'s packing, which fits 32 bits.
+        info.abi_version = (u32::from(ABI_VERSION.major) << 16) | u32::from(ABI_VERSION.minor);
         info.features = Features::OFFERED.0;
-        info.domain_id = index as u32;
+        info.domain_id = domain_id(index).into();
         info.vcpu_count = cfg.vcpus;
         info.ram_base = ipa;
         info.ram_size = size;
@@ -334,7 +335,7 @@ impl Hypervisor {
         for v in d.vcpus.iter_mut() {
             *v = Vcpu::EMPTY;
         }
-        *self.events.table_mut(index as u8) = crate::evtchn::EventTable::EMPTY;
+        *self.events.table_mut(domain_id(index)) = crate::evtchn::EventTable::EMPTY;
         self.maps[index] = MapTrack::EMPTY;
         self.pins[index] = Pins::EMPTY;
         self.store[index].clear();
@@ -349,7 +350,7 @@ impl Hypervisor {
             vpsr.counter_freq.store(freq, Ordering::Relaxed);
         }
         let v0 = VcpuRef {
-            domain: index as u8,
+            domain: domain_id(index),
             vcpu: 0,
         };
         self.start_vcpu(v0, image.entry, layout::start_info_ipa(ipa, size));
@@ -485,7 +486,7 @@ impl Hypervisor {
             v.timer_deadline = 0;
         }
         for cpu in 0..self.cpu_count {
-            self.cpus[cpu].queue.remove_domain(index as u8);
+            self.cpus[cpu].queue.remove_domain(domain_id(index));
             if let Some(cur) = self.cpus[cpu].current {
                 if cur.domain as usize == index && cpu != here {
                     crate::arch::gic::kick(cpu);
@@ -507,8 +508,8 @@ impl Hypervisor {
     /// device interrupts, close its ports and empty its store namespace.
     fn teardown_sharing(&mut self, d: usize) {
         self.teardown_grants(d);
-        for intid in FIRST_SPI..MAX_PIRQ as u32 {
-            if self.events.pirq_bound_by(d as u8, intid.into()) {
+        for intid in FIRST_SPI..PIRQ_LIMIT {
+            if self.events.pirq_bound_by(domain_id(d), intid.into()) {
                 self.gic.disable_spi(intid);
             }
         }

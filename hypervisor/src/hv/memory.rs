@@ -13,7 +13,8 @@ use crate::stage2::{TableMemory, TableRead};
 
 /// Frames the pool can hold: RAM from the guest pool's base up to 4 GiB (the
 /// most `memory_mib` allows), 2.75 GiB in 4 KiB frames.
-const POOL_WORDS: usize = ((1 << 32) - parapet_abi::layout::GUEST_POOL_BASE as usize) / 4096 / 64;
+const POOL_WORDS: usize =
+    ((1 << 32) - crate::convert::usize_from(parapet_abi::layout::GUEST_POOL_BASE)) / 4096 / 64;
 
 /// The frame pool of guest RAM and stage-2 tables.
 pub(super) type Frames = FrameAllocator<POOL_WORDS>;

@@ -53,8 +53,27 @@ use domain::Domain;
 use memory::Frames;
 use vcpu::Vcpu;
 
-const MAX_VCPUS: usize = layout::MAX_VCPUS as usize;
+const MAX_VCPUS: usize = crate::convert::usize_from(layout::MAX_VCPUS);
 const DEFAULT_UART: usize = 0x0900_0000;
+
+// Domain and vCPU indices are named by a `u8` in a `VcpuRef`, an event table
+// or a grant mapping.
+const _: () = assert!(MAX_DOMAINS <= 1 << 8 && MAX_VCPUS <= 1 << 8);
+
+/// Domain index `d` as the `u8` that names it in a `VcpuRef`, an event table
+/// or a grant mapping. Callers pass the index of a slot of
+/// `Hypervisor::domains`, so `d < MAX_DOMAINS`.
+#[allow(clippy::cast_possible_truncation)] // d < MAX_DOMAINS <= 256 (asserted above)
+const fn domain_id(d: usize) -> u8 {
+    d as u8
+}
+
+/// vCPU index `i` as the `u8` that names it in a `VcpuRef`. Callers pass the
+/// index of a slot of `Domain::vcpus`, so `i < MAX_VCPUS`.
+#[allow(clippy::cast_possible_truncation)] // i < MAX_VCPUS <= 256 (asserted above)
+const fn vcpu_id(i: usize) -> u8 {
+    i as u8
+}
 
 // ---------------------------------------------------------------------------
 // Console
@@ -183,7 +202,7 @@ impl Hypervisor {
 
     /// Whether `id` names a running domain.
     fn domain_alive(&self, id: u64) -> bool {
-        id < self.domain_count as u64 && self.domains[id as usize].alive()
+        usize::try_from(id).is_ok_and(|i| i < self.domain_count && self.domains[i].alive())
     }
 
     fn alive_domains(&self) -> usize {

@@ -9,7 +9,7 @@ use parapet_abi::layout;
 use parapet_abi::vpsr::Virq;
 
 use super::vcpu::Vcpu;
-use super::{Hypervisor, CONSOLE};
+use super::{domain_id, vcpu_id, Hypervisor, CONSOLE};
 use crate::arch::{gic, timer};
 use crate::bootargs::Role;
 use crate::evtchn::{Target, FIRST_SPI};
@@ -38,7 +38,7 @@ impl Hypervisor {
             if d != except && self.domains[d].alive() {
                 self.raise_virq(
                     VcpuRef {
-                        domain: d as u8,
+                        domain: domain_id(d),
                         vcpu: 0,
                     },
                     virq,
@@ -154,8 +154,8 @@ impl Hypervisor {
                 v.timer_deadline = 0;
                 self.raise_virq(
                     VcpuRef {
-                        domain: d as u8,
-                        vcpu: i as u8,
+                        domain: domain_id(d),
+                        vcpu: vcpu_id(i),
                     },
                     Virq::Timer,
                 );
@@ -228,7 +228,7 @@ impl Hypervisor {
         if got && self.domain_alive(d as u64) {
             self.raise_virq(
                 VcpuRef {
-                    domain: d as u8,
+                    domain: domain_id(d),
                     vcpu: 0,
                 },
                 Virq::Console,

@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use parapet_abi::layout::{self, MAX_DOMAINS};
 use parapet_abi::Vpsr;
 
-use super::{Hypervisor, MAX_VCPUS};
+use super::{domain_id, Hypervisor, MAX_VCPUS};
 use crate::arch::boot::MAX_CPUS;
 use crate::arch::fp::FpState;
 use crate::arch::gic;
@@ -233,7 +233,7 @@ impl Hypervisor {
             if gone(&c.current) {
                 c.current = None;
             }
-            c.queue.remove_domain(index as u8);
+            c.queue.remove_domain(domain_id(index));
         }
     }
 }

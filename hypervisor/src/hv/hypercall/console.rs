@@ -5,6 +5,7 @@ use parapet_abi::hypercall::CONSOLE_WRITE_MAX;
 use parapet_abi::start_info;
 use parapet_abi::HvError;
 
+use crate::convert::usize_from;
 use crate::hv::{print_line, Hypervisor};
 
 impl Hypervisor {
@@ -16,7 +17,7 @@ impl Hypervisor {
             return Err(HvError::Perm);
         }
         let mut buf = [0u8; crate::console::INPUT_MAX];
-        let want = len.min(buf.len() as u64) as usize;
+        let want = usize_from(len).min(buf.len());
         let n = self.console_in.peek_into(&mut buf[..want]);
         self.copy_to_guest(d, ipa, &buf[..n])?;
         self.console_in.consume(n);
@@ -29,13 +30,13 @@ impl Hypervisor {
         if len > CONSOLE_WRITE_MAX {
             return Err(HvError::Inval);
         }
-        let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
-        self.copy_from_guest(d, ipa, &mut buf[..len as usize])?;
+        let n = usize::try_from(len).map_err(|_| HvError::Inval)?;
+        let mut buf = [0u8; usize_from(CONSOLE_WRITE_MAX)];
+        self.copy_from_guest(d, ipa, &mut buf[..n])?;
         let dom = &mut self.domains[d];
         let name = start_info::c_str(&dom.name).unwrap_or("?");
-        dom.console.push(&buf[..len as usize], |line| {
-            print_line(name, format_args!("{line}"))
-        });
+        dom.console
+            .push(&buf[..n], |line| print_line(name, format_args!("{line}")));
         Ok(len)
     }
 }

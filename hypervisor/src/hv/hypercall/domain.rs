@@ -30,7 +30,7 @@ impl Hypervisor {
             return Err(HvError::Inval);
         }
         let mut name = [0u8; start_info::NAME_LEN];
-        let name = &mut name[..len as usize];
+        let name = &mut name[..usize::try_from(len).map_err(|_| HvError::Inval)?];
         self.copy_from_guest(d, ipa, name)?;
         self.domains[..self.domain_count]
             .iter()

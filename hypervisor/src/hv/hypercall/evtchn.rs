@@ -6,7 +6,7 @@ use parapet_abi::event::Port;
 use parapet_abi::HvError;
 
 use crate::evtchn::{PortState, Target, MAX_PIRQ};
-use crate::hv::Hypervisor;
+use crate::hv::{domain_id, Hypervisor};
 use crate::sched::VcpuRef;
 
 impl Hypervisor {
@@ -60,13 +60,15 @@ impl Hypervisor {
     /// `EvtchnBindPirq`: binds a passed-through device's interrupt to a port
     /// and routes it to the domain's vCPU 0's CPU.
     pub(super) fn evtchn_bind_pirq(&mut self, v: VcpuRef, intid: u64) -> Result<u64, HvError> {
+        // Too large for a `u32`: `bind_pirq`'s first check says `Inval` too.
+        let spi = u32::try_from(intid).map_err(|_| HvError::Inval)?;
         let d = v.domain as usize;
         let owned = self.domains[d].device_irqs;
         let port = self.events.bind_pirq(v.domain, intid, |i| {
             (i as usize) < MAX_PIRQ && owned & (1u128 << i) != 0
         })?;
         let cpu = self.domains[d].vcpus[0].cpu;
-        self.gic.enable_spi(intid as u32, self.mpidr[cpu]);
+        self.gic.enable_spi(spi, self.mpidr[cpu]);
         Ok(port.into())
     }
 
@@ -75,7 +77,8 @@ impl Hypervisor {
         if !self.events.pirq_bound_by(v.domain, intid) {
             return Err(HvError::Access);
         }
-        self.gic.unmask_spi(intid as u32);
+        let spi = u32::try_from(intid).map_err(|_| HvError::Access)?;
+        self.gic.unmask_spi(spi);
         Ok(())
     }
 
@@ -100,7 +103,7 @@ impl Hypervisor {
     /// pending, raise it on its vCPU.
     pub(super) fn evtchn_unmask(&mut self, v: VcpuRef, port: u64) -> Result<(), HvError> {
         let vcpu = self.events.bound_vcpu(v.domain, port)?;
-        let port = port as Port;
+        let port = Port::try_from(port).map_err(|_| HvError::Inval)?;
         let page = self.domains[v.domain as usize].events();
         if page.is_pending(port) && !page.is_masked(port) {
             self.flag_port(Target {
@@ -117,7 +120,7 @@ impl Hypervisor {
     pub(in crate::hv) fn teardown_ports(&mut self, d: usize) {
         let mut peers = [(0u8, 0 as Port); 64];
         let mut n = 0;
-        self.events.teardown(d as u8, |peer, port| {
+        self.events.teardown(domain_id(d), |peer, port| {
             if n < peers.len() {
                 peers[n] = (peer, port);
                 n += 1;

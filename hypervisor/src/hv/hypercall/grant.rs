@@ -10,7 +10,7 @@ use parapet_abi::HvError;
 use crate::arch::phys;
 use crate::bootargs::Role;
 use crate::grant::{self, Mapping, Side};
-use crate::hv::Hypervisor;
+use crate::hv::{domain_id, Hypervisor};
 use crate::stage2::{Access, Attributes, MemKind};
 
 /// Fixed-capacity list of mapping handles (the hypervisor has no heap).
@@ -64,6 +64,7 @@ impl Hypervisor {
         if !self.domain_alive(granter) {
             return Err(HvError::NoDomain);
         }
+        let granter = u8::try_from(granter).map_err(|_| HvError::NoDomain)?;
         if flags & !abi_grant::map_flags::READONLY != 0 {
             return Err(HvError::Inval);
         }
@@ -75,12 +76,15 @@ impl Hypervisor {
         if self.maps[d].len() >= MAX_MAPPINGS as usize {
             return Err(HvError::NoMem);
         }
-        let g = granter as usize;
+        let g = usize::from(granter);
         let write = flags & abi_grant::map_flags::READONLY == 0;
         let table = self.domains[g].grant_table();
-        let frame = grant::acquire(table, &mut self.pins[g], gref, d as u32, write)?;
+        // `acquire` refuses a `gref` beyond the table with `Inval` first.
+        let gref = u32::try_from(gref).map_err(|_| HvError::Inval)?;
+        let grantee = domain_id(d).into();
+        let frame = grant::acquire(table, &mut self.pins[g], gref.into(), grantee, write)?;
         let Some(pa) = self.granted_frame_pa(g, frame) else {
-            grant::release(table, &mut self.pins[g], gref as u32, write);
+            grant::release(table, &mut self.pins[g], gref, write);
             return Err(HvError::Fault);
         };
         let attrs = Attributes {
@@ -96,13 +100,13 @@ impl Hypervisor {
             .map(&mut self.tables_of(d), ipa, pa, PAGE_SIZE, attrs)
             .is_err()
         {
-            grant::release(table, &mut self.pins[g], gref as u32, write);
+            grant::release(table, &mut self.pins[g], gref, write);
             return Err(HvError::NoMem);
         }
         self.domains[d].stage2 = Some(s2);
         let handle = self.maps[d].insert(Mapping {
-            granter: g as u8,
-            gref: gref as u32,
+            granter,
+            gref,
             ipa,
             pa,
             write,
@@ -175,7 +179,8 @@ impl Hypervisor {
             } => {
                 let g = granter as usize;
                 let table = self.domains[g].grant_table();
-                let frame = grant::acquire(table, &mut self.pins[g], gref.into(), d as u32, write)?;
+                let grantee = domain_id(d).into();
+                let frame = grant::acquire(table, &mut self.pins[g], gref.into(), grantee, write)?;
                 match self.granted_frame_pa(g, frame) {
                     Some(pa) => Ok(pa + u64::from(offset)),
                     None => {

@@ -5,6 +5,7 @@ use parapet_abi::store::{KEY_MAX, VALUE_MAX};
 use parapet_abi::vpsr::Virq;
 use parapet_abi::HvError;
 
+use crate::convert::usize_from;
 use crate::hv::Hypervisor;
 
 /// A store key copied out of guest memory.
@@ -26,9 +27,9 @@ impl Hypervisor {
         }
         let mut k = KeyBuf {
             bytes: [0; KEY_MAX],
-            len: len as usize,
+            len: usize::try_from(len).map_err(|_| HvError::Inval)?,
         };
-        self.copy_from_guest(d, ipa, &mut k.bytes[..len as usize])?;
+        self.copy_from_guest(d, ipa, &mut k.bytes[..k.len])?;
         Ok(k)
     }
 
@@ -46,7 +47,7 @@ impl Hypervisor {
             return Err(HvError::Inval);
         }
         let mut buf = [0u8; VALUE_MAX];
-        let buf = &mut buf[..value_len as usize];
+        let buf = &mut buf[..usize::try_from(value_len).map_err(|_| HvError::Inval)?];
         self.copy_from_guest(d, value, buf)?;
         self.store[d].write(key.as_slice(), buf)?;
         self.store_changed(d);
@@ -67,10 +68,11 @@ impl Hypervisor {
         if !self.domain_alive(owner) {
             return Err(HvError::NoDomain);
         }
+        let owner = usize::try_from(owner).map_err(|_| HvError::NoDomain)?;
         let key = self.read_key(d, key, key_len)?;
         let mut value = [0u8; VALUE_MAX];
-        let len = self.store[owner as usize].read(key.as_slice(), &mut value)?;
-        let n = len.min(buf_len.min(VALUE_MAX as u64) as usize);
+        let len = self.store[owner].read(key.as_slice(), &mut value)?;
+        let n = len.min(VALUE_MAX).min(usize_from(buf_len));
         self.copy_to_guest(d, buf, &value[..n])?;
         Ok(len as u64)
     }

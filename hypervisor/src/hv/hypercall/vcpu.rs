@@ -56,6 +56,7 @@ impl Hypervisor {
         if id >= d.vcpu_count as u64 {
             return Err(HvError::NoEnt);
         }
+        let id = u8::try_from(id).map_err(|_| HvError::NoEnt)?;
         if entry < d.ram_ipa
             || entry >= layout::reserved_top_base(d.ram_ipa, d.ram_size)
             || !entry.is_multiple_of(4)
@@ -64,7 +65,7 @@ impl Hypervisor {
         }
         let target = VcpuRef {
             domain: v.domain,
-            vcpu: id as u8,
+            vcpu: id,
         };
         if self.vcpu(target).state != VcpuState::Off {
             return Err(HvError::Busy);
