@@ -132,10 +132,9 @@ extern "C" fn hvc_fast(
 fn fast_locked(call: Hypercall, args: [u64; 6], out: &mut [u64; 3]) -> u64 {
     let cpu = crate::arch::cpu_index();
     let cur = PERCPU[cpu].current.load(Ordering::Relaxed);
-    let v = VcpuRef {
-        domain: (cur >> 8) as u8,
-        vcpu: cur as u8,
-    };
+    // `switch_to` packs the current vCPU as `domain << 8 | vcpu`.
+    let [vcpu, domain, ..] = cur.to_le_bytes();
+    let v = VcpuRef { domain, vcpu };
     let mut hv = HV.lock();
     hv.vcpu_mut(v).stats.hypercalls += 1;
     match hv.fast_hypercall(cpu, v, call, args, out) {
