@@ -47,7 +47,11 @@ impl Ports {
 
     /// Takes the words flagged in `vpsr.pending_sel`, acknowledges each
     /// pending, unmasked port and runs its handler. Returns the ports taken.
-    pub(crate) fn dispatch(&self, vpsr: &Vpsr) -> u32 {
+    /// Calls the handlers of the pending, unmasked ports flagged in
+    /// `pending_sel`. With `switch_safe`, the words not yet looked at (and
+    /// the current one) are flagged again before each handler, so that a
+    /// handler that switches threads strands none of them.
+    pub(crate) fn dispatch(&self, vpsr: &Vpsr, switch_safe: bool) -> u32 {
         let Some(page) = self.page.get() else {
             return 0;
         };
@@ -67,6 +71,10 @@ impl Ports {
                 if page.clear_pending(port) {
                     taken += 1;
                     if let Some(h) = self.handler(port) {
+                        if switch_safe {
+                            vpsr.pending_sel.fetch_or(sel | 1 << w, Ordering::SeqCst);
+                            vpsr.pending.store(1, Ordering::SeqCst);
+                        }
                         h(port);
                     }
                 }
@@ -193,21 +201,25 @@ pub fn clear_handler(port: Port) -> Result<(), HvError> {
     Ok(())
 }
 
-/// Blocks this vCPU until `ready()` holds: checks with interrupts masked, then
-/// blocks (the hypervisor wakes it on any event or virtual IRQ, even while
-/// soft-masked), unmasks to dispatch handlers, and checks again. No wake-up is
-/// lost: anything that arrives after the check makes `block` return at once.
+/// Waits until `ready()` holds, through [`crate::wait`]: blocks this vCPU by
+/// default (checking with interrupts masked, then blocking: the hypervisor
+/// wakes it on any event or virtual IRQ, even while soft-masked; unmasking
+/// dispatches handlers, then it checks again), or parks the calling thread
+/// when a guest OS installed its wait hook. No wake-up is lost.
 pub fn wait_until(mut ready: impl FnMut() -> bool) -> Result<(), HvError> {
-    loop {
-        let state = crate::irq::disable();
-        if ready() {
-            crate::irq::restore(state);
-            return Ok(());
-        }
-        let r = crate::hypercall::block();
-        crate::irq::restore(state);
-        r?;
-    }
+    crate::wait::wait_until(None, || ready().then_some(())).map_err(|e| match e {
+        crate::wait::WaitError::Hv(e) => e,
+        crate::wait::WaitError::TimedOut => HvError::Busy,
+    })
+}
+
+/// As [`wait_until`], giving up at counter value `deadline`
+/// (`Err(WaitError::TimedOut)`).
+pub fn wait_until_deadline(
+    deadline: u64,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), crate::wait::WaitError> {
+    crate::wait::wait_until(Some(deadline), || ready().then_some(()))
 }
 
 /// Hypervisor counters for benchmarks ([`Call::Stats`]).
@@ -263,7 +275,7 @@ mod tests {
         raise(page, &vpsr, 7); // no handler: acknowledged silently
         page.mask(200);
         raise(page, &vpsr, 200);
-        assert_eq!(ports.dispatch(&vpsr), 3);
+        assert_eq!(ports.dispatch(&vpsr, false), 3);
         assert_eq!(SEEN.load(Ordering::SeqCst), 133);
         assert!(!page.is_pending(3) && !page.is_pending(7));
         assert!(page.is_pending(200), "masked ports stay pending");

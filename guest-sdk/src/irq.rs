@@ -7,7 +7,7 @@
 //! vCPU's VPSR and the global handler table.
 #![deny(unsafe_code)]
 
-use core::sync::atomic::{compiler_fence, AtomicU64, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering};
 
 use parapet_abi::vpsr::{Virq, Vpsr};
 
@@ -97,11 +97,13 @@ pub(crate) fn restore_on(vpsr: &Vpsr, handlers: &Handlers, state: MaskState) {
 
 /// Dispatches with the mask set until nothing is pending, then leaves the vCPU
 /// unmasked. Re-checks after unmasking: an event recorded between the last
-/// dispatch and the unmask raised no upcall.
+/// dispatch and the unmask raised no upcall. Tells the guest OS's wait hook
+/// after each batch ([`crate::wait`]).
 fn run_pending(vpsr: &Vpsr, handlers: &Handlers) {
     loop {
         vpsr.irq_mask.store(1, Ordering::SeqCst);
         dispatch(vpsr, handlers);
+        crate::wait::notify();
         vpsr.irq_mask.store(0, Ordering::SeqCst);
         if vpsr.pending.load(Ordering::SeqCst) == 0 {
             break;
@@ -109,33 +111,47 @@ fn run_pending(vpsr: &Vpsr, handlers: &Handlers) {
     }
 }
 
+/// Set once a guest OS may switch threads inside handlers (it installed a
+/// wait hook or uses `context`): the dispatcher then keeps `pending` set
+/// while a handler runs and work remains, so that a handler that switches
+/// away leaves the rest of the batch to whichever thread dispatches next.
+static SWITCH_SAFE: AtomicBool = AtomicBool::new(false);
+
+/// Makes dispatch safe for handlers that switch threads (see `SWITCH_SAFE`).
+pub(crate) fn set_switch_safe() {
+    SWITCH_SAFE.store(true, Ordering::SeqCst);
+}
+
 /// Takes the pending virtual IRQs and event-channel ports and calls their
-/// handlers, until `pending` stays clear. IRQs with no handler are put back in `pending_virqs` (without setting
-/// `pending`): [`set_handler`] delivers them.
+/// handlers, until `pending` stays clear. Virtual IRQs are taken one at a
+/// time, the others left in `pending_virqs`. IRQs with no handler stay in
+/// `pending_virqs` (without setting `pending`): [`set_handler`] delivers
+/// them.
 pub(crate) fn dispatch(vpsr: &Vpsr, handlers: &Handlers) -> u64 {
     let mut taken = 0;
+    let switch_safe = SWITCH_SAFE.load(Ordering::Relaxed);
     while vpsr.pending.load(Ordering::SeqCst) != 0 {
         vpsr.pending.store(0, Ordering::SeqCst);
-        let bits = vpsr.pending_virqs.swap(0, Ordering::SeqCst);
         let table = handlers.snapshot();
         let mut unhandled = 0;
-        for virq in Virq::ALL {
-            if bits & virq.bit() == 0 {
+        loop {
+            let bits = vpsr.pending_virqs.load(Ordering::SeqCst) & !unhandled;
+            let Some(virq) = Virq::ALL.into_iter().find(|v| bits & v.bit() != 0) else {
+                break;
+            };
+            let Some(handler) = table[virq as usize] else {
+                unhandled |= virq.bit();
                 continue;
+            };
+            vpsr.pending_virqs.fetch_and(!virq.bit(), Ordering::SeqCst);
+            taken |= virq.bit();
+            if switch_safe {
+                vpsr.pending.store(1, Ordering::SeqCst);
             }
-            match table[virq as usize] {
-                Some(handler) => {
-                    taken |= virq.bit();
-                    handler();
-                }
-                None => unhandled |= virq.bit(),
-            }
-        }
-        if unhandled != 0 {
-            vpsr.pending_virqs.fetch_or(unhandled, Ordering::SeqCst);
+            handler();
         }
         // Event-channel ports flagged in `pending_sel`.
-        crate::event::PORTS.dispatch(vpsr);
+        crate::event::PORTS.dispatch(vpsr, switch_safe);
     }
     taken
 }

@@ -56,6 +56,8 @@ pub mod irq;
 pub mod smp;
 pub mod store;
 pub mod time;
+pub mod timer;
+pub mod wait;
 
 /// The PMU instruction counter, for benchmarks (bare metal only).
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

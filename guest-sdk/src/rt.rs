@@ -66,6 +66,9 @@ pub(crate) extern "C" fn sdk_start(info: usize, _vpsr: usize, _vcpu: usize) -> !
     unsafe { HEAP.init(heap_start, heap_end) };
 
     console::init_logger(console::level_from_cmdline(info.cmdline()));
+    // The timer queue serves `time::sleep`, the frontends' timeouts and an
+    // OS's tick on the one per-vCPU timer.
+    irq::set_handler(parapet_abi::vpsr::Virq::Timer, crate::timer::on_timer_irq);
     arch::unmask_irq_exceptions();
 
     if let Err(e) = hypercall::version_check(ABI_VERSION) {

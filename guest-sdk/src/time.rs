@@ -5,7 +5,7 @@ pub use core::time::Duration;
 
 use parapet_abi::HvError;
 
-use crate::{arch, hypercall, irq};
+use crate::{arch, hypercall};
 
 /// The virtual counter `CNTVCT_EL0`, in ticks.
 pub fn now() -> u64 {
@@ -50,7 +50,10 @@ pub fn deadline_after(d: Duration) -> u64 {
     now().saturating_add(ticks(d))
 }
 
-/// Arms this vCPU's one-shot timer `d` from now; returns the deadline.
+/// Arms this vCPU's one-shot timer `d` from now, directly; returns the
+/// deadline. This bypasses (and until the queue's next change overrides)
+/// the [`crate::timer`] queue that `sleep`, the frontends and an OS's tick
+/// share: prefer [`crate::timer::add_after`].
 pub fn set_timer_after(d: Duration) -> Result<u64, HvError> {
     let deadline = deadline_after(d);
     hypercall::set_timer(deadline)?;
@@ -65,22 +68,15 @@ pub fn busy_wait(d: Duration) {
     }
 }
 
-/// Blocks this vCPU for at least `d`. Uses (and overrides) the one-shot timer;
-/// other virtual IRQs are dispatched meanwhile.
+/// Waits for at least `d`, through [`crate::wait`]: blocks this vCPU (other
+/// virtual IRQs are dispatched meanwhile), or parks the calling thread when
+/// a guest OS installed its wait hook. The deadline is a timer of the
+/// [`crate::timer`] queue, so it overrides no other timer.
 pub fn sleep(d: Duration) -> Result<(), HvError> {
     let deadline = deadline_after(d);
-    hypercall::set_timer(deadline)?;
-    loop {
-        // Mask, check, block: an event between the check and `Block` keeps
-        // `pending` set, so `Block` returns at once, and the unmask dispatches it.
-        let state = irq::disable();
-        if now() >= deadline {
-            irq::restore(state);
-            return Ok(());
-        }
-        let blocked = hypercall::block();
-        irq::restore(state);
-        blocked?;
+    match crate::wait::wait_until(Some(deadline), || None::<()>) {
+        Ok(()) | Err(crate::wait::WaitError::TimedOut) => Ok(()),
+        Err(crate::wait::WaitError::Hv(e)) => Err(e),
     }
 }
 
@@ -110,11 +106,10 @@ mod tests {
         sleep(Duration::from_millis(2)).unwrap();
         let after = now();
         assert!(after - before >= 125_000);
-        assert!(fake::last_timer() >= before + 125_000);
-        assert!(irq::are_enabled());
-        let st = &crate::vpsr().stats;
-        use core::sync::atomic::Ordering::Relaxed;
-        assert_eq!(st.masks.load(Relaxed), st.unmasks.load(Relaxed));
+        // The wake-up timer was armed in the queue and is gone again.
+        assert_eq!(fake::last_timer(), 0);
+        assert_eq!(crate::timer::armed(), 0);
+        assert!(crate::irq::are_enabled());
     }
 
     #[test]

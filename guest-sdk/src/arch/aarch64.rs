@@ -408,6 +408,15 @@ pub fn unmask_irq_exceptions() {
     unsafe { asm!("msr daifclr, #2", options(nomem, nostack, preserves_flags)) };
 }
 
+/// This vCPU's index in its domain (`MPIDR_EL1.Aff0`: the hypervisor sets the
+/// virtual MPIDR to the vCPU id).
+pub fn vcpu_index() -> usize {
+    let mpidr: u64;
+    // SAFETY: reads MPIDR_EL1, no side effects.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack, preserves_flags)) };
+    usize::from(mpidr.to_le_bytes()[0])
+}
+
 /// The address of the secondary-vCPU entry point.
 pub fn secondary_entry() -> u64 {
     let addr: u64;

@@ -87,6 +87,17 @@ pub fn counter_frequency() -> u64 {
     62_500_000
 }
 
+/// A vCPU index per host thread (tests run in parallel threads, each its own
+/// "vCPU"; indices wrap at `MAX_VCPUS`).
+pub fn vcpu_index() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % parapet_abi::layout::MAX_VCPUS as usize;
+    }
+    INDEX.with(|i| *i)
+}
+
 /// No secondary entry on the host.
 pub fn secondary_entry() -> u64 {
     0

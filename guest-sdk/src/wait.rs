@@ -1,0 +1,180 @@
+//! The one pluggable wait. Every blocking call of the SDK and the frontends
+//! (`time::sleep`, `event::wait_until`, `store::wait_for`, the byte channel,
+//! netfront, blkfront) waits here, in [`wait_until`].
+//!
+//! By default a wait blocks the vCPU (`Block`) until an event, a virtual IRQ
+//! or its deadline. A guest OS with threads installs a [`WaitHook`] instead:
+//! the SDK then asks it to *park the calling thread* and tells it whenever
+//! something happened, so other threads keep running while one waits for a
+//! network fetch, a disk transfer or a byte-channel read.
+//!
+//! The protocol, which makes lost wake-ups impossible:
+//! 1. `wait_until` masks virtual interrupts and checks its condition;
+//! 2. if it does not hold, it calls [`WaitHook::park`] *with interrupts still
+//!    masked*; the OS records the thread as parked and switches to another
+//!    one (the switch restores that thread's interrupt state);
+//! 3. the SDK calls [`WaitHook::wake_all`] after every dispatch of events or
+//!    virtual IRQs (and timers), from the dispatching thread: the OS makes
+//!    every parked thread runnable;
+//! 4. `park` returns in the woken thread, which unmasks (dispatching what is
+//!    pending) and checks its condition again.
+//!
+//! `park` may return early (spuriously); it must return by the deadline. An
+//! OS can use [`crate::timer::add_at`] for that.
+#![deny(unsafe_code)]
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use parapet_abi::HvError;
+
+use crate::{hypercall, irq, time, timer};
+
+/// A guest OS's way of waiting (see the module documentation).
+pub trait WaitHook: Sync {
+    /// Parks the calling thread until [`WaitHook::wake_all`] or until the
+    /// counter reaches `deadline` (if any). Called with virtual interrupts
+    /// masked; the thread must be recorded as parked before anything can
+    /// unmask them. May return early.
+    fn park(&self, deadline: Option<u64>);
+    /// Something happened: make every parked thread runnable. Called from
+    /// the dispatch of events and virtual IRQs, with interrupts masked; must
+    /// not block or switch.
+    fn wake_all(&self);
+}
+
+/// Why a wait ended without its condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitError {
+    /// The deadline passed.
+    TimedOut,
+    /// The hypervisor refused to block or to arm the timer.
+    Hv(HvError),
+}
+
+impl From<HvError> for WaitError {
+    fn from(e: HvError) -> Self {
+        WaitError::Hv(e)
+    }
+}
+
+impl core::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WaitError::TimedOut => f.write_str("timed out"),
+            WaitError::Hv(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+static HOOK: spin::Once<&'static dyn WaitHook> = spin::Once::new();
+/// Set once a hook is installed, so the dispatcher's check is one load.
+static HOOKED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the guest OS's wait (once; later calls are refused with
+/// `Busy`). From then on every blocking call of the SDK and the frontends
+/// parks the calling thread instead of blocking the vCPU.
+pub fn set_hook(hook: &'static dyn WaitHook) -> Result<(), HvError> {
+    let mut installed = false;
+    HOOK.call_once(|| {
+        installed = true;
+        hook
+    });
+    if !installed {
+        return Err(HvError::Busy);
+    }
+    HOOKED.store(true, Ordering::SeqCst);
+    irq::set_switch_safe();
+    Ok(())
+}
+
+/// Whether a guest OS installed its wait.
+pub fn is_hooked() -> bool {
+    HOOKED.load(Ordering::Relaxed)
+}
+
+/// Called by the dispatcher after every batch: tells the OS.
+pub(crate) fn notify() {
+    if HOOKED.load(Ordering::Relaxed) {
+        if let Some(hook) = HOOK.get() {
+            hook.wake_all();
+        }
+    }
+}
+
+/// Waits until `ready()` returns `Some` (its value is returned), or until
+/// the counter reaches `deadline`. `ready` runs with virtual interrupts
+/// masked; it must not block.
+pub fn wait_until<T>(
+    deadline: Option<u64>,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Result<T, WaitError> {
+    loop {
+        let state = irq::disable();
+        if let Some(v) = ready() {
+            irq::restore(state);
+            return Ok(v);
+        }
+        if deadline.is_some_and(|d| time::now() >= d) {
+            irq::restore(state);
+            return Err(WaitError::TimedOut);
+        }
+        let parked = park(deadline);
+        irq::restore(state);
+        parked?;
+    }
+}
+
+/// Parks (hook) or blocks the vCPU (default) once, interrupts masked.
+fn park(deadline: Option<u64>) -> Result<(), WaitError> {
+    if HOOKED.load(Ordering::Relaxed) {
+        if let Some(hook) = HOOK.get() {
+            hook.park(deadline);
+            return Ok(());
+        }
+    }
+    // The default: block the vCPU; the hypervisor returns at once if
+    // something is pending, even while masked. A deadline is a timer of the
+    // queue, so it overrides no other timer.
+    let wake = match deadline {
+        Some(d) => Some(timer::wake_at(d).map_err(|e| match e {
+            timer::TimerError::Hv(e) => WaitError::Hv(e),
+            timer::TimerError::Full => WaitError::Hv(HvError::NoMem),
+        })?),
+        None => None,
+    };
+    let blocked = hypercall::block();
+    if let Some(id) = wake {
+        timer::cancel(id);
+    }
+    blocked.map_err(WaitError::Hv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn ready_at_once_and_after_a_few_blocks() {
+        assert_eq!(wait_until(None, || Some(5)), Ok(5));
+        let n = Cell::new(0);
+        let r = wait_until(None, || {
+            n.set(n.get() + 1);
+            (n.get() == 3).then_some("done")
+        });
+        assert_eq!(r, Ok("done"));
+        assert!(irq::are_enabled());
+    }
+
+    #[test]
+    fn the_deadline_ends_the_wait() {
+        let deadline = time::now() + 5 * crate::arch::TICKS_PER_READ;
+        assert_eq!(
+            wait_until(Some(deadline), || None::<()>),
+            Err(WaitError::TimedOut)
+        );
+        assert!(time::now() >= deadline);
+        assert_eq!(timer::armed(), 0, "the wake-up timers are gone");
+        assert!(irq::are_enabled());
+    }
+}
