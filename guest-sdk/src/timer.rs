@@ -149,15 +149,16 @@ impl<const N: usize> TimerQueue<N> {
             .filter_map(|(i, e)| e.map(|e| (i, e)))
             .filter(|(_, e)| e.deadline <= now)
             .min_by_key(|(_, e)| e.deadline)?;
-        if entry.period == 0 {
-            self.entries[slot] = None;
-        } else {
-            let missed = (now - entry.deadline) / entry.period + 1;
-            let next = entry
-                .deadline
-                .saturating_add(missed.saturating_mul(entry.period));
-            if let Some(e) = self.entries[slot].as_mut() {
-                e.deadline = next;
+        match (now - entry.deadline).checked_div(entry.period) {
+            None => self.entries[slot] = None,
+            Some(periods) => {
+                let missed = periods + 1;
+                let next = entry
+                    .deadline
+                    .saturating_add(missed.saturating_mul(entry.period));
+                if let Some(e) = self.entries[slot].as_mut() {
+                    e.deadline = next;
+                }
             }
         }
         let more = self.entries.iter().flatten().any(|e| e.deadline <= now);
@@ -239,6 +240,7 @@ pub(crate) fn wake_at(deadline: u64) -> Result<TimerId, TimerError> {
 /// The `Virq::Timer` handler: runs the earliest due timer, after re-arming
 /// the hypervisor's timer and re-raising the virtual IRQ if more are due,
 /// so that a callback that switches threads strands nothing.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the runtime installs it
 pub(crate) fn on_timer_irq() {
     let now = time::now();
     let due = {
