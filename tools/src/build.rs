@@ -1,10 +1,11 @@
 //! Building the hypervisor and the domain images with cargo.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
+use crate::home;
+use crate::image::{self, CrateError, CrateImage};
 use crate::scenario::{ImageSource, Scenario};
 
 /// Target of the hypervisor (never touches the guests' FP/SIMD registers).
@@ -19,9 +20,12 @@ pub const HYPERVISOR_BIN: &str = "parapet-hypervisor";
 /// A build failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The workspace root was not found.
-    #[error("cannot find the Parapet workspace root (a Cargo.toml with [workspace]) from {0}")]
-    NoWorkspace(PathBuf),
+    /// The Parapet checkout was not found.
+    #[error(transparent)]
+    Home(#[from] home::HomeError),
+    /// A guest crate of its own could not be inspected or built.
+    #[error(transparent)]
+    Crate(#[from] CrateError),
     /// cargo could not be started.
     #[error("cannot run {cargo}: {source}")]
     Spawn {
@@ -60,29 +64,9 @@ pub enum BuildError {
     },
 }
 
-/// Finds the workspace root: the tools crate's parent (at compile time), or
-/// walking up from the current directory to a Cargo.toml with `[workspace]`.
+/// The Parapet checkout (the workspace root): see [`home::checkout_root`].
 pub fn workspace_root() -> Result<PathBuf, BuildError> {
-    let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if is_workspace_root(&compiled) {
-        return Ok(compiled.canonicalize().unwrap_or(compiled));
-    }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    cwd.ancestors()
-        .find(|d| is_workspace_root(d))
-        .map(Path::to_owned)
-        .ok_or(BuildError::NoWorkspace(cwd))
-}
-
-fn is_workspace_root(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("Cargo.toml"))
-        .map(|s| s.lines().any(|l| l.trim() == "[workspace]"))
-        .unwrap_or(false)
-}
-
-/// The cargo to run: `$CARGO` or `cargo`.
-pub fn cargo_program() -> OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+    Ok(home::checkout_root()?)
 }
 
 /// What `cargo metadata` tells us.
@@ -94,6 +78,9 @@ pub struct Workspace {
     pub target_dir: PathBuf,
     /// Binary target name → package name.
     pub bins: BTreeMap<String, String>,
+    /// The scenario's guest crates of their own, by manifest (see
+    /// [`resolve_crates`]).
+    pub crates: BTreeMap<PathBuf, CrateImage>,
 }
 
 impl Workspace {
@@ -121,6 +108,13 @@ impl Workspace {
                     self.package_of(name, &scenario.image_location(d))?;
                     Ok(self.image_elf(name))
                 }
+                ImageSource::Crate(manifest) => self
+                    .crates
+                    .get(manifest)
+                    .map(CrateImage::elf)
+                    .ok_or_else(|| {
+                        BuildError::Metadata(format!("{} was not inspected", manifest.display()))
+                    }),
             })
             .collect()
     }
@@ -216,14 +210,13 @@ impl BuildStep {
         let args = self.args();
         let shown = format!("cargo {}", args.join(" "));
         eprintln!("parapet: {shown}");
-        let cargo = cargo_program();
-        let st = Command::new(&cargo)
+        let mut cmd = home::cargo_in(root);
+        let st = cmd
             .args(&args)
-            .current_dir(root)
             .stdin(Stdio::null())
             .status()
             .map_err(|source| BuildError::Spawn {
-                cargo: cargo.to_string_lossy().into_owned(),
+                cargo: cmd.get_program().to_string_lossy().into_owned(),
                 source,
             })?;
         if st.success() {
@@ -236,15 +229,14 @@ impl BuildStep {
 
 /// Runs `cargo metadata --no-deps` in `root`.
 pub fn metadata(root: &Path) -> Result<Workspace, BuildError> {
-    let cargo = cargo_program();
-    let out = Command::new(&cargo)
+    let mut cmd = home::cargo_in(root);
+    let out = cmd
         .args(["metadata", "--no-deps", "--format-version", "1"])
-        .current_dir(root)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
         .map_err(|source| BuildError::Spawn {
-            cargo: cargo.to_string_lossy().into_owned(),
+            cargo: cmd.get_program().to_string_lossy().into_owned(),
             source,
         })?;
     if !out.status.success() {
@@ -284,15 +276,45 @@ pub fn parse_metadata(json: &[u8], root: &Path) -> Result<Workspace, BuildError>
         root: root.to_owned(),
         target_dir,
         bins,
+        crates: BTreeMap::new(),
     })
 }
 
-/// Builds the hypervisor and every workspace image the scenario names.
+/// Inspects the scenario's guest crates of their own (`cargo metadata` in
+/// each): which binary each builds, and where.
+pub fn resolve_crates(scenario: &Scenario) -> Result<BTreeMap<PathBuf, CrateImage>, BuildError> {
+    let mut crates = BTreeMap::new();
+    for d in &scenario.domains {
+        if let ImageSource::Crate(manifest) = &d.source {
+            if !crates.contains_key(manifest) {
+                crates.insert(manifest.clone(), image::inspect(manifest)?);
+            }
+        }
+    }
+    Ok(crates)
+}
+
+/// The checkout's workspace and the scenario's crates, every image named
+/// resolved, nothing built (`--no-build`).
+pub fn resolve_all(root: &Path, scenario: &Scenario) -> Result<Workspace, BuildError> {
+    let mut ws = metadata(root)?;
+    ws.plan(scenario)?; // names every unknown image
+    ws.crates = resolve_crates(scenario)?;
+    Ok(ws)
+}
+
+/// Builds the scenario's guest crates of their own (each in its directory),
+/// the hypervisor and every workspace image the scenario names (in `root`).
 /// Returns the workspace description (for the image paths).
 pub fn build_all(root: &Path, scenario: &Scenario) -> Result<Workspace, BuildError> {
-    let ws = metadata(root)?;
+    let mut ws = metadata(root)?;
     // Resolve every name before the long builds start.
     let steps = ws.plan(scenario)?;
+    ws.crates = resolve_crates(scenario)?;
+    // The guest crates first: their messages are the ones to read.
+    for c in ws.crates.values() {
+        c.build()?;
+    }
     BuildStep::hypervisor().run(root)?;
     for s in &steps {
         s.run(root)?;

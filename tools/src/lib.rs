@@ -2,14 +2,17 @@
 //! command line, the console transcript and the prerequisites.
 //!
 //! `main.rs` only parses the command line and calls [`build()`], [`up`],
-//! [`bench()`] or [`check`].
+//! [`bench()`], [`check`] or [`new_guest`].
 #![deny(unsafe_code)]
 
 pub mod bench;
 pub mod build;
 pub mod disks;
+pub mod home;
+pub mod image;
 mod netbench;
 pub mod nets;
+pub mod new;
 pub mod prereq;
 pub mod qemu;
 pub mod scenario;
@@ -27,7 +30,8 @@ pub use netbench::{bench_net, BenchNetOptions, HostError};
 pub use nets::Forward;
 pub use transcript::Outcome;
 
-/// The scenario used when none is given.
+/// The scenario used when none is given (outside a guest crate, see
+/// [`default_scenario`]).
 pub const DEFAULT_SCENARIO: &str = "scenarios/demo.toml";
 /// Default `--timeout` of `parapet up`, in seconds (none for a service).
 pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
@@ -53,6 +57,9 @@ pub enum Error {
     /// A guest's network interface could not be set up.
     #[error(transparent)]
     Net(#[from] nets::NetError),
+    /// `parapet new` refused or failed.
+    #[error(transparent)]
+    New(#[from] new::NewError),
     /// The `--json` report could not be written.
     #[error("cannot write {path}: {source}")]
     WriteReport {
@@ -77,6 +84,34 @@ pub fn find_scenario(arg: &Path, root: &Path) -> PathBuf {
     } else {
         arg.to_owned()
     }
+}
+
+/// The scenario of `parapet up` or `parapet build` without one: the guest
+/// crate's `scenario.toml` in the current directory, else
+/// [`DEFAULT_SCENARIO`] (the demo of the checkout).
+pub fn default_scenario() -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| new::default_scenario(&cwd))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO))
+}
+
+/// `parapet new PATH`: creates a guest crate (see [`new`]); returns what to
+/// print: what was made and what to type next.
+pub fn new_guest(path: &Path) -> Result<Vec<String>, Error> {
+    let root = build::workspace_root()?;
+    let name = new::create(path, &root)?;
+    let abs = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    Ok(vec![
+        format!("created the guest crate '{name}' in {}", path.display()),
+        format!("boot it: cd {} && parapet up", path.display()),
+        format!(
+            "(`cargo install --locked --path {}` puts parapet on PATH; or, in the checkout: \
+             cargo parapet up {})",
+            root.join("tools").display(),
+            abs.join(new::SCENARIO_FILE).display()
+        ),
+    ])
 }
 
 fn load(arg: &Path, root: &Path) -> Result<scenario::Scenario, Error> {
@@ -229,9 +264,7 @@ fn prepare(
     let net_plan = nets::prepare(&s)?;
     wire_cmdlines(&mut s, &disk_plan.driver_wiring, &net_plan)?;
     let ws = if no_build {
-        let ws = build::metadata(root)?;
-        ws.plan(&s)?; // names every unknown image
-        ws
+        build::resolve_all(root, &s)?
     } else {
         prereq::ensure_targets(root)?;
         build::build_all(root, &s)?

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use parapet_tools::bench::{self, DEFAULT_BENCH_TIMEOUT_SECS};
-use parapet_tools::{qemu, transcript, BenchNetOptions, BenchOptions, UpOptions, DEFAULT_SCENARIO};
+use parapet_tools::{qemu, transcript, BenchNetOptions, BenchOptions, UpOptions};
 
 /// Build Parapet images and boot scenarios on QEMU.
 #[derive(Parser)]
@@ -21,9 +21,9 @@ struct Cli {
 enum Cmd {
     /// Build the hypervisor and every image the scenario names (release profile).
     Build {
-        /// The scenario file.
-        #[arg(default_value = DEFAULT_SCENARIO)]
-        scenario: PathBuf,
+        /// The scenario file [default: ./scenario.toml in a guest crate,
+        /// else scenarios/demo.toml].
+        scenario: Option<PathBuf>,
     },
     /// Build, boot the scenario on QEMU and stream the consoles.
     ///
@@ -35,10 +35,14 @@ enum Cmd {
     /// [...] }`) is a service: it runs until Ctrl-C, or for --timeout SECS
     /// if given, and reaching that timeout is a normal end (exit 0 unless a
     /// domain failed). Each forwarded port is printed before booting.
+    ///
+    /// An image that names a crate directory or a Cargo.toml is built in
+    /// that crate first (`cargo build --release --target
+    /// aarch64-unknown-none`).
     Up {
-        /// The scenario file.
-        #[arg(default_value = DEFAULT_SCENARIO)]
-        scenario: PathBuf,
+        /// The scenario file [default: ./scenario.toml in a guest crate made
+        /// by `parapet new`, else scenarios/demo.toml].
+        scenario: Option<PathBuf>,
         /// Kill QEMU after this many seconds (0: never) [default: 120, none
         /// for a service].
         #[arg(long, value_name = "SECS")]
@@ -64,6 +68,17 @@ enum Cmd {
     },
     /// Check the prerequisites (QEMU, Rust targets) and print what was found.
     Check,
+    /// Create a guest crate of your own at PATH (a new directory, outside
+    /// the checkout): the guest SDK by path, the checkout's toolchain pin
+    /// and Cargo.lock, a build.rs with the linker script, a hello world and a
+    /// scenario.toml that `parapet up` in that directory builds and boots.
+    ///
+    /// The directory's name is the package's and the domain's name:
+    /// 1 to 31 characters from [a-z0-9_-], starting with a letter or '_'.
+    New {
+        /// The directory to create, e.g. ../hello.
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,17 +143,19 @@ fn main() -> ExitCode {
         }
     });
     match cli.command {
-        Cmd::Build { scenario } => match parapet_tools::build(&scenario) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        },
+        Cmd::Build { scenario } => {
+            match parapet_tools::build(&scenario.unwrap_or_else(parapet_tools::default_scenario)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Cmd::Up {
             scenario,
             timeout,
             no_build,
         } => {
             let opts = UpOptions {
-                scenario,
+                scenario: scenario.unwrap_or_else(parapet_tools::default_scenario),
                 timeout_secs: timeout,
                 no_build,
             };
@@ -166,6 +183,13 @@ fn main() -> ExitCode {
             };
             finish(parapet_tools::bench(&opts))
         }
+        Cmd::New { path } => match parapet_tools::new_guest(&path) {
+            Ok(lines) => {
+                lines.iter().for_each(|l| eprintln!("parapet: {l}"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Cmd::Check => match parapet_tools::check() {
             Ok(lines) => {
                 lines.iter().for_each(|l| println!("{l}"));

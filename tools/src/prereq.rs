@@ -107,9 +107,8 @@ fn sudo_ok() -> bool {
 /// The sysroot of the toolchain selected in `root` (rust-toolchain.toml applies).
 pub fn sysroot(root: &Path) -> Result<PathBuf, PrereqError> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let out = Command::new(rustc)
+    let out = crate::home::tool_in(root, "rustc", rustc)
         .args(["--print", "sysroot"])
-        .current_dir(root)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| PrereqError::Rustc(e.to_string()))?;
@@ -206,9 +205,8 @@ pub fn ensure_targets(root: &Path) -> Result<(), PrereqError> {
         "parapet: Rust target(s) {list} missing; running `rustup toolchain install` in {}",
         root.display()
     );
-    let st = Command::new("rustup")
+    let st = crate::home::tool_in(root, "rustup", "rustup".into())
         .args(["toolchain", "install"])
-        .current_dir(root)
         .stdin(Stdio::null())
         .status();
     if !matches!(st, Ok(s) if s.success()) {

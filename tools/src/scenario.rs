@@ -95,6 +95,9 @@ pub enum ImageSource {
     Bin(String),
     /// An existing ELF file.
     File(PathBuf),
+    /// A guest crate of its own, by its `Cargo.toml` (absolute): built by
+    /// `parapet` in its own directory (see [`crate::image`]).
+    Crate(PathBuf),
 }
 
 /// The `[machine]` table.
@@ -371,8 +374,8 @@ struct RawDisk {
 
 /// Reads and validates a scenario file.
 ///
-/// Relative image paths are looked up in the scenario file's directory, then in
-/// `workspace_root`.
+/// Relative image paths are looked up in the scenario file's directory (crates
+/// and ELF files), then in `workspace_root` (ELF files); see [`crate::image`].
 pub fn load(path: &Path, workspace_root: &Path) -> Result<Scenario, ScenarioError> {
     let src = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
         path: path.to_owned(),
@@ -495,12 +498,12 @@ pub fn parse(
                 return Err(cx.err(
                     Some(dline),
                     Some(f("image")),
-                    "missing (required): a workspace binary name or an ELF file path".into(),
+                    "missing (required): a crate directory, a Cargo.toml, an ELF file path or a workspace binary name".into(),
                 ))
             }
             Some(img) => {
                 let s = img.get_ref();
-                let source = resolve_image(s, dir, workspace_root)
+                let source = crate::image::resolve(s, dir, workspace_root)
                     .map_err(|msg| cx.at(img, f("image"), msg))?;
                 (s.clone(), cx.line(img.span().start), source)
             }
@@ -707,42 +710,6 @@ pub fn parse(
         machine,
         domains,
     })
-}
-
-/// Decides whether `image` names an ELF file or a workspace binary.
-fn resolve_image(image: &str, dir: &Path, root: &Path) -> Result<ImageSource, String> {
-    if image.is_empty() {
-        return Err("empty: expected a workspace binary name or an ELF file path".into());
-    }
-    let p = Path::new(image);
-    let candidates: Vec<PathBuf> = if p.is_absolute() {
-        vec![p.to_owned()]
-    } else {
-        vec![dir.join(p), root.join(p)]
-    };
-    if let Some(found) = candidates.iter().find(|c| c.is_file()) {
-        let mut magic = [0u8; 4];
-        let ok = std::fs::File::open(found)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-            .is_ok()
-            && magic == *b"\x7fELF";
-        if !ok {
-            return Err(format!("{} is not an ELF file", found.display()));
-        }
-        return Ok(ImageSource::File(found.clone()));
-    }
-    let looks_like_name = image
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if looks_like_name {
-        Ok(ImageSource::Bin(image.to_owned()))
-    } else {
-        let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-        Err(format!(
-            "image file {image:?} not found (looked for {})",
-            looked.join(" and ")
-        ))
-    }
 }
 
 /// Validates a guest's `net = { … }` against the domains before it (MACs,
