@@ -5,9 +5,49 @@
 //! RAM from the end of the image (or BSS) up to the reserved pages at the top.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::ops::Range;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use talc_stable::{ErrOnOom, Span, Talc};
+
+/// The heap's region and use, for [`stats`] (one heap per domain: the
+/// runtime's global allocator).
+static START: AtomicUsize = AtomicUsize::new(0);
+static END: AtomicUsize = AtomicUsize::new(0);
+static USED: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// How the heap is used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes the heap manages.
+    pub size: usize,
+    /// Bytes allocated now (as requested; the allocator's overhead aside).
+    pub used: usize,
+    /// The most bytes allocated at once so far.
+    pub peak: usize,
+    /// Blocks allocated now.
+    pub allocations: usize,
+}
+
+/// The global heap's statistics.
+pub fn stats() -> HeapStats {
+    HeapStats {
+        size: END
+            .load(Ordering::Relaxed)
+            .saturating_sub(START.load(Ordering::Relaxed)),
+        used: USED.load(Ordering::Relaxed),
+        peak: PEAK.load(Ordering::Relaxed),
+        allocations: ALLOCATIONS.load(Ordering::Relaxed),
+    }
+}
+
+/// The global heap's region (empty before the runtime set it up).
+pub fn region() -> Range<usize> {
+    START.load(Ordering::Relaxed)..END.load(Ordering::Relaxed)
+}
 
 /// A heap over one region of memory.
 pub struct Heap {
@@ -32,6 +72,8 @@ impl Heap {
             return 0;
         }
         let span = Span::new(start as *mut u8, end as *mut u8);
+        START.store(start, Ordering::Relaxed);
+        END.store(end, Ordering::Relaxed);
         crate::irq::without_interrupts(|| {
             // SAFETY: the caller hands over the region.
             match unsafe { self.talc.lock().claim(span) } {
@@ -52,14 +94,22 @@ impl Default for Heap {
 // soft mask keeps this vCPU's handlers out while it is held.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        crate::irq::without_interrupts(|| {
+        let p = crate::irq::without_interrupts(|| {
             // SAFETY: GlobalAlloc callers pass a non-zero size.
             unsafe { self.talc.lock().malloc(layout) }.map_or(ptr::null_mut(), NonNull::as_ptr)
-        })
+        });
+        if !p.is_null() {
+            let used = USED.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(used, Ordering::Relaxed);
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(ptr) = NonNull::new(ptr) {
+            USED.fetch_sub(layout.size(), Ordering::Relaxed);
+            ALLOCATIONS.fetch_sub(1, Ordering::Relaxed);
             crate::irq::without_interrupts(|| {
                 // SAFETY: the caller returns a block this allocator gave out with
                 // this layout.

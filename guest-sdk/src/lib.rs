@@ -44,6 +44,7 @@ mod rt;
 
 pub mod cmdline;
 pub mod console;
+pub mod context;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod critical;
 pub mod event;
@@ -53,6 +54,7 @@ pub mod grant;
 pub mod heap;
 pub mod hypercall;
 pub mod irq;
+pub mod memory;
 pub mod smp;
 pub mod store;
 pub mod time;

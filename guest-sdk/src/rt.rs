@@ -65,7 +65,19 @@ pub(crate) extern "C" fn sdk_start(info: usize, _vpsr: usize, _vcpu: usize) -> !
     // this domain's and used by nothing else.
     unsafe { HEAP.init(heap_start, heap_end) };
 
+    // Page tables with 4 KiB pages over our RAM, so that guard pages under
+    // the stacks turn an overflow into a reported fault.
+    let ram = info.ram_base..info.ram_base + info.ram_size;
+    let paging = crate::memory::init_paging(arch::boot_translation_entries(), ram);
+
     console::init_logger(console::level_from_cmdline(info.cmdline()));
+    if let Err(e) = paging {
+        log::warn!(
+            "no guard pages: RAM {:#x}+{:#x}: {e}",
+            info.ram_base,
+            info.ram_size
+        );
+    }
     // The timer queue serves `time::sleep`, the frontends' timeouts and an
     // OS's tick on the one per-vCPU timer.
     irq::set_handler(parapet_abi::vpsr::Virq::Timer, crate::timer::on_timer_irq);
@@ -92,6 +104,7 @@ pub(crate) extern "C" fn sdk_secondary_start(arg: usize, _vpsr: usize, vcpu: usi
     // SAFETY: `smp::start_vcpu` passes a `SecondaryMain` as the argument.
     let main: crate::smp::SecondaryMain =
         unsafe { core::mem::transmute::<usize, crate::smp::SecondaryMain>(arg) };
+    crate::memory::install_on_this_vcpu();
     arch::unmask_irq_exceptions();
     main(vcpu)
 }
@@ -117,6 +130,20 @@ pub(crate) extern "C" fn upcall() {
 /// Any exception other than the upcall and the lazy-FP trap: report and crash.
 pub(crate) extern "C" fn fatal_exception(frame: &TrapFrame, vector: u64) -> ! {
     crate::vpsr().irq_mask.store(1, Ordering::SeqCst);
+    let ec = (frame.esr >> 26) & 0x3f;
+    let abort = matches!(ec, 0x24 | 0x25);
+    if let Some((name, len)) = abort
+        .then(|| crate::memory::guarded_stack(frame.far))
+        .flatten()
+    {
+        let name = core::str::from_utf8(&name[..len]).unwrap_or("?");
+        console::_print_unlocked(format_args!(
+            "stack overflow: {name} ran into its guard page at {:#x} (SP {:#x}, PC {:#x})\n",
+            frame.far & !(PAGE_SIZE - 1),
+            frame.sp,
+            frame.elr
+        ));
+    }
     console::_print_unlocked(format_args!("{}\n", Report::new(frame, vector)));
     crash()
 }

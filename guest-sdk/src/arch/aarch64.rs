@@ -12,6 +12,12 @@ use crate::exception::TrapFrame;
 
 /// Size of each vCPU's boot stack.
 pub const STACK_SIZE: usize = 64 * 1024;
+/// Each boot stack sits above a guard page of its own (unmapped once the
+/// runtime has built its page tables, see `crate::memory`).
+pub const STACK_SLOT: usize = STACK_SIZE + 4096;
+/// Size of each vCPU's emergency stack: the fatal-exception path switches to
+/// it, so that a stack overflow (a fault on a guard page) can be reported.
+const EMERGENCY_STACK: usize = 8 * 1024;
 
 /// Bytes saved by the lazy-FP trap path: x0–x17 and x30, rounded to 16.
 const FP_FRAME: usize = 160;
@@ -66,9 +72,15 @@ __parapet_cpu_init:
     adrp    x9, __parapet_stacks
     add     x9, x9, :lo12:__parapet_stacks
     add     x10, x2, #1
-    mov     x11, #{stack_size}
+    mov     x11, #{stack_slot_lo}
+    movk    x11, #{stack_slot_hi}, lsl #16
     madd    x9, x10, x11, x9
     mov     sp, x9
+    adrp    x9, __parapet_emergency_stacks
+    add     x9, x9, :lo12:__parapet_emergency_stacks
+    mov     x11, #{emergency_stack}
+    madd    x9, x10, x11, x9
+    msr     tpidrro_el0, x9
     msr     tpidr_el1, x1
     adrp    x9, __parapet_vectors
     add     x9, x9, :lo12:__parapet_vectors
@@ -97,8 +109,12 @@ __parapet_cpu_init:
 
     .section .bss.parapet_stacks, "aw", %nobits
     .balign 4096
+    .global __parapet_stacks
 __parapet_stacks:
     .space  {stacks_total}
+    .balign 16
+__parapet_emergency_stacks:
+    .space  {emergency_total}
 
     // Identity map, 1 GiB blocks: [0, 1 GiB) Device-nGnRE, XN; [1, 4 GiB) Normal
     // write-back, inner shareable. Entries: AF | SH | AttrIndx | block.
@@ -112,8 +128,11 @@ __parapet_l1_table:
     .fill   508, 8, 0
 "#,
     max_vcpus = const MAX_VCPUS,
-    stack_size = const STACK_SIZE,
-    stacks_total = const STACK_SIZE * MAX_VCPUS as usize,
+    stack_slot_lo = const STACK_SLOT & 0xffff,
+    stack_slot_hi = const STACK_SLOT >> 16,
+    stacks_total = const STACK_SLOT * MAX_VCPUS as usize,
+    emergency_stack = const EMERGENCY_STACK,
+    emergency_total = const EMERGENCY_STACK * MAX_VCPUS as usize,
     sdk_start = sym crate::rt::sdk_start,
     sdk_secondary = sym crate::rt::sdk_secondary_start,
 );
@@ -121,12 +140,26 @@ __parapet_l1_table:
 // Exception vectors.
 global_asm!(
     r#"
-    .macro PARAPET_FATAL kind
-    .balign 0x80
+    // A fatal exception: keep the stack pointer in TPIDR_EL0 and continue on
+    // this vCPU's emergency stack (TPIDRRO_EL0), so that a stack overflow
+    // into a guard page can still be reported. SP_EL0 (unused: the SDK runs
+    // on SP_EL1) holds x0 meanwhile.
+    .macro PARAPET_TO_EMERGENCY_STACK kind
+    mov     x0, sp
+    msr     tpidr_el0, x0
+    mrs     x0, tpidrro_el0
+    mov     sp, x0
+    mrs     x0, sp_el0
     sub     sp, sp, #{trap_frame}
     stp     x0, x1, [sp]
     mov     x1, #\kind
     b       __parapet_fatal
+    .endm
+
+    .macro PARAPET_FATAL kind
+    .balign 0x80
+    msr     sp_el0, x0
+    PARAPET_TO_EMERGENCY_STACK \kind
     .endm
 
     .section .text.vectors, "ax"
@@ -140,18 +173,16 @@ __parapet_vectors:
 
     // Current EL with SPx, synchronous: the lazy-FP fast path, else fatal.
     .balign 0x80
-    sub     sp, sp, #{fp_frame}
-    stp     x0, x1, [sp]
+    msr     sp_el0, x0
     mrs     x0, esr_el1
     ubfx    x0, x0, #26, #6
     cmp     x0, #0x07
-    b.eq    __parapet_fp_trap
-    ldp     x0, x1, [sp]
-    add     sp, sp, #{fp_frame}
-    sub     sp, sp, #{trap_frame}
+    b.ne    1f
+    mrs     x0, sp_el0
+    sub     sp, sp, #{fp_frame}
     stp     x0, x1, [sp]
-    mov     x1, #4
-    b       __parapet_fatal
+    b       __parapet_fp_trap
+1:  PARAPET_TO_EMERGENCY_STACK 4
 
     // Current EL with SPx, IRQ: the upcall.
     .balign 0x80
@@ -303,7 +334,7 @@ __parapet_fatal:
     mrs     x10, esr_el1
     stp     x9, x10, [sp, #256]
     mrs     x9, far_el1
-    add     x10, sp, #{trap_frame}
+    mrs     x10, tpidr_el0
     stp     x9, x10, [sp, #272]
     mov     x0, sp
     bl      {fatal}
@@ -320,6 +351,181 @@ __parapet_fatal:
     upcall = sym crate::rt::upcall,
     fatal = sym crate::rt::fatal_exception,
 );
+
+// Thread context switch (`crate::context::Context`): saves the callee-saved
+// registers, sp, lr, DAIF and (when this vCPU's virtual FP bit is set)
+// d8-d15 into x0's context, loads x1's, and returns into it. DAIF is loaded
+// last, so that a thread switched away inside the IRQ handler (PSTATE.I set)
+// gets it back, and any other thread runs with I clear.
+global_asm!(
+    r#"
+    .section .text.parapet_switch, "ax"
+    .global __parapet_context_switch
+    .type __parapet_context_switch, %function
+__parapet_context_switch:
+    stp     x19, x20, [x0, #0]
+    stp     x21, x22, [x0, #16]
+    stp     x23, x24, [x0, #32]
+    stp     x25, x26, [x0, #48]
+    stp     x27, x28, [x0, #64]
+    stp     x29, x30, [x0, #80]
+    mov     x9, sp
+    mrs     x10, daif
+    stp     x9, x10, [x0, #96]
+    mrs     x11, tpidr_el1
+    ldrb    w12, [x11, #{vpsr_fp_enable}]
+    str     x12, [x0, #{fp_saved}]
+    cbz     x12, 1f
+    stp     d8, d9, [x0, #112]
+    stp     d10, d11, [x0, #128]
+    stp     d12, d13, [x0, #144]
+    stp     d14, d15, [x0, #160]
+1:  ldp     x19, x20, [x1, #0]
+    ldp     x21, x22, [x1, #16]
+    ldp     x23, x24, [x1, #32]
+    ldp     x25, x26, [x1, #48]
+    ldp     x27, x28, [x1, #64]
+    ldp     x29, x30, [x1, #80]
+    ldr     x12, [x1, #{fp_saved}]
+    cbz     x12, 2f
+    ldp     d8, d9, [x1, #112]
+    ldp     d10, d11, [x1, #128]
+    ldp     d12, d13, [x1, #144]
+    ldp     d14, d15, [x1, #160]
+2:  ldp     x9, x10, [x1, #96]
+    mov     sp, x9
+    msr     daif, x10
+    ret
+
+    // A new thread's first "return": entry in x19, argument in x20.
+    .global __parapet_thread_start
+    .type __parapet_thread_start, %function
+__parapet_thread_start:
+    mov     x0, x19
+    mov     x1, x20
+    b       {thread_entry}
+"#,
+    vpsr_fp_enable = const VPSR_FP_ENABLE,
+    fp_saved = const crate::context::FP_SAVED_OFFSET,
+    thread_entry = sym crate::context::thread_entry,
+);
+
+extern "C" {
+    fn __parapet_context_switch(
+        from: *mut crate::context::Context,
+        to: *const crate::context::Context,
+    );
+    fn __parapet_thread_start();
+}
+
+/// Switches from the running thread (its state saved in `from`) to the one
+/// saved in `to`; returns when something switches back to `from`.
+///
+/// # Safety
+/// `from` must be writable and `to` must hold a context saved by this
+/// function or made by `Context::new` on a valid, unused stack; neither may be
+/// the context of a thread running on another vCPU.
+pub unsafe fn context_switch(
+    from: *mut crate::context::Context,
+    to: *const crate::context::Context,
+) {
+    // SAFETY: the caller vouches for both contexts; the routine saves and
+    // restores every register the C ABI requires a call to preserve.
+    unsafe { __parapet_context_switch(from, to) }
+}
+
+/// Where a new thread starts (see `Context::new`).
+pub fn thread_start_address() -> u64 {
+    (__parapet_thread_start as *const ()).addr() as u64
+}
+
+/// PSTATE.DAIF for a new thread: debug, SError and FIQ masked as the SDK runs,
+/// IRQ (the upcall) unmasked.
+pub const THREAD_DAIF: u64 = 0b1101 << 6;
+
+/// Installs `root` (a level-1 table) as this vCPU's stage-1 translation table
+/// and drops the old translations. The new tables must map everything the
+/// running code uses exactly as the old ones do.
+///
+/// # Safety
+/// `root` must be a valid level-1 table tree that identity-maps this domain
+/// (code, data, stacks, heap, devices) with the same attributes as now.
+pub unsafe fn set_translation_root(root: u64) {
+    // SAFETY: per the caller, the new tree maps the same addresses the same way.
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "msr ttbr0_el1, {r}",
+            "isb",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            r = in(reg) root,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// Installs the runtime's page tables (see `crate::memory`).
+pub fn install_translation_root(root: u64) {
+    // SAFETY: `memory::PageTables::build` copies the boot map and maps the
+    // domain's RAM identity with the same attributes, only with pages.
+    unsafe { set_translation_root(root) }
+}
+
+/// The boot map's level-1 entries.
+pub fn boot_translation_entries() -> &'static [u64; 512] {
+    // SAFETY: `__parapet_l1_table` is a 4 KiB-aligned table of 512 entries in
+    // the image's data, which nothing writes after boot.
+    unsafe { &*(boot_translation_root() as *const [u64; 512]) }
+}
+
+/// Drops the translation of the page at `va` on every vCPU of the domain
+/// (after its page-table entry changed).
+pub fn invalidate_page(va: u64) {
+    // SAFETY: TLB maintenance only.
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi vaae1is, {p}",
+            "dsb ish",
+            "isb",
+            p = in(reg) va >> 12,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// The boot-time level-1 table (1 GiB blocks).
+pub fn boot_translation_root() -> u64 {
+    let addr: u64;
+    // SAFETY: computes an address, no memory access.
+    unsafe {
+        asm!(
+            "adrp {a}, __parapet_l1_table",
+            "add {a}, {a}, :lo12:__parapet_l1_table",
+            a = out(reg) addr,
+            options(nomem, nostack, preserves_flags),
+        )
+    };
+    addr
+}
+
+/// The base of the boot stacks: vCPU `i`'s guard page is at
+/// `base + i * STACK_SLOT`, its stack above it.
+pub fn boot_stacks() -> u64 {
+    let addr: u64;
+    // SAFETY: computes an address, no memory access.
+    unsafe {
+        asm!(
+            "adrp {a}, __parapet_stacks",
+            "add {a}, {a}, :lo12:__parapet_stacks",
+            a = out(reg) addr,
+            options(nomem, nostack, preserves_flags),
+        )
+    };
+    addr
+}
 
 /// The VPSR page of the current vCPU (its address is kept in `TPIDR_EL1`).
 pub fn vpsr() -> &'static Vpsr {

@@ -98,6 +98,44 @@ pub fn vcpu_index() -> usize {
     INDEX.with(|i| *i)
 }
 
+/// Boot stacks: one slot per vCPU, a guard page and the stack.
+pub const STACK_SLOT: usize = 64 * 1024 + 4096;
+
+/// No boot stacks on the host.
+pub fn boot_stacks() -> u64 {
+    0
+}
+
+/// No image on the host.
+pub fn image_end() -> usize {
+    0
+}
+
+/// No page tables on the host.
+pub fn install_translation_root(_root: u64) {}
+
+/// No TLB on the host.
+pub fn invalidate_page(_va: u64) {}
+
+/// A stand-in address for the thread trampoline.
+pub fn thread_start_address() -> u64 {
+    0x1000
+}
+
+/// As on the hardware: D, A and F masked, I clear.
+pub const THREAD_DAIF: u64 = 0b1101 << 6;
+
+/// Threads cannot be switched on the host.
+///
+/// # Safety
+/// Never returns.
+pub unsafe fn context_switch(
+    _from: *mut crate::context::Context,
+    _to: *const crate::context::Context,
+) {
+    unimplemented!("thread switches run on the guest only")
+}
+
 /// No secondary entry on the host.
 pub fn secondary_entry() -> u64 {
     0
