@@ -12,6 +12,11 @@
 //!   window until the hypervisor refuses (`NoMem`: its stage-2 table quota),
 //!   holds them for `hold_ms`, then unmaps them all
 //!   (`scenarios/grant-spray.toml`).
+//! * `mode=threads`: two threads on `memory::Stack`s switched by a 10 ms
+//!   tick from the timer queue, inside the timer handler (preemption), each
+//!   counting; checks both made progress.
+//! * `mode=overflow`: a thread on an 8 KiB stack recurses until it hits its
+//!   guard page: the SDK must report `stack overflow: deep-thread`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
@@ -55,6 +60,8 @@ mod guest {
             "waker" => waker(cmd),
             "sleeper" => sleeper(cmd),
             "spray" => spray(cmd, info.domain_id),
+            "threads" => threads::run(),
+            "overflow" => threads::overflow(),
             other => {
                 println!("core: unknown mode {other:?}");
                 return 2;
@@ -141,6 +148,125 @@ mod guest {
         match store::wait_for_u64(waker, "done") {
             Ok(_) | Err(HvError::NoDomain) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Two threads preempted by a tick, and a stack overflow.
+    mod threads {
+        use core::hint::black_box;
+        use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+        use core::time::Duration;
+
+        use parapet_guest::abi::HvError;
+        use parapet_guest::context::{self, Context};
+        use parapet_guest::memory::Stack;
+        use parapet_guest::{println, time, timer};
+
+        /// Thread contexts: 0 is `main`'s, 1 and 2 the workers'. Only the
+        /// tick handler and the threads on this one vCPU touch them.
+        static mut CONTEXTS: [Context; 3] = [const { Context::empty() }; 3];
+        static CURRENT: AtomicUsize = AtomicUsize::new(0);
+        static COUNTS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+        static TICKS: AtomicU64 = AtomicU64::new(0);
+
+        fn switch_to(next: usize) {
+            let prev = CURRENT.swap(next, Ordering::SeqCst);
+            if prev == next {
+                return;
+            }
+            #[allow(unsafe_code)]
+            // SAFETY: one vCPU; the contexts live in a static; each index is
+            // a thread started on its own stack (or main's).
+            unsafe {
+                let all = &raw mut CONTEXTS;
+                let from = &mut (*all)[prev];
+                let to = &(*all)[next];
+                context::switch(from, to);
+            }
+        }
+
+        /// The tick: round-robin among the three, inside the timer handler.
+        fn tick(_: usize) {
+            TICKS.fetch_add(1, Ordering::SeqCst);
+            let next = (CURRENT.load(Ordering::SeqCst) + 1) % 3;
+            switch_to(next);
+        }
+
+        fn worker(me: usize) -> ! {
+            loop {
+                COUNTS[me].fetch_add(1, Ordering::Relaxed);
+                core::hint::spin_loop();
+            }
+        }
+
+        pub fn run() -> Result<(), HvError> {
+            context::enable_switching();
+            let stacks = [
+                Stack::new(16 * 1024, "worker-1").map_err(|_| HvError::NoMem)?,
+                Stack::new(16 * 1024, "worker-2").map_err(|_| HvError::NoMem)?,
+            ];
+            #[allow(unsafe_code)]
+            // SAFETY: no thread runs yet but main; the stacks outlive the workers
+            // (main never returns before they stop being scheduled).
+            unsafe {
+                let all = &raw mut CONTEXTS;
+                (*all)[1] = Context::new(stacks[0].top(), worker, 1);
+                (*all)[2] = Context::new(stacks[1].top(), worker, 2);
+            }
+            let t = timer::add_periodic(Duration::from_millis(10), tick, 0)
+                .map_err(|_| HvError::Busy)?;
+            let start = time::now();
+            while time::since(start) < Duration::from_millis(500) {
+                COUNTS[0].fetch_add(1, Ordering::Relaxed);
+                core::hint::spin_loop();
+            }
+            timer::cancel(t);
+            let c: [u64; 3] = core::array::from_fn(|i| COUNTS[i].load(Ordering::Relaxed));
+            println!(
+                "core: threads: {} ticks, progress main {} worker-1 {} worker-2 {}",
+                TICKS.load(Ordering::SeqCst),
+                c[0],
+                c[1],
+                c[2]
+            );
+            core::mem::forget(stacks);
+            if c.iter().all(|&n| n > 0) {
+                println!("core: threads: all three ran");
+                Ok(())
+            } else {
+                Err(HvError::Busy)
+            }
+        }
+
+        fn recurse(depth: u64) -> u64 {
+            let buf = black_box([depth; 64]);
+            if depth == u64::MAX {
+                return 0;
+            }
+            recurse(black_box(depth + 1)) + buf[3]
+        }
+
+        fn deep(_: usize) -> ! {
+            let n = recurse(0);
+            println!("core: overflow: returned {n}?");
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+
+        pub fn overflow() -> Result<(), HvError> {
+            let stack = Stack::new(8 * 1024, "deep-thread").map_err(|_| HvError::NoMem)?;
+            println!("core: overflow: starting a thread on an 8 KiB stack");
+            #[allow(unsafe_code)]
+            // SAFETY: as in `run`.
+            unsafe {
+                let all = &raw mut CONTEXTS;
+                (*all)[1] = Context::new(stack.top(), deep, 0);
+            }
+            core::mem::forget(stack);
+            let _ = time::now;
+            switch_to(1);
+            Ok(())
         }
     }
 
