@@ -371,6 +371,33 @@ mod tests {
         assert_eq!(v.pending.load(Ordering::Relaxed), 0);
     }
 
+    fn switches_away() {
+        // What a handler that switches threads leaves behind: while it runs,
+        // the rest of the batch must still be flagged for the next thread.
+        let v = crate::vpsr();
+        LOG.with(|l| l.borrow_mut().push("switch"));
+        assert_eq!(v.pending.load(Ordering::SeqCst), 1, "rest still flagged");
+        assert_ne!(
+            v.pending_virqs.load(Ordering::SeqCst) & Virq::DomainExit.bit(),
+            0,
+            "the other IRQ is still pending, not in a local variable"
+        );
+    }
+
+    #[test]
+    fn a_handler_that_switches_strands_nothing() {
+        set_switch_safe();
+        let v = crate::vpsr();
+        let h = Handlers::new();
+        h.set(Virq::Timer, Some(switches_away));
+        h.set(Virq::DomainExit, Some(on_exit));
+        raise(v, Virq::Timer);
+        raise(v, Virq::DomainExit);
+        upcall_on(v, &h);
+        assert_eq!(log(), ["switch", "exit"]);
+        assert_eq!(v.pending.load(Ordering::SeqCst), 0);
+    }
+
     #[test]
     fn global_api_uses_this_threads_vpsr() {
         assert!(are_enabled());

@@ -166,6 +166,48 @@ mod tests {
         assert!(irq::are_enabled());
     }
 
+    /// A guest OS's hook, as far as the host can play one: it counts, and
+    /// "parks" by returning at once (allowed: parks may be spurious).
+    struct CountingHook {
+        parks: std::sync::atomic::AtomicUsize,
+        wakes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl WaitHook for CountingHook {
+        fn park(&self, _deadline: Option<u64>) {
+            assert!(!irq::are_enabled(), "park runs with interrupts masked");
+            self.parks.fetch_add(1, Ordering::SeqCst);
+        }
+        fn wake_all(&self) {
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    static HOOK_UNDER_TEST: CountingHook = CountingHook {
+        parks: std::sync::atomic::AtomicUsize::new(0),
+        wakes: std::sync::atomic::AtomicUsize::new(0),
+    };
+
+    #[test]
+    fn with_a_hook_waits_park_the_thread_and_dispatch_wakes_it() {
+        set_hook(&HOOK_UNDER_TEST).unwrap();
+        assert!(is_hooked());
+        assert_eq!(set_hook(&HOOK_UNDER_TEST), Err(HvError::Busy), "once");
+        let n = Cell::new(0);
+        wait_until(None, || {
+            n.set(n.get() + 1);
+            (n.get() == 4).then_some(())
+        })
+        .unwrap();
+        assert!(HOOK_UNDER_TEST.parks.load(Ordering::SeqCst) >= 3);
+        // Something dispatched: the OS hears of it.
+        let vpsr = crate::vpsr();
+        vpsr.pending.store(1, Ordering::SeqCst);
+        let before = HOOK_UNDER_TEST.wakes.load(Ordering::SeqCst);
+        irq::enable();
+        assert!(HOOK_UNDER_TEST.wakes.load(Ordering::SeqCst) > before);
+    }
+
     #[test]
     fn the_deadline_ends_the_wait() {
         let deadline = time::now() + 5 * crate::arch::TICKS_PER_READ;
