@@ -167,7 +167,10 @@ mod tests {
     fn a_new_thread_starts_at_the_trampoline_with_its_entry_and_argument() {
         let c = Context::new(0x4010_0008, never, 42);
         assert_eq!(c.sp, 0x4010_0000, "16-byte aligned, below the top");
-        assert_eq!(c.callee_saved[0], (never as fn(usize) -> !) as *const () as u64);
+        assert_eq!(
+            c.callee_saved[0],
+            (never as fn(usize) -> !) as *const () as u64
+        );
         assert_eq!(c.callee_saved[1], 42);
         assert_eq!(c.lr, crate::arch::thread_start_address());
         assert_eq!(c.daif & (1 << 7), 0, "IRQs unmasked");
