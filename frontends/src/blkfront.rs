@@ -24,7 +24,31 @@
 //! [`BlkError::TimedOut`]), and [`BlkStats::reconnects`] counts it. What the
 //! failed call wrote may or may not have reached the disk: the caller
 //! retries it.
+//!
+//! # Waiting
+//!
+//! Transfers are synchronous: a `read`, `write` or `flush` returns when every
+//! request it made is answered. Its waits (for answers, for the backend in a
+//! handshake, with the reconnect timeout as a deadline of the SDK's timer
+//! queue) go through [`parapet_guest::wait::wait_until`]: with a guest OS's
+//! wait hook installed, only the calling thread waits and the others run
+//! meanwhile. The backend notifies [`Blkfront::port`] when it answers; the
+//! frontend sets no handler on it, so an OS may bind one.
+//!
+//! # Stack
+//!
+//! Stack: needs about 6 KiB. Measured on QEMU by stack painting (release
+//! build; the boot stack below the caller's frame filled with a pattern, the
+//! call run, the deepest overwritten word found; upcalls that came meanwhile
+//! included): [`Blkfront::connect`] (and so a reconnection) 5.7 KiB, 256 KiB
+//! of writes, reads and a flush 2.4 KiB with the calling guest's own frames,
+//! [`Blkfront::close`] under 1.5 KiB. Add about 1 KiB for an upcall that
+//! lands at the deepest point. The ring page and the data pool are on the
+//! heap (before, `connect` took 10 KiB).
 
+extern crate alloc;
+
+use alloc::boxed::Box;
 use core::time::Duration;
 
 use parapet_abi::blkif::{
@@ -37,7 +61,8 @@ use parapet_abi::xenbus::{backend_key, frontend_key, frontend_step, FrontAction,
 use parapet_abi::HvError;
 use parapet_guest::event::{self, DomId};
 use parapet_guest::grant::{SharedBytes, SharedPages};
-use parapet_guest::{hypercall, store, time};
+use parapet_guest::wait::{self, WaitError};
+use parapet_guest::{store, time};
 
 /// Data pages granted to the backend.
 pub const POOL_PAGES: usize = 32;
@@ -136,7 +161,7 @@ struct Inflight {
 struct Connection {
     // The ring handle goes before the page under it.
     ring: FrontRing<'static, BlkRequest, BlkResponse>,
-    ring_page: SharedPages,
+    ring_page: Box<SharedPages>,
     port: Port,
 }
 
@@ -166,7 +191,9 @@ pub struct Blkfront {
     dev_len: usize,
     /// `None` after the backend went away, until the next call reconnects.
     conn: Option<Connection>,
-    pool: SharedPages,
+    /// Boxed, as the ring page: grant runs are large, and a `Blkfront` is
+    /// small to move (see "Stack" above).
+    pool: Box<SharedPages>,
     info: DiskInfo,
     inflight: [Option<Inflight>; MAX_INFLIGHT],
     next_id: u64,
@@ -197,21 +224,20 @@ fn await_backend(
     own: XenbusState,
     deadline: Option<u64>,
 ) -> Result<(FrontAction, XenbusState), BlkError> {
-    if let Some(d) = deadline {
-        // The timer wakes the wait below when nothing else does.
-        hypercall::set_timer(d)?;
-    }
-    let mut step = Step::Act(FrontAction::Wait);
-    let mut seen = XenbusState::Unknown;
-    event::wait_until(|| {
-        seen = backend_state(backend, dev).unwrap_or(XenbusState::Unknown);
+    // The deadline is a timer of the SDK's queue, which the wait arms and
+    // cancels itself.
+    let waited = wait::wait_until(deadline, || {
+        let seen = backend_state(backend, dev).unwrap_or(XenbusState::Unknown);
         let timed_out = deadline.is_some_and(|d| time::now() >= d);
-        step = connect_step(own, seen, timed_out);
-        step != Step::Act(FrontAction::Wait)
-    })?;
-    match step {
-        Step::Act(action) => Ok((action, seen)),
-        Step::GiveUp => Err(BlkError::TimedOut),
+        match connect_step(own, seen, timed_out) {
+            Step::Act(FrontAction::Wait) => None,
+            step => Some((step, seen)),
+        }
+    });
+    match waited {
+        Ok((Step::Act(action), seen)) => Ok((action, seen)),
+        Ok((Step::GiveUp, _)) | Err(WaitError::TimedOut) => Err(BlkError::TimedOut),
+        Err(WaitError::Hv(e)) => Err(e.into()),
     }
 }
 
@@ -219,7 +245,7 @@ fn await_backend(
 /// backend's mappings are already gone; a live one unmaps as it detaches),
 /// waiting until `deadline` at most. Pages still in use then are leaked
 /// rather than reused (dropping `SharedPages` does that).
-fn release(mut pages: SharedPages, deadline: u64) {
+fn release(mut pages: Box<SharedPages>, deadline: u64) {
     while pages.end_all() == Err(HvError::Busy) && time::now() < deadline {
         if time::sleep(RELEASE_POLL).is_err() {
             break;
@@ -241,7 +267,7 @@ impl Blkfront {
             dev: name,
             dev_len: dev.len(),
             conn: None,
-            pool: SharedPages::new(POOL_PAGES)?,
+            pool: Box::new(SharedPages::new(POOL_PAGES)?),
             info: DiskInfo {
                 sectors: 0,
                 readonly: true,
@@ -293,7 +319,7 @@ impl Blkfront {
             if self.pool.refs().is_empty() {
                 self.pool.grant_all(backend, false)?;
             }
-            let mut ring_page = SharedPages::new(1)?;
+            let mut ring_page = Box::new(SharedPages::new(1)?);
             let ring = shared::front_ring(ring_page.base())?;
             let ring_ref = ring_page.grant_all(backend, false)?[0];
             let port = event::alloc_unbound(backend)?;
@@ -321,10 +347,6 @@ impl Blkfront {
             match await_backend(backend, dev, XenbusState::Initialised, deadline) {
                 Ok((FrontAction::Connect, _)) => {
                     set_state(dev, XenbusState::Connected)?;
-                    if deadline.is_some() {
-                        // Disarm the timer that bounded the wait.
-                        let _ = hypercall::set_timer(0);
-                    }
                     self.info = info;
                     self.conn = Some(conn);
                     return Ok(());
@@ -392,6 +414,14 @@ impl Blkfront {
     /// away, until the next call reconnects).
     pub fn is_connected(&self) -> bool {
         self.conn.is_some()
+    }
+
+    /// The event port of the current connection (`None` after the backend
+    /// went away, until the next call reconnects; a new port then). The
+    /// backend notifies it when it answers; the frontend sets no handler
+    /// on it, so a guest OS may bind one (`event::set_handler`).
+    pub fn port(&self) -> Option<Port> {
+        self.conn.as_ref().map(|c| c.port)
     }
 
     /// The device name.

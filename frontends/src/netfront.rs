@@ -28,6 +28,9 @@
 //!    notifications of both rings are armed and the glue may sleep (or until
 //!    smoltcp's `poll_delay`).
 //!
+//! Stack: the device is small (its two frame buffers are on the heap); a whole
+//! interface with smoltcp needs about 8 KiB, see [`crate::vif`].
+//!
 //! # Design
 //!
 //! * **Receive**: [`Device::receive`] takes the oldest received frame, copies it
@@ -50,6 +53,7 @@
 
 extern crate alloc;
 
+use alloc::boxed::Box;
 use alloc::vec;
 
 use parapet_abi::netif::{
@@ -159,8 +163,9 @@ struct TxPath<'a> {
     free: BufSet,
     /// TX buffers pushed to the ring, waiting for their response.
     in_flight: BufSet,
-    /// Where smoltcp builds a frame before it is copied to a TX page.
-    scratch: [u8; FRAME_MAX],
+    /// Where smoltcp builds a frame before it is copied to a TX page
+    /// (`FRAME_MAX` bytes, on the heap: the device stays small to move).
+    scratch: Box<[u8]>,
 }
 
 /// The receive half.
@@ -170,8 +175,8 @@ struct RxPath<'a> {
     posted: BufSet,
     /// Buffers holding a received frame, not yet taken by smoltcp.
     queue: RxQueue,
-    /// The private copy of the frame being received.
-    scratch: [u8; FRAME_MAX],
+    /// The private copy of the frame being received (`FRAME_MAX` bytes).
+    scratch: Box<[u8]>,
 }
 
 impl RxPath<'_> {
@@ -239,13 +244,13 @@ impl<'a, P: FramePages> Netfront<'a, P> {
                 ring: tx,
                 free: BufSet::ALL,
                 in_flight: BufSet::EMPTY,
-                scratch: [0; FRAME_MAX],
+                scratch: vec![0; FRAME_MAX].into_boxed_slice(),
             },
             rx: RxPath {
                 ring: rx,
                 posted: BufSet::EMPTY,
                 queue: RxQueue::new(),
-                scratch: [0; FRAME_MAX],
+                scratch: vec![0; FRAME_MAX].into_boxed_slice(),
             },
             pages,
             stats: NetStats::default(),
