@@ -34,7 +34,8 @@ mod driver {
     use parapet_guest::abi::event::Port;
     use parapet_guest::abi::start_info::{device_kind, MmioDevice};
     use parapet_guest::abi::vpsr::Virq;
-    use parapet_guest::abi::StartInfo;
+    use parapet_guest::abi::{HvError, StartInfo};
+    use parapet_guest::wait::{self, WaitError};
     use parapet_guest::{hypercall, irq, println, store, time};
     use virtio_drivers::device::blk::VirtIOBlk;
     use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
@@ -63,6 +64,9 @@ mod driver {
             unsafe { (addr as *const u32).read_volatile() }
         }
     }
+
+    /// How often an uplink without a bound interrupt is polled.
+    const NIC_POLL: time::Duration = time::Duration::from_millis(2);
 
     static DOMAIN_EXITED: AtomicBool = AtomicBool::new(false);
     static CONSOLE_INPUT: AtomicBool = AtomicBool::new(false);
@@ -96,6 +100,9 @@ mod driver {
     }
 
     struct State {
+        /// Whether this is the console-input domain (until the hypervisor
+        /// says otherwise).
+        console_input: bool,
         editor: LineEditor,
         disks: Vec<BlockDevice>,
         vbds: Vec<Vbd>,
@@ -104,13 +111,23 @@ mod driver {
         slots: usize,
     }
 
-    /// Reads what console input is queued and runs each complete line.
+    /// Reads what console input is queued and runs each complete line. When
+    /// another domain takes the console input (the hypervisor refuses the
+    /// read), it says so once at debug level and never reads again.
     fn serve_console(st: &mut State) {
+        if !st.console_input {
+            return;
+        }
         let mut buf = [0u8; 256];
         loop {
             let n = match hypercall::console_read(&mut buf) {
                 Ok(0) => return,
                 Ok(n) => n,
+                Err(HvError::Perm) => {
+                    log::debug!("console: input goes to another domain");
+                    st.console_input = false;
+                    return;
+                }
                 Err(e) => {
                     println!("console: read failed: {e}");
                     return;
@@ -312,6 +329,7 @@ mod driver {
             .try_into()
             .expect("bounce buffer size");
         let mut st = State {
+            console_input: true,
             editor: LineEditor::new(),
             disks,
             vbds,
@@ -323,27 +341,30 @@ mod driver {
         // Input typed before the handler was set is queued in the hypervisor.
         serve_console(&mut st);
         loop {
-            let state = irq::disable();
-            let idle = !DOMAIN_EXITED.load(Ordering::SeqCst)
-                && !CONSOLE_INPUT.load(Ordering::SeqCst)
-                && !STORE_CHANGED.load(Ordering::SeqCst)
-                && !RING_WORK.load(Ordering::SeqCst)
-                && !NET_WORK.load(Ordering::SeqCst)
-                && !NIC_IRQ.load(Ordering::SeqCst);
-            if idle {
-                // An uplink whose interrupt could not be bound is polled.
-                let poll_nic = st.net.nic.as_ref().is_some_and(|n| !n.has_irq());
-                if poll_nic {
-                    let _ = time::set_timer_after(time::Duration::from_millis(2));
-                    NET_WORK.store(true, Ordering::SeqCst);
-                }
-                if let Err(e) = hypercall::block() {
-                    irq::restore(state);
+            // Sleeps until there is work; an uplink whose interrupt could not
+            // be bound is polled every NIC_POLL (a deadline of the SDK's timer
+            // queue).
+            let poll_nic = st.net.nic.as_ref().is_some_and(|n| !n.has_irq());
+            let deadline = poll_nic.then(|| time::deadline_after(NIC_POLL));
+            let work = || {
+                DOMAIN_EXITED.load(Ordering::SeqCst)
+                    || CONSOLE_INPUT.load(Ordering::SeqCst)
+                    || STORE_CHANGED.load(Ordering::SeqCst)
+                    || RING_WORK.load(Ordering::SeqCst)
+                    || NET_WORK.load(Ordering::SeqCst)
+                    || NIC_IRQ.load(Ordering::SeqCst)
+            };
+            let idle = !work();
+            match wait::wait_until(deadline, || work().then_some(())) {
+                Ok(()) | Err(WaitError::TimedOut) => {}
+                Err(WaitError::Hv(e)) => {
                     println!("driver domain: block failed: {e}");
                     return 1;
                 }
             }
-            irq::restore(state);
+            if poll_nic && idle {
+                NET_WORK.store(true, Ordering::SeqCst);
+            }
             if CONSOLE_INPUT.swap(false, Ordering::SeqCst) {
                 serve_console(&mut st);
             }

@@ -86,8 +86,9 @@ impl BlockDevice {
         };
         let blk = &mut self.blk;
         loop {
-            let _ = time::set_timer_after(IRQ_FALLBACK);
-            let _ = event::wait_until(|| {
+            // The fallback is a deadline of the SDK's timer queue; a timeout
+            // only means "look again".
+            let _ = event::wait_until_deadline(time::deadline_after(IRQ_FALLBACK), || {
                 BLK_IRQ.swap(false, Ordering::SeqCst) || blk.peek_used() == Some(token)
             });
             if blk.peek_used() == Some(token) {
