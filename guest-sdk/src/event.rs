@@ -152,7 +152,8 @@ pub fn send(port: Port) -> Result<(), HvError> {
 pub fn close(port: Port) -> Result<(), HvError> {
     let p = port_arg(port)?;
     call_plain(Call::EvtchnClose { port: p })?;
-    PORTS.handlers.lock()[port as usize] = None;
+    // Masked: the dispatcher takes the same lock on the upcall.
+    crate::irq::without_interrupts(|| PORTS.handlers.lock()[port as usize] = None);
     if let Ok(page) = page() {
         page.clear_pending(port);
         page.unmask(port);

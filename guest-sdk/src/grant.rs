@@ -96,6 +96,13 @@ static STATE: spin::Mutex<State> = spin::Mutex::new(State {
     refs: Bitmap::new(),
     window: Bitmap::new(),
 });
+
+/// Runs `f` on the grant bookkeeping with virtual interrupts masked, so that
+/// a thread preempted inside it cannot make a handler (or, with a guest OS's
+/// scheduler, another thread) spin on the lock.
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    crate::irq::without_interrupts(|| f(&mut STATE.lock()))
+}
 static TABLE: spin::Once<&'static [GrantEntry]> = spin::Once::new();
 
 /// Installs the domain's grant table (done by the runtime at start).
@@ -103,7 +110,7 @@ static TABLE: spin::Once<&'static [GrantEntry]> = spin::Once::new();
 pub(crate) fn set_table(table: &'static [GrantEntry]) {
     TABLE.call_once(|| table);
     // Reference 0 is never handed out, so that 0 can mean "none".
-    STATE.lock().refs.reserve(0);
+    with_state(|s| s.refs.reserve(0));
 }
 
 fn table() -> Result<&'static [GrantEntry], HvError> {
@@ -117,7 +124,7 @@ pub fn grant_access(domid: DomId, addr: u64, readonly: bool) -> Result<GrantRef,
     }
     let gfn = u32::try_from(addr / PAGE_SIZE).map_err(|_| HvError::Inval)?;
     let table = table()?;
-    let gref = STATE.lock().refs.alloc(1).ok_or(HvError::NoMem)?;
+    let gref = with_state(|s| s.refs.alloc(1)).ok_or(HvError::NoMem)?;
     table[gref].grant(domid, gfn, readonly);
     Ok(gref as GrantRef)
 }
@@ -134,13 +141,13 @@ pub fn end_access(gref: GrantRef) -> Result<(), HvError> {
         EndAccessError::InUse => HvError::Busy,
         EndAccessError::NotGranted => HvError::NoEnt,
     })?;
-    STATE.lock().refs.free(gref as usize, 1);
+    with_state(|s| s.refs.free(gref as usize, 1));
     Ok(())
 }
 
 /// Grant references in use.
 pub fn refs_in_use() -> usize {
-    STATE.lock().refs.count().saturating_sub(1)
+    with_state(|s| s.refs.count()).saturating_sub(1)
 }
 
 /// A run of granted pages mapped into this domain's grant window.
@@ -243,11 +250,7 @@ pub fn map(granter: DomId, refs: &[GrantRef], readonly: bool) -> Result<Mapped, 
     if refs.is_empty() || refs.len() > heapless_vec::MAX {
         return Err(HvError::Inval);
     }
-    let first = STATE
-        .lock()
-        .window
-        .alloc(refs.len())
-        .ok_or(HvError::NoMem)?;
+    let first = with_state(|s| s.window.alloc(refs.len())).ok_or(HvError::NoMem)?;
     let addr = GRANT_WINDOW_BASE + first as u64 * PAGE_SIZE;
     let mut m = Mapped {
         first_page: first,
@@ -281,7 +284,7 @@ pub fn unmap(m: Mapped) -> Result<(), HvError> {
         }
     }
     // Window pages of a mapping that failed half-way are free again too.
-    STATE.lock().window.free(m.first_page, m.window_pages);
+    with_state(|s| s.window.free(m.first_page, m.window_pages));
     result
 }
 

@@ -20,7 +20,13 @@
 //!    pending) and checks its condition again.
 //!
 //! `park` may return early (spuriously); it must return by the deadline. An
-//! OS can use [`crate::timer::add_at`] for that.
+//! OS can use [`crate::timer::add_at`] for that, and [`block_vcpu`] in its
+//! idle thread.
+//!
+//! `wake_all` is coarse on purpose: it runs after every dispatch (the OS's
+//! own tick included), and parked threads re-check their conditions. An OS
+//! that wants fewer re-checks can keep its own wait queues and wake only
+//! those whose event arrived (its handlers know).
 #![deny(unsafe_code)]
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -132,9 +138,16 @@ fn park(deadline: Option<u64>) -> Result<(), WaitError> {
             return Ok(());
         }
     }
-    // The default: block the vCPU; the hypervisor returns at once if
-    // something is pending, even while masked. A deadline is a timer of the
-    // queue, so it overrides no other timer.
+    block_vcpu(deadline)
+}
+
+/// The default wait, for an OS's idle thread: blocks the vCPU until
+/// something is pending for it or until `deadline`, whichever is first. The
+/// hypervisor returns at once if something is already pending, even while
+/// virtual interrupts are masked (call it masked, then unmask to dispatch).
+/// The deadline is a timer of the [`crate::timer`] queue, so it overrides no
+/// other timer.
+pub fn block_vcpu(deadline: Option<u64>) -> Result<(), WaitError> {
     let wake = match deadline {
         Some(d) => Some(timer::wake_at(d).map_err(|e| match e {
             timer::TimerError::Hv(e) => WaitError::Hv(e),

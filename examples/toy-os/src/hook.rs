@@ -23,7 +23,7 @@
 
 use parapet_guest::abi::HvError;
 use parapet_guest::wait::{self, WaitHook};
-use parapet_guest::{hypercall, irq, println, timer};
+use parapet_guest::{hypercall, irq, println};
 
 use crate::sched::{self, State};
 
@@ -35,7 +35,7 @@ impl WaitHook for ParkHook {
         if sched::current() == sched::IDLE {
             // The idle thread (main, before it became idle) has nobody to
             // hand the vCPU to: it waits the SDK's default way.
-            block_vcpu(deadline);
+            let _ = wait::block_vcpu(deadline);
         } else {
             sched::block_current(State::Parked, deadline);
         }
@@ -51,18 +51,6 @@ static HOOK: ParkHook = ParkHook;
 /// Installs [`ParkHook`] (once).
 pub fn install() -> Result<(), HvError> {
     wait::set_hook(&HOOK)
-}
-
-fn nothing(_: usize) {}
-
-/// Blocks the vCPU until something is pending or `deadline` (a timer of the
-/// SDK's queue wakes it).
-fn block_vcpu(deadline: Option<u64>) {
-    let wake = deadline.and_then(|d| timer::add_at(d, nothing, 0).ok());
-    let _ = hypercall::block();
-    if let Some(id) = wake {
-        timer::cancel(id);
-    }
 }
 
 /// The idle thread's loop: runs the ready threads, and blocks the vCPU when
