@@ -4,7 +4,7 @@
 //! [`parse_domain`]:
 //!
 //! `name=NAME role=driver|guest mem_mib=M vcpus=V [cpu=C] [console=in]
-//! [on_crash=destroy|restart] [-- CMDLINE]`
+//! [on_crash=destroy|restart] [control=1] [autostart=0] [-- CMDLINE]`
 //!
 //! Everything after ` -- ` is the domain's own command line, free text passed
 //! through untouched. The hypervisor's own command line (`timeslice_ms=…`) is
@@ -93,6 +93,12 @@ pub struct DomainConfig<'a> {
     pub console_input: bool,
     /// The crash policy (`on_crash=`).
     pub on_crash: OnCrash,
+    /// Whether it is the control domain (`control=1`), rather than the
+    /// driver domain.
+    pub control: bool,
+    /// Whether it starts at boot (`autostart=0` loads it without starting:
+    /// the control domain creates it later).
+    pub autostart: bool,
     /// The domain's own command line (empty: none, and no ` -- `).
     pub cmdline: &'a str,
 }
@@ -121,6 +127,12 @@ impl core::fmt::Display for DomainConfig<'_> {
         }
         if self.on_crash != OnCrash::Destroy {
             write!(f, " on_crash={}", self.on_crash.as_str())?;
+        }
+        if self.control {
+            f.write_str(" control=1")?;
+        }
+        if !self.autostart {
+            f.write_str(" autostart=0")?;
         }
         if !self.cmdline.is_empty() {
             write!(f, " -- {}", self.cmdline)?;
@@ -167,6 +179,12 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
     let (mut name, mut role, mut mem, mut vcpus, mut cpu) = (None, Role::Guest, None, 1, None);
     let mut console_input = false;
     let mut on_crash = OnCrash::Destroy;
+    let (mut control, mut autostart) = (false, true);
+    let flag = |key, value| match value {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(BootargsError::Invalid(key)),
+    };
     for word in head.split_ascii_whitespace() {
         let (key, value) = word.split_once('=').ok_or(BootargsError::Invalid(word))?;
         match key {
@@ -186,6 +204,8 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
             "on_crash" => {
                 on_crash = OnCrash::from_name(value).ok_or(BootargsError::Invalid("on_crash"))?
             }
+            "control" => control = flag("control", value)?,
+            "autostart" => autostart = flag("autostart", value)?,
             "name" => return Err(BootargsError::Invalid("name")),
             _ => return Err(BootargsError::Unknown(key)),
         }
@@ -217,6 +237,8 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
         cpu,
         console_input,
         on_crash,
+        control,
+        autostart,
         cmdline,
     })
 }
@@ -362,9 +384,28 @@ mod tests {
             cpu: None,
             console_input: false,
             on_crash: OnCrash::Destroy,
+            control: false,
+            autostart: true,
             cmdline: "",
         };
         assert_eq!(d.to_string(), "name=driver role=driver mem_mib=64 vcpus=2");
+        d.control = true;
+        d.autostart = false;
+        assert_eq!(
+            d.to_string(),
+            "name=driver role=driver mem_mib=64 vcpus=2 control=1 autostart=0"
+        );
+        assert_eq!(parse_domain(&d.to_string()), Ok(d));
+        assert_eq!(
+            parse_domain("name=a mem_mib=4 control=yes"),
+            Err(BootargsError::Invalid("control"))
+        );
+        assert_eq!(
+            parse_domain("name=a mem_mib=4 autostart=2"),
+            Err(BootargsError::Invalid("autostart"))
+        );
+        d.control = false;
+        d.autostart = true;
         d.on_crash = OnCrash::Restart;
         d.console_input = true;
         d.cpu = Some(1);

@@ -193,6 +193,34 @@ pub enum Call {
         /// The interrupt.
         intid: u64,
     },
+    /// Describes domain `domain` in the `DomainInfo` at `buf` (`len` bytes).
+    /// Returns `x1` = the number of domain slots. ABI 1.3.
+    DomctlList {
+        /// The domain id.
+        domain: u64,
+        /// IPA of the buffer.
+        buf: u64,
+        /// Its length.
+        len: u64,
+    },
+    /// Creates, destroys, pauses or unpauses `domain`. ABI 1.3.
+    DomctlOp {
+        /// A `DomctlOp`, raw (checked by the hypervisor: `Inval`).
+        op: u64,
+        /// The domain id.
+        domain: u64,
+    },
+    /// Returns `x1` = frames free, `x2` = frames in the pool, `x3` = frames
+    /// free at start. ABI 1.3.
+    DomctlTotals,
+    /// Reads queued control-channel input into `buf`. Returns the bytes read.
+    /// ABI 1.3.
+    ControlRead {
+        /// IPA of the buffer.
+        buf: u64,
+        /// Its length.
+        len: u64,
+    },
 }
 
 impl Call {
@@ -275,6 +303,14 @@ impl Call {
             Hypercall::ConsoleRead => Call::ConsoleRead { buf: a1, len: a2 },
             Hypercall::EvtchnBindPirq => Call::EvtchnBindPirq { intid: a1 },
             Hypercall::IrqEoi => Call::IrqEoi { intid: a1 },
+            Hypercall::DomctlList => Call::DomctlList {
+                domain: a1,
+                buf: a2,
+                len: a3,
+            },
+            Hypercall::DomctlOp => Call::DomctlOp { op: a1, domain: a2 },
+            Hypercall::DomctlTotals => Call::DomctlTotals,
+            Hypercall::ControlRead => Call::ControlRead { buf: a1, len: a2 },
         })
     }
 
@@ -288,11 +324,13 @@ impl Call {
             | Call::VcpuInfo
             | Call::VpsrSync
             | Call::DomainCount
+            | Call::DomctlTotals
             | Call::Stats => [0; 6],
             Call::VersionCheck { version } => [version.to_raw(), 0, 0, 0, 0, 0],
             Call::ConsoleWrite { buf, len }
             | Call::DomainLookup { name: buf, len }
-            | Call::ConsoleRead { buf, len } => [buf, len, 0, 0, 0, 0],
+            | Call::ConsoleRead { buf, len }
+            | Call::ControlRead { buf, len } => [buf, len, 0, 0, 0, 0],
             Call::SetTimer { deadline: a }
             | Call::EvtchnAllocUnbound { remote: a }
             | Call::EvtchnBindIpi { vcpu: a }
@@ -311,7 +349,9 @@ impl Call {
                 remote_port: b,
             }
             | Call::EvtchnBindVirq { virq: a, vcpu: b }
-            | Call::StoreRemove { key: a, key_len: b } => [a, b, 0, 0, 0, 0],
+            | Call::StoreRemove { key: a, key_len: b }
+            | Call::DomctlOp { op: a, domain: b } => [a, b, 0, 0, 0, 0],
+            Call::DomctlList { domain, buf, len } => [domain, buf, len, 0, 0, 0],
             Call::GrantMap {
                 granter,
                 gref,
@@ -369,6 +409,10 @@ impl Call {
             Call::ConsoleRead { .. } => Hypercall::ConsoleRead,
             Call::EvtchnBindPirq { .. } => Hypercall::EvtchnBindPirq,
             Call::IrqEoi { .. } => Hypercall::IrqEoi,
+            Call::DomctlList { .. } => Hypercall::DomctlList,
+            Call::DomctlOp { .. } => Hypercall::DomctlOp,
+            Call::DomctlTotals => Hypercall::DomctlTotals,
+            Call::ControlRead { .. } => Hypercall::ControlRead,
         }
     }
 }
@@ -383,7 +427,7 @@ mod tests {
     #[test]
     fn register_layout() {
         let v = AbiVersion { major: 1, minor: 2 };
-        let cases: [(Call, [u64; 6]); 30] = [
+        let cases: [(Call, [u64; 6]); 34] = [
             (Call::Version, [0; 6]),
             (Call::VersionCheck { version: v }, [0x1_0002, 0, 0, 0, 0, 0]),
             (Call::ConsoleWrite { buf: 1, len: 2 }, [1, 2, 0, 0, 0, 0]),
@@ -461,6 +505,17 @@ mod tests {
             (Call::ConsoleRead { buf: 1, len: 2 }, [1, 2, 0, 0, 0, 0]),
             (Call::EvtchnBindPirq { intid: 1 }, [1, 0, 0, 0, 0, 0]),
             (Call::IrqEoi { intid: 1 }, [1, 0, 0, 0, 0, 0]),
+            (
+                Call::DomctlList {
+                    domain: 1,
+                    buf: 2,
+                    len: 3,
+                },
+                [1, 2, 3, 0, 0, 0],
+            ),
+            (Call::DomctlOp { op: 1, domain: 2 }, [1, 2, 0, 0, 0, 0]),
+            (Call::DomctlTotals, [0; 6]),
+            (Call::ControlRead { buf: 1, len: 2 }, [1, 2, 0, 0, 0, 0]),
         ];
         for (nr, (call, args)) in cases.iter().enumerate() {
             assert_eq!(call.number() as u64, nr as u64, "{call:?}");
@@ -473,7 +528,7 @@ mod tests {
 
     #[test]
     fn bad_numbers_and_reasons() {
-        assert_eq!(Call::decode(30, [0; 6]), Err(HvError::NoSys));
+        assert_eq!(Call::decode(34, [0; 6]), Err(HvError::NoSys));
         assert_eq!(Call::decode(u64::MAX, [0; 6]), Err(HvError::NoSys));
         let nr = Hypercall::Shutdown as u64;
         assert_eq!(Call::decode(nr, [3, 0, 0, 0, 0, 0]), Err(HvError::Inval));

@@ -119,6 +119,27 @@ pub enum Hypercall {
     /// `(x1 = INTID) -> ()`: end of interrupt for a bound device interrupt:
     /// unmasks it at the interrupt controller. ABI 1.2.
     IrqEoi = 29,
+    /// `(x1 = domain id, x2 = buffer IPA, x3 = buffer length) -> x1 = domain
+    /// slots`: writes the domain's [`DomainInfo`](crate::domctl::DomainInfo)
+    /// into the buffer (`Inval` if it is smaller); `NoEnt` past the last slot.
+    /// Control domain only (`Perm`). ABI 1.3.
+    DomctlList = 30,
+    /// `(x1 =` [`DomctlOp`](crate::domctl::DomctlOp) `raw, x2 = domain id) ->
+    /// ()`: creates, destroys, pauses or unpauses a domain. `NoDomain` for an
+    /// unknown id, `Busy` when the domain is not in a state the op applies
+    /// to, `Inval` for an unknown op or for destroying or pausing the control
+    /// domain itself. Control domain only (`Perm`). ABI 1.3.
+    DomctlOp = 31,
+    /// `() -> (x1 = frames free, x2 = frames in the pool, x3 = frames free
+    /// at start)`: the hypervisor's frame pool. Control domain only (`Perm`).
+    /// ABI 1.3.
+    DomctlTotals = 32,
+    /// `(x1 = buffer IPA, x2 = buffer length) -> x1 = bytes read`: takes
+    /// control-channel input the hypervisor queued (request lines from the
+    /// host, see [`control`](crate::control)); 0 when there is none.
+    /// `Virq::Control` says when there is some. Control domain only
+    /// (`Perm`). ABI 1.3.
+    ControlRead = 33,
 }
 
 /// Largest console write accepted in one call.
@@ -158,6 +179,10 @@ impl Hypercall {
             27 => Hypercall::ConsoleRead,
             28 => Hypercall::EvtchnBindPirq,
             29 => Hypercall::IrqEoi,
+            30 => Hypercall::DomctlList,
+            31 => Hypercall::DomctlOp,
+            32 => Hypercall::DomctlTotals,
+            33 => Hypercall::ControlRead,
             _ => return None,
         })
     }
@@ -206,7 +231,7 @@ mod tests {
                 assert_eq!(call as u64, raw);
             }
         }
-        assert_eq!(Hypercall::from_raw(30), None);
+        assert_eq!(Hypercall::from_raw(34), None);
         assert_eq!(Hypercall::from_raw(u64::MAX), None);
     }
 

@@ -20,6 +20,8 @@
 pub mod blkif;
 pub mod bootargs;
 pub mod call;
+pub mod control;
+pub mod domctl;
 pub mod error;
 pub mod event;
 pub mod grant;

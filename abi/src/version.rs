@@ -16,7 +16,7 @@ pub struct AbiVersion {
 }
 
 /// The version this crate describes.
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 2 };
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 3 };
 
 impl AbiVersion {
     /// Packs the version into one register value: `major << 16 | minor`.
@@ -67,6 +67,9 @@ impl Features {
     pub const CONSOLE_INPUT: Features = Features(1 << 7);
     /// Device interrupts as events: `EvtchnBindPirq`, `IrqEoi` (ABI 1.2).
     pub const DEVICE_IRQS: Features = Features(1 << 8);
+    /// Domain control for the control domain: `DomctlList`, `DomctlOp`,
+    /// `DomctlTotals`, `ControlRead`, `Virq::Control` (ABI 1.3).
+    pub const DOMAIN_CONTROL: Features = Features(1 << 9);
 
     /// What this hypervisor build offers.
     pub const OFFERED: Features = Features(
@@ -78,7 +81,8 @@ impl Features {
             | Self::GRANT_TABLES.0
             | Self::STORE.0
             | Self::CONSOLE_INPUT.0
-            | Self::DEVICE_IRQS.0,
+            | Self::DEVICE_IRQS.0
+            | Self::DOMAIN_CONTROL.0,
     );
 
     /// Whether every bit of `other` is set in `self`.
@@ -98,7 +102,7 @@ mod tests {
             minor: 0xfffe,
         };
         assert_eq!(AbiVersion::from_raw(v.to_raw()), v);
-        assert_eq!(ABI_VERSION.to_raw(), 0x1_0002);
+        assert_eq!(ABI_VERSION.to_raw(), 0x1_0003);
     }
 
     #[test]
@@ -116,6 +120,6 @@ mod tests {
         assert!(Features::OFFERED.contains(Features::GRANT_TABLES));
         assert!(Features::OFFERED.contains(Features::EVENT_CHANNELS));
         assert!(!Features::OFFERED.contains(Features(1 << 40)));
-        assert_eq!(ABI_VERSION.to_string(), "1.2");
+        assert_eq!(ABI_VERSION.to_string(), "1.3");
     }
 }

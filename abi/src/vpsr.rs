@@ -38,14 +38,23 @@ pub enum Virq {
     /// console-input domain (the driver domain unless the scenario names
     /// another), like Xen's `VIRQ_CONSOLE` for dom0.
     Console = 3,
+    /// Control-channel input arrived (read it with `ControlRead`). Raised
+    /// only in the control domain. ABI 1.3.
+    Control = 4,
 }
 
 /// Number of virtual IRQs.
-pub const NR_VIRQS: usize = 4;
+pub const NR_VIRQS: usize = 5;
 
 impl Virq {
     /// Every virtual IRQ, in bit order.
-    pub const ALL: [Virq; NR_VIRQS] = [Virq::Timer, Virq::DomainExit, Virq::Store, Virq::Console];
+    pub const ALL: [Virq; NR_VIRQS] = [
+        Virq::Timer,
+        Virq::DomainExit,
+        Virq::Store,
+        Virq::Console,
+        Virq::Control,
+    ];
 
     /// Decodes a raw number; `None` for unknown ones.
     pub const fn from_raw(raw: u64) -> Option<Self> {
@@ -54,6 +63,7 @@ impl Virq {
             1 => Some(Virq::DomainExit),
             2 => Some(Virq::Store),
             3 => Some(Virq::Console),
+            4 => Some(Virq::Control),
             _ => None,
         }
     }

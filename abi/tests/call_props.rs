@@ -10,7 +10,7 @@ use proptest::prelude::*;
 /// drawn from `a`, built variant by variant (not through `decode`).
 fn build(nr: u64, a: [u64; 6], version: AbiVersion, reason: ShutdownReason) -> Call {
     let [a1, a2, a3, a4, a5, _] = a;
-    match nr % 30 {
+    match nr % 34 {
         0 => Call::Version,
         1 => Call::VersionCheck { version },
         2 => Call::ConsoleWrite { buf: a1, len: a2 },
@@ -66,7 +66,15 @@ fn build(nr: u64, a: [u64; 6], version: AbiVersion, reason: ShutdownReason) -> C
         26 => Call::Stats,
         27 => Call::ConsoleRead { buf: a1, len: a2 },
         28 => Call::EvtchnBindPirq { intid: a1 },
-        _ => Call::IrqEoi { intid: a1 },
+        29 => Call::IrqEoi { intid: a1 },
+        30 => Call::DomctlList {
+            domain: a1,
+            buf: a2,
+            len: a3,
+        },
+        31 => Call::DomctlOp { op: a1, domain: a2 },
+        32 => Call::DomctlTotals,
+        _ => Call::ControlRead { buf: a1, len: a2 },
     }
 }
 
@@ -99,7 +107,7 @@ proptest! {
 
     #[test]
     fn every_call_round_trips(
-        nr in 0u64..30,
+        nr in 0u64..34,
         a in proptest::array::uniform6(reg()),
         v in version(),
         r in reason(),
@@ -115,7 +123,7 @@ proptest! {
 
     #[test]
     fn decode_is_total_and_keeps_every_used_register(
-        nr in prop_oneof![0u64..32, any::<u64>()],
+        nr in prop_oneof![0u64..36, any::<u64>()],
         a in proptest::array::uniform6(reg()),
     ) {
         match Call::decode(nr, a) {
@@ -153,7 +161,7 @@ proptest! {
 
 #[test]
 fn every_small_unknown_number_is_nosys() {
-    for nr in 30..4096 {
+    for nr in 34..4096 {
         assert_eq!(Call::decode(nr, [0; 6]), Err(HvError::NoSys));
     }
     for nr in [u64::MAX, 1 << 63, 1 << 32, (1 << 32) + 1] {

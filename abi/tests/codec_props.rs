@@ -39,7 +39,9 @@ fn on_crash() -> impl Strategy<Value = OnCrash> {
 
 /// Every field of a valid entry: `(name, role, MiB, vcpus, cpu, console,
 /// on_crash, cmdline)`.
-type Fields = (String, Role, u64, u32, Option<u32>, bool, OnCrash, String);
+/// `console_input`, `control`, `autostart`.
+type Flags = (bool, bool, bool);
+type Fields = (String, Role, u64, u32, Option<u32>, Flags, OnCrash, String);
 
 fn domain() -> impl Strategy<Value = Fields> {
     (
@@ -48,7 +50,7 @@ fn domain() -> impl Strategy<Value = Fields> {
         any::<u64>(),
         1u32..=8,
         proptest::option::of(any::<u32>()),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
         on_crash(),
         cmdline(),
     )
@@ -122,7 +124,7 @@ proptest! {
 
     #[test]
     fn bootargs_round_trip(f in domain()) {
-        let (name, role, mem_mib, vcpus, cpu, console_input, on_crash, cmdline) = &f;
+        let (name, role, mem_mib, vcpus, cpu, (console_input, control, autostart), on_crash, cmdline) = &f;
         let d = DomainConfig {
             name,
             role: *role,
@@ -131,6 +133,8 @@ proptest! {
             cpu: *cpu,
             console_input: *console_input,
             on_crash: *on_crash,
+            control: *control,
+            autostart: *autostart,
             cmdline,
         };
         let text = d.to_string();

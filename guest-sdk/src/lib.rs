@@ -45,6 +45,7 @@ mod rt;
 pub mod cmdline;
 pub mod console;
 pub mod context;
+pub mod control;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod critical;
 pub mod event;

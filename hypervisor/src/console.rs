@@ -226,3 +226,95 @@ mod input_tests {
         assert_eq!(q.len(), INPUT_MAX - 2);
     }
 }
+
+/// Where a byte of serial input goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Console input, for the console-input domain.
+    Console(u8),
+    /// Part of a control request, for the control domain.
+    Control(u8),
+    /// The end of a control request (its newline).
+    ControlEnd,
+    /// Nothing (the marker that starts a control request).
+    Nowhere,
+}
+
+/// Splits serial input into console input and control requests: a line
+/// that starts with `parapet_abi::control::REQUEST_MARKER` is a control
+/// request (see `parapet_abi::control`), every other byte is console input.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Demux {
+    at_line_start: bool,
+    in_control: bool,
+}
+
+impl Demux {
+    /// At the start of a line.
+    pub const fn new() -> Self {
+        Self {
+            at_line_start: true,
+            in_control: false,
+        }
+    }
+
+    /// Routes one byte.
+    pub fn route(&mut self, b: u8) -> Route {
+        let start = core::mem::replace(&mut self.at_line_start, b == b'\n' || b == b'\r');
+        if self.in_control {
+            if b == b'\n' || b == b'\r' {
+                self.in_control = false;
+                return Route::ControlEnd;
+            }
+            return Route::Control(b);
+        }
+        if start && b == parapet_abi::control::REQUEST_MARKER {
+            self.in_control = true;
+            self.at_line_start = false;
+            return Route::Nowhere;
+        }
+        Route::Console(b)
+    }
+}
+
+#[cfg(test)]
+mod demux_tests {
+    use super::*;
+    use parapet_abi::control::REQUEST_MARKER as M;
+
+    fn split(input: &[u8]) -> (Vec<u8>, Vec<u8>, usize) {
+        let mut d = Demux::new();
+        let (mut console, mut control, mut ends) = (Vec::new(), Vec::new(), 0);
+        for &b in input {
+            match d.route(b) {
+                Route::Console(b) => console.push(b),
+                Route::Control(b) => control.push(b),
+                Route::ControlEnd => ends += 1,
+                Route::Nowhere => {}
+            }
+        }
+        (console, control, ends)
+    }
+
+    #[test]
+    fn marked_lines_are_control_requests_the_rest_console_input() {
+        let mut input = b"ps\n".to_vec();
+        input.push(M);
+        input.extend_from_slice(b"7 list\n");
+        input.extend_from_slice(b"uptime\r\n");
+        input.push(M);
+        input.extend_from_slice(b"8 destroy a\n");
+        let (console, control, ends) = split(&input);
+        assert_eq!(console, b"ps\nuptime\r\n");
+        assert_eq!(control, b"7 list8 destroy a");
+        assert_eq!(ends, 2);
+    }
+
+    #[test]
+    fn a_marker_inside_a_line_is_console_input() {
+        let input = [b'a', M, b'b', b'\n'];
+        let (console, control, _) = split(&input);
+        assert_eq!(console, input);
+        assert!(control.is_empty());
+    }
+}

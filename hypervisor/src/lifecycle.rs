@@ -8,6 +8,9 @@
 pub enum DomainState {
     /// The slot holds no domain.
     Empty,
+    /// The slot holds a domain that does not run: loaded but not started
+    /// (`autostart = false`), or destroyed. The control domain may create it.
+    Off,
     /// Its vCPUs may run.
     Running,
     /// It shut down with this exit code.
@@ -99,6 +102,7 @@ mod tests {
             DomainState::Exited(0),
             DomainState::Crashed,
             DomainState::Empty,
+            DomainState::Off,
         ] {
             assert!(!ended.alive());
             assert_eq!(ended.end(true, 0), None);

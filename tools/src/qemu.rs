@@ -87,6 +87,8 @@ pub fn bootargs(d: &Domain) -> String {
         cpu: d.cpu,
         console_input: d.console_input,
         on_crash: d.on_crash,
+        control: false,
+        autostart: true,
         cmdline: d.cmdline.as_deref().unwrap_or(""),
     }
     .to_string()

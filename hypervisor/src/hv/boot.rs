@@ -106,7 +106,26 @@ fn primary_boot() {
         }
     }
     for module in platform.modules() {
-        if let Err(e) = hv.create_domain(module) {
+        let index = match hv.define_domain(module) {
+            Ok(index) => index,
+            Err(e) => {
+                hvprintln!(
+                    "domain image at {:#x} not started: {e} (bootargs `{}`)",
+                    module.addr,
+                    module.bootargs
+                );
+                hv.tally.failed();
+                continue;
+            }
+        };
+        if !hv.domains[index].autostart {
+            hvprintln!(
+                "domain {} loaded as id {index}, not started (autostart = false)",
+                hv.domains[index].name()
+            );
+            continue;
+        }
+        if let Err(e) = hv.start_domain(index) {
             hvprintln!(
                 "domain image at {:#x} not started: {e} (bootargs `{}`)",
                 module.addr,
@@ -115,6 +134,7 @@ fn primary_boot() {
             hv.tally.failed();
         }
     }
+    hv.choose_control_domain();
     hv.start_console_input();
     drop(hv);
     for cpu in 1..cpus {

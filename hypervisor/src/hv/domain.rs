@@ -64,6 +64,20 @@ pub(super) struct Domain {
     pub restarts: u32,
     /// What is left to do once no CPU runs it any more.
     pub after_stop: AfterStop,
+    /// It is the control domain's to manage: `control=1`.
+    pub control: bool,
+    /// It starts at boot (`autostart=0` only loads it).
+    pub autostart: bool,
+    /// The control domain paused it: its vCPUs are not scheduled.
+    pub paused: bool,
+    /// The physical CPU of each vCPU, fixed when it was defined.
+    pub cpus: [usize; MAX_VCPUS],
+    /// Counter value when it (last) started.
+    pub started_at: u64,
+    /// How often it crashed in this run.
+    pub crashes: u32,
+    /// How often the control domain created it.
+    pub creates: u32,
     /// Its image and bootargs, kept to start it again.
     pub module: Option<Module<'static>>,
     pub vcpus: [Vcpu; MAX_VCPUS],
@@ -92,6 +106,13 @@ impl Domain {
         on_crash: OnCrash::Destroy,
         restarts: 0,
         after_stop: AfterStop::Nothing,
+        control: false,
+        autostart: true,
+        paused: false,
+        cpus: [0; MAX_VCPUS],
+        started_at: 0,
+        crashes: 0,
+        creates: 0,
         module: None,
         vcpus: [const { Vcpu::EMPTY }; MAX_VCPUS],
     };
@@ -151,11 +172,15 @@ impl core::fmt::Display for CreateError {
 pub(super) enum Outcome<'a> {
     Exit(u64),
     Crash(core::fmt::Arguments<'a>),
+    /// The control domain destroyed it.
+    Destroyed,
 }
 
 impl Hypervisor {
-    /// Creates the next domain from a boot module and starts its vCPU 0.
-    pub(super) fn create_domain(&mut self, module: Module<'static>) -> Result<(), CreateError> {
+    /// Takes the next slot for a boot module: checks its entry and records
+    /// what it needs to start (image, name, role, memory, CPUs, policies).
+    /// The domain does not run yet (`start_domain`). Returns its id.
+    pub(super) fn define_domain(&mut self, module: Module<'static>) -> Result<usize, CreateError> {
         let index = self.domain_count;
         if index >= MAX_DOMAINS {
             return Err(CreateError::Limit("too many domains"));
@@ -189,6 +214,9 @@ impl Hypervisor {
         if driver && others.iter().any(|d| d.role == Role::Driver) {
             return Err(CreateError::Limit("a second driver domain"));
         }
+        if cfg.control && others.iter().any(|d| d.control) {
+            return Err(CreateError::Limit("a second control domain"));
+        }
         let ipa = if driver {
             layout::DRIVER_DOMAIN_BASE
         } else {
@@ -197,6 +225,42 @@ impl Hypervisor {
         if ipa + cfg.memory > GRANT_WINDOW_BASE {
             return Err(CreateError::Memory("RAM would overlap the grant window"));
         }
+        let mut cpus = [0usize; MAX_VCPUS];
+        for c in cpus.iter_mut().take(cfg.vcpus as usize) {
+            *c = match cfg.cpu {
+                Some(c) => c as usize,
+                None => {
+                    self.next_cpu = (self.next_cpu + 1) % self.cpu_count;
+                    self.next_cpu
+                }
+            };
+        }
+        let d = &mut self.domains[index];
+        *d = Domain::EMPTY;
+        d.state = DomainState::Off;
+        start_info::set_c_str(&mut d.name, cfg.name);
+        d.role = cfg.role;
+        d.vcpu_count = cfg.vcpus as usize;
+        (d.ram_ipa, d.ram_size) = (ipa, cfg.memory);
+        d.console_input = cfg.console_input;
+        d.on_crash = cfg.on_crash;
+        d.control = cfg.control;
+        d.autostart = cfg.autostart;
+        d.cpus = cpus;
+        d.module = Some(module);
+        self.domain_count = index + 1;
+        Ok(index)
+    }
+
+    /// Starts defined domain `index` from its image, with fresh memory: its
+    /// stage-2 table quota is reserved and its RAM taken from the pool (the
+    /// driver domain's is fixed). On failure nothing is kept.
+    pub(super) fn start_domain(&mut self, index: usize) -> Result<(), CreateError> {
+        let module = self.domains[index]
+            .module
+            .ok_or(CreateError::Image("no image"))?;
+        let cfg = bootargs::parse_domain(module.bootargs).map_err(|_| CreateError::Bootargs)?;
+        let driver = cfg.role == Role::Driver;
         if !self.frames.reserve(TABLE_QUOTA) {
             return Err(CreateError::Memory(
                 "not enough memory left for its stage-2 tables",
@@ -214,32 +278,19 @@ impl Hypervisor {
                 }
             }
         };
-        let mut cpus = [0usize; MAX_VCPUS];
-        for c in cpus.iter_mut().take(cfg.vcpus as usize) {
-            *c = match cfg.cpu {
-                Some(c) => c as usize,
-                None => {
-                    self.next_cpu = (self.next_cpu + 1) % self.cpu_count;
-                    self.next_cpu
-                }
-            };
-        }
-        {
-            let d = &mut self.domains[index];
-            *d = Domain::EMPTY;
-            d.ram_from_pool = !driver;
-            d.tables_reserved = true;
-            (d.ram_pa, d.ram_size) = (pa, cfg.memory);
-        }
+        let d = &mut self.domains[index];
+        d.ram_from_pool = !driver;
+        d.tables_reserved = true;
+        (d.ram_pa, d.ram_size) = (pa, cfg.memory);
+        let (ipa, cpus) = (d.ram_ipa, d.cpus);
         match self.load_domain(index, module, &cfg, (ipa, pa), &cpus, 0) {
             Ok(entry) => {
-                self.domain_count = index + 1;
                 self.announce(index, entry);
                 Ok(())
             }
             Err(e) => {
                 self.give_back_memory(index);
-                self.domains[index] = Domain::EMPTY;
+                self.domains[index].state = DomainState::Off;
                 Err(e)
             }
         }
@@ -331,6 +382,8 @@ impl Hypervisor {
         d.on_crash = cfg.on_crash;
         d.restarts = restarts;
         d.after_stop = AfterStop::Nothing;
+        d.paused = false;
+        d.started_at = crate::arch::sysregs::counter();
         d.module = Some(module);
         for v in d.vcpus.iter_mut() {
             *v = Vcpu::EMPTY;
@@ -438,8 +491,9 @@ impl Hypervisor {
         let (crashed, code) = match outcome {
             Outcome::Exit(code) => (false, code),
             Outcome::Crash(_) => (true, 0),
+            Outcome::Destroyed => (false, 0),
         };
-        let Some(next_state) = self.domains[index].state.end(crashed, code) else {
+        let Some(mut next_state) = self.domains[index].state.end(crashed, code) else {
             return;
         };
         {
@@ -454,6 +508,12 @@ impl Hypervisor {
             Outcome::Exit(code) => {
                 hvprintln!("domain {name} exited: poweroff (code {code})");
                 self.tally.exited(code);
+                AfterStop::Reclaim
+            }
+            Outcome::Destroyed => {
+                hvprintln!("domain {name} destroyed by the control domain");
+                self.tally.destroyed();
+                next_state = DomainState::Off;
                 AfterStop::Reclaim
             }
             Outcome::Crash(reason) => {
@@ -476,7 +536,11 @@ impl Hypervisor {
                 }
             }
         };
+        if crashed {
+            self.domains[index].crashes += 1;
+        }
         self.domains[index].state = next_state;
+        self.domains[index].paused = false;
         self.domains[index].after_stop = after;
         self.after_stop_pending += 1;
         self.report_stats(index);
@@ -656,10 +720,7 @@ impl Hypervisor {
             let d = &self.domains[index];
             (d.module, d.ram_ipa, d.ram_pa, d.restarts + 1)
         };
-        let mut cpus = [0usize; MAX_VCPUS];
-        for (c, v) in cpus.iter_mut().zip(self.domains[index].vcpus.iter()) {
-            *c = v.cpu;
-        }
+        let cpus = self.domains[index].cpus;
         self.release_translation(index);
         let name = self.domains[index].name;
         let name = start_info::c_str(&name).unwrap_or("?");

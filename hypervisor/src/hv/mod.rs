@@ -24,6 +24,7 @@
 //! it holds the lock), except before the vCPU first runs.
 
 mod boot;
+mod control;
 mod domain;
 mod hypercall;
 mod memory;
@@ -152,6 +153,12 @@ struct Hypervisor {
     console_in: InputQueue,
     /// The domain that receives console input (`Virq::Console`).
     console_domain: usize,
+    /// Splits serial input into console input and control requests.
+    demux: crate::console::Demux,
+    /// Control requests from the host not yet read by the control domain.
+    control_in: InputQueue,
+    /// The domain that may control the others (`parapet_abi::domctl`).
+    control_domain: Option<usize>,
     /// The PL011's interrupt.
     uart_intid: u32,
     /// Each CPU's affinity (`MPIDR_EL1`), for routing device interrupts.
@@ -187,6 +194,9 @@ static HV: Mutex<Hypervisor> = Mutex::new(Hypervisor {
     store: [const { Namespace::EMPTY }; MAX_DOMAINS],
     console_in: InputQueue::new(),
     console_domain: 0,
+    demux: crate::console::Demux::new(),
+    control_in: InputQueue::new(),
+    control_domain: None,
     uart_intid: 0,
     mpidr: [0; MAX_CPUS],
 });

@@ -216,19 +216,37 @@ impl Hypervisor {
         self.gic.enable_spi(self.uart_intid, self.mpidr[0]);
     }
 
-    /// The UART received input: queue it and tell the console-input domain.
+    /// The UART received input: queue it (console input for the
+    /// console-input domain, control requests for the control domain) and
+    /// tell the domain concerned.
     fn console_input(&mut self) {
+        let mut bytes = [0u8; 64];
         let mut got = false;
-        if let Some(uart) = CONSOLE.lock().as_mut() {
-            while let Some(b) = uart.try_get() {
-                got |= self.console_in.push(b);
+        loop {
+            let mut n = 0;
+            if let Some(uart) = CONSOLE.lock().as_mut() {
+                while n < bytes.len() {
+                    match uart.try_get() {
+                        Some(b) => {
+                            bytes[n] = b;
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            for &b in &bytes[..n] {
+                got |= self.route_input(b);
+            }
+            if n < bytes.len() {
+                break;
             }
         }
         let d = self.console_domain;
         if got && self.domain_alive(d as u64) {
             self.raise_virq(
                 VcpuRef {
-                    domain: domain_id(d),
+                    domain: super::domain_id(d),
                     vcpu: 0,
                 },
                 Virq::Console,

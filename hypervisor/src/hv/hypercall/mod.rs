@@ -149,6 +149,15 @@ impl Hypervisor {
                 .store_read(d, domain, key, key_len, buf, buf_len)
                 .map(|n| one(out, n)),
             Call::StoreRemove { key, key_len } => self.store_remove(d, key, key_len).map(|()| 0),
+            Call::DomctlList { domain, buf, len } => {
+                self.domctl_list(d, domain, buf, len).map(|n| one(out, n))
+            }
+            Call::DomctlOp { op, domain } => self.domctl_op(d, op, domain).map(|()| 0),
+            Call::DomctlTotals => self.domctl_totals(d).map(|t| {
+                *out = t;
+                0
+            }),
+            Call::ControlRead { buf, len } => self.control_read(d, buf, len).map(|n| one(out, n)),
             // Answered before the lock (`Version`) or on the full-trap path.
             Call::Version
             | Call::Yield
