@@ -58,17 +58,53 @@ pub enum VcpuState {
     Running,
     /// Waits for an event (`Block`, `wfi`).
     Blocked,
+    /// Its domain is paused; it was runnable (or running).
+    Paused,
+    /// Its domain is paused; it was waiting for an event.
+    PausedBlocked,
 }
 
 impl VcpuState {
-    /// Something is pending for the vCPU: a blocked vCPU becomes runnable.
-    /// Returns whether it must be put on its run queue.
+    /// Something is pending for the vCPU: a blocked vCPU becomes runnable
+    /// (a paused one only once its domain is unpaused). Returns whether it
+    /// must be put on its run queue.
     pub fn wake(&mut self) -> bool {
-        if *self == VcpuState::Blocked {
-            *self = VcpuState::Runnable;
-            true
-        } else {
-            false
+        match *self {
+            VcpuState::Blocked => {
+                *self = VcpuState::Runnable;
+                true
+            }
+            VcpuState::PausedBlocked => {
+                *self = VcpuState::Paused;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Its domain is paused: it leaves the CPU (the caller takes it off the
+    /// run queue and its CPU).
+    pub fn pause(&mut self) {
+        *self = match *self {
+            VcpuState::Runnable | VcpuState::Running => VcpuState::Paused,
+            VcpuState::Blocked => VcpuState::PausedBlocked,
+            other => other,
+        };
+    }
+
+    /// Its domain is unpaused. Returns whether it must be put on its run
+    /// queue.
+    pub fn unpause(&mut self) -> bool {
+        match *self {
+            VcpuState::Paused => {
+                *self = VcpuState::Runnable;
+                true
+            }
+            VcpuState::PausedBlocked => {
+                *self = VcpuState::Blocked;
+                false
+            }
+            _ => false,
         }
     }
 
@@ -119,6 +155,39 @@ mod tests {
         assert!(v.wake());
         assert_eq!(v, VcpuState::Runnable);
         assert!(!v.wake(), "already queued");
+        // Paused, an event is recorded but the vCPU stays off the CPU.
+        for (before, paused, woken, after) in [
+            (
+                VcpuState::Running,
+                VcpuState::Paused,
+                VcpuState::Paused,
+                VcpuState::Runnable,
+            ),
+            (
+                VcpuState::Runnable,
+                VcpuState::Paused,
+                VcpuState::Paused,
+                VcpuState::Runnable,
+            ),
+            (
+                VcpuState::Blocked,
+                VcpuState::PausedBlocked,
+                VcpuState::Paused,
+                VcpuState::Runnable,
+            ),
+        ] {
+            let mut v = before;
+            v.pause();
+            assert_eq!(v, paused);
+            assert!(!v.wake(), "not queued while paused");
+            assert_eq!(v, woken);
+            assert!(v.unpause());
+            assert_eq!(v, after);
+        }
+        let mut v = VcpuState::Blocked;
+        v.pause();
+        assert!(!v.unpause(), "still waiting: not queued");
+        assert_eq!(v, VcpuState::Blocked);
         let mut off = VcpuState::Off;
         assert!(!off.wake());
         assert!(!off.block(false));

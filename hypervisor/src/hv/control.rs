@@ -12,7 +12,7 @@ use zerocopy::{FromZeros, IntoBytes};
 use super::{hvprintln, Hypervisor};
 use crate::bootargs::Role;
 use crate::console::Route;
-use crate::lifecycle::{AfterStop, DomainState, VcpuState};
+use crate::lifecycle::{AfterStop, DomainState};
 use crate::sched::VcpuRef;
 
 use super::domain::Outcome;
@@ -185,9 +185,7 @@ impl Hypervisor {
             }
         }
         for v in &mut self.domains[i].vcpus {
-            if v.state == VcpuState::Running {
-                v.state = VcpuState::Runnable;
-            }
+            v.state.pause();
         }
         hvprintln!("domain {} paused", self.domains[i].name());
     }
@@ -197,8 +195,8 @@ impl Hypervisor {
         let here = crate::arch::cpu_index();
         self.domains[i].paused = false;
         for n in 0..self.domains[i].vcpu_count {
-            let v = &self.domains[i].vcpus[n];
-            if v.state == VcpuState::Runnable {
+            let v = &mut self.domains[i].vcpus[n];
+            if v.state.unpause() {
                 let cpu = v.cpu;
                 let r = VcpuRef {
                     domain: super::domain_id(i),

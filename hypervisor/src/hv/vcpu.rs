@@ -132,10 +132,6 @@ impl Hypervisor {
     /// is armed now (`sched::timer_deadline`): the running vCPU may never
     /// trap again. Another CPU re-arms its own when kicked.
     pub(super) fn enqueue(&mut self, cpu: usize, here: usize, v: VcpuRef) {
-        if self.domains[v.domain as usize].paused {
-            // Runnable, but not scheduled until the domain is unpaused.
-            return;
-        }
         let c = &mut self.cpus[cpu];
         let was_alone = c.queue.is_empty() && c.current.is_some();
         c.queue.push(v);
