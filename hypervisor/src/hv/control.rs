@@ -77,9 +77,10 @@ impl Hypervisor {
             DomainState::Off | DomainState::Empty => DomainRunState::Off,
         };
         info.state = state.to_raw();
-        info.flags = u32::from(dom.role == Role::Driver) * domctl::flags::DRIVER
-            | u32::from(self.control_domain == Some(i)) * domctl::flags::CONTROL
-            | u32::from(dom.autostart) * domctl::flags::AUTOSTART;
+        let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+        info.flags = flag(dom.role == Role::Driver, domctl::flags::DRIVER)
+            | flag(self.control_domain == Some(i), domctl::flags::CONTROL)
+            | flag(dom.autostart, domctl::flags::AUTOSTART);
         info.vcpu_count = u32::try_from(dom.vcpu_count).unwrap_or(0);
         info.name = dom.name;
         for (c, &cpu) in info.vcpu_cpus.iter_mut().zip(&dom.cpus).take(INFO_VCPUS) {
