@@ -6,6 +6,7 @@
 
 pub mod blkback;
 pub mod config;
+pub mod domains;
 pub mod netback;
 pub mod shell;
 pub mod switch;

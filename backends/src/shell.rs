@@ -72,6 +72,11 @@ pub enum Command<'a> {
     /// `crash`: a test aid: the driver domain faults on purpose (see
     /// [`crash_on_purpose`]), to try the scenario's `on_crash` policy.
     Crash,
+    /// `shutdown`: the driver domain prints its counters and powers off,
+    /// whether guests still run or not (their devices go away with it). It
+    /// ends a run in which, as the control domain, it stays up for the
+    /// host's requests (see `domains::may_create_later`).
+    Shutdown,
     /// Anything else.
     Unknown(&'a str),
 }
@@ -87,6 +92,7 @@ impl<'a> Command<'a> {
             "devices" => Command::Devices,
             "echo" => Command::Echo(rest.trim()),
             "crash" if rest.trim().is_empty() => Command::Crash,
+            "shutdown" if rest.trim().is_empty() => Command::Shutdown,
             _ => Command::Unknown(word),
         }
     }
@@ -94,6 +100,7 @@ impl<'a> Command<'a> {
 
 /// The help text.
 pub const HELP: &str = "commands: help, domains, devices, echo TEXT, \
+shutdown (power the driver domain off), \
 crash (a test aid: crash the driver domain on purpose, to try on_crash)";
 
 /// An address that no domain has mapped at stage 2 but that the SDK's
@@ -166,6 +173,9 @@ mod tests {
         assert_eq!(Command::parse("echo  a b "), Command::Echo("a b"));
         assert_eq!(Command::parse("echo"), Command::Echo(""));
         assert_eq!(Command::parse("reboot now"), Command::Unknown("reboot"));
+        assert_eq!(Command::parse(" shutdown "), Command::Shutdown);
+        assert_eq!(Command::parse("shutdown now"), Command::Unknown("shutdown"));
+        assert!(HELP.contains("shutdown"), "{HELP}");
     }
 
     #[test]

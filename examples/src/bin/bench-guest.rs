@@ -27,6 +27,18 @@
 //! | `event_send` | `main` before `event::send` waking the blocked `peer` | its return |
 //! | `event_to_handler_unmask` | as `event_to_handler` | the handler, run from the unmask dispatch after `Block` returns in `event::wait_until` |
 //! | `yield_no_switch` | `hvc` `Yield` with `peer` gone | the instruction after it (full trap path, no switch) |
+//!
+//! Domain control (`scenarios/bench-domctl.toml`): with cmdline `domctl
+//! targets=A,B… [rounds=N]`, a control domain (`control = true`) creates and
+//! destroys each target (defined with `autostart = false`, cmdline `idle`:
+//! it says `ready` in the store and blocks for good) `N` times and prints
+//! `bench domctl create|destroy|reclaim target=NAME mem_kib=K
+//! instructions=<min> median=<median> samples=<n>`: `create` and `destroy`
+//! are the `DomctlOp` hypercalls (counter reads around `control::domctl`);
+//! a destroyed domain's memory comes back in the dispatch that ends the
+//! hypercall when no other CPU runs it (always, on one CPU), else in that
+//! CPU's next dispatch: `reclaim` is what the next `Yield` costs more than a
+//! `Yield` with nothing to do (about 0 when the destroy reclaimed).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -89,7 +101,15 @@ mod guest {
         let peer_role = cmdline::has(cmd, "peer");
         let default_other = if peer_role { "bench" } else { "bench-peer" };
         let other = cmdline::get(cmd, "other").unwrap_or(default_other);
-        let result = if peer_role { peer(other) } else { bench(other) };
+        let result = if cmdline::has(cmd, "idle") {
+            idle()
+        } else if cmdline::has(cmd, "domctl") {
+            domctl(cmd)
+        } else if peer_role {
+            peer(other)
+        } else {
+            bench(other)
+        };
         match result {
             Ok(()) => 0,
             Err(e) => {
@@ -378,6 +398,109 @@ mod guest {
         if out.missing != 0 {
             return Err(HvError::Inval);
         }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // domain control
+
+    /// Samples per target of the domain-control measurements.
+    const DOMCTL_ROUNDS: usize = 64;
+
+    /// `idle`: a target of `domctl`: ready, then blocked until destroyed.
+    fn idle() -> Result<(), HvError> {
+        store::write_u64("ready", 1)?;
+        loop {
+            hypercall::block()?;
+        }
+    }
+
+    /// `domctl targets=A,B [rounds=N]`: see the module docs.
+    fn domctl(cmd: &str) -> Result<(), HvError> {
+        use parapet_guest::abi::domctl::{DomainRunState, DomctlOp};
+        use parapet_guest::control;
+
+        pmu::enable_instruction_counter();
+        let calibration = calibrate();
+        let rounds = cmdline::get(cmd, "rounds")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(16)
+            .clamp(1, DOMCTL_ROUNDS);
+        let mut nothing = [0u64; DOMCTL_ROUNDS];
+        for s in nothing.iter_mut() {
+            *s = pmu::measure_hypercall(Hypercall::Yield as u64).saturating_sub(calibration);
+        }
+        let (yield_min, _) = min_median(&mut nothing).unwrap_or((0, 0));
+        println!("bench: domctl: calibration {calibration}, Yield with nothing to do {yield_min}");
+        let targets = cmdline::get(cmd, "targets").unwrap_or("victim");
+        for name in targets.split(',') {
+            // The target's slot, from the list (it does not run yet).
+            let mut found = None;
+            let mut id = 0;
+            while let Ok((info, count)) = control::list(id) {
+                if info.name() == name {
+                    found = Some(info);
+                }
+                id += 1;
+                if id >= count {
+                    break;
+                }
+            }
+            let Some(info) = found else {
+                println!("bench: domctl: no domain {name}");
+                return Err(HvError::NoEnt);
+            };
+            if info.run_state() != Some(DomainRunState::Off) {
+                println!("bench: domctl: {name} is not off (autostart = false?)");
+                return Err(HvError::Busy);
+            }
+            let target = info.id;
+            let mut create = [0u64; DOMCTL_ROUNDS];
+            let mut destroy = [0u64; DOMCTL_ROUNDS];
+            let mut reclaim = [0u64; DOMCTL_ROUNDS];
+            for r in 0..rounds {
+                let t0 = pmu::read_instructions();
+                let created = control::domctl(DomctlOp::Create, target);
+                let t1 = pmu::read_instructions();
+                created?;
+                create[r] = counter_delta(t0, t1, calibration).unwrap_or(0);
+                // Let it boot (one CPU: it runs when we yield) until it is
+                // ready; its key went with its last instance.
+                while store::read_u64(target, "ready").is_err() {
+                    hypercall::yield_now()?;
+                }
+                let t0 = pmu::read_instructions();
+                let destroyed = control::domctl(DomctlOp::Destroy, target);
+                let t1 = pmu::read_instructions();
+                destroyed?;
+                destroy[r] = counter_delta(t0, t1, calibration).unwrap_or(0);
+                reclaim[r] = pmu::measure_hypercall(Hypercall::Yield as u64)
+                    .saturating_sub(calibration)
+                    .saturating_sub(yield_min);
+                if control::list(target).map(|(i, _)| i.run_state())
+                    != Ok(Some(DomainRunState::Off))
+                {
+                    println!("bench: domctl: {name} not off after destroy");
+                    return Err(HvError::Busy);
+                }
+            }
+            let kib = info.ram_kib;
+            for (what, samples) in [
+                ("create", &mut create[..rounds]),
+                ("destroy", &mut destroy[..rounds]),
+                ("reclaim", &mut reclaim[..rounds]),
+            ] {
+                let (min, median) = min_median(samples).unwrap_or((0, 0));
+                println!(
+                    "bench domctl {what} target={name} mem_kib={kib} instructions={min} median={median} samples={rounds}"
+                );
+            }
+        }
+        let t = control::totals()?;
+        println!(
+            "bench domctl done: frames free={} at_start={}",
+            t.frames_free, t.frames_at_start
+        );
         Ok(())
     }
 

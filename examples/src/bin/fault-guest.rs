@@ -1,6 +1,9 @@
-//! The fault guest: checks that bad hypercalls get typed errors, then misbehaves
-//! as its command line says (`mode=oob-write|oob-read|panic|undef|spin`, default
-//! `oob-write`) so that the tests can check the hypervisor contains it.
+//! The fault guest: checks that bad hypercalls get typed errors (among them
+//! the domain-control calls, which a domain that is not the control domain
+//! may not make), then misbehaves as its command line says
+//! (`mode=oob-write|oob-read|panic|undef|spin`, default `oob-write`) so that
+//! the tests can check the hypervisor contains it; `mode=check` only makes
+//! the checks and powers off (0 if all passed, else 1).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -10,10 +13,11 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod guest {
+    use parapet_guest::abi::domctl::DomctlOp;
     use parapet_guest::abi::hypercall::Hypercall;
     use parapet_guest::abi::layout::GUEST_RAM_BASE;
     use parapet_guest::abi::{AbiVersion, Call, HvError, StartInfo};
-    use parapet_guest::{cmdline, hypercall, irq, println, testing};
+    use parapet_guest::{cmdline, control, hypercall, irq, println, testing};
 
     parapet_guest::entry!(main);
 
@@ -54,15 +58,53 @@ mod guest {
         ok &= expect("shutdown reason 77", bad_shutdown, HvError::Inval);
         let mismatch = hypercall::version_check(AbiVersion { major: 2, minor: 0 }).map(|()| [0; 3]);
         ok &= expect("version_check 2.0", mismatch, HvError::VersionMismatch);
+        ok &= check_domain_control();
+        ok
+    }
+
+    /// Domain control is for the control domain only: this guest (never the
+    /// control domain in the scenarios that boot it) gets `Perm` for every
+    /// call, including an op on itself and on domain 0.
+    fn check_domain_control() -> bool {
+        let me = parapet_guest::start_info().map_or(1, |i| i.domain_id);
+        let calls = [
+            ("DomctlList 0", control::list(0).map(|_| [0; 3])),
+            (
+                "DomctlOp destroy 0",
+                control::domctl(DomctlOp::Destroy, 0).map(|()| [0; 3]),
+            ),
+            (
+                "DomctlOp pause self",
+                control::domctl(DomctlOp::Pause, me).map(|()| [0; 3]),
+            ),
+            (
+                "DomctlOp create self",
+                control::domctl(DomctlOp::Create, me).map(|()| [0; 3]),
+            ),
+            ("DomctlTotals", control::totals().map(|_| [0; 3])),
+            (
+                "ControlRead",
+                control::read(&mut [0u8; 64]).map(|n| [n as u64, 0, 0]),
+            ),
+        ];
+        let mut ok = true;
+        for (what, got) in calls {
+            ok &= expect(what, got, HvError::Perm);
+        }
+        if ok {
+            println!("errors: domain control refused (Perm): DomctlList, DomctlOp, DomctlTotals, ControlRead");
+        }
         ok
     }
 
     fn main(info: &StartInfo) -> i32 {
-        if check_errors() {
+        let checked = check_errors();
+        if checked {
             println!("errors: ok");
         }
         let mode = cmdline::get(info.cmdline(), "mode").unwrap_or("oob-write");
         match mode {
+            "check" => return if checked { 0 } else { 1 },
             "oob-write" | "oob-read" | "panic" | "undef" | "spin" => {}
             other => {
                 println!("fault: unknown mode {other:?}");

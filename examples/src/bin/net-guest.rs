@@ -18,10 +18,13 @@
 //!   `bench net rx|tx bytes=N checksum=HEX ticks=T freq=HZ frames=N
 //!   notify=N complete=yes|no` (`frames`: frames the guest received for rx,
 //!   sent for tx; `notify`: notifications it sent the backend).
-//! * `role=http [disk] [quit]`: a small HTTP server on port 80 whose page
-//!   shows live numbers: uptime, requests and bytes served, and a visit
+//! * `role=http [disk [boots]] [quit]`: a small HTTP server on port 80 whose
+//!   page shows live numbers: uptime, requests and bytes served, and a visit
 //!   counter kept on its virtual disk `vbd0` (with `disk`), so it survives
-//!   reboots. It serves forever, or (with `quit`, for tests) until it has
+//!   reboots. With `boots` it also counts its starts in sector 1 of the disk
+//!   (read, add one, write, flush: `http: boot N recorded on vbd0`), which
+//!   shows that each new instance reaches the disk and finds what the last
+//!   one wrote. It serves forever, or (with `quit`, for tests) until it has
 //!   answered a request for `/quit`.
 //! * `role=fetch url=http://A.B.C.D[:PORT]/ [count=N] [interval_ms=MS]
 //!   [ping=A.B.C.D] [quit]`: (pings an address first, then) fetches the page
@@ -379,9 +382,26 @@ mod guest {
     }
 
     const MAGIC: &[u8; 8] = b"PRPTHTTP";
+    const BOOTS_MAGIC: &[u8; 8] = b"PRPTBOOT";
+
+    /// `boots`: counts this start in sector 1 of the disk.
+    fn record_boot(d: &mut Blkfront) -> Result<u64, parapet_frontends::blkfront::BlkError> {
+        let mut s = [0u8; 512];
+        d.read(1, &mut s)?;
+        let previous = if &s[..8] == BOOTS_MAGIC {
+            u64::from_le_bytes(s[8..16].try_into().unwrap_or_default())
+        } else {
+            0
+        };
+        s[..8].copy_from_slice(BOOTS_MAGIC);
+        s[8..16].copy_from_slice(&(previous + 1).to_le_bytes());
+        d.write(1, &s)?;
+        d.flush()?;
+        Ok(previous + 1)
+    }
 
     impl Visits {
-        fn open(wanted: bool, backend: u32) -> Self {
+        fn open(wanted: bool, boots: bool, backend: u32) -> Self {
             let mut v = Visits {
                 disk: None,
                 count: 0,
@@ -396,6 +416,12 @@ mod guest {
                         v.count = u64::from_le_bytes(s[8..16].try_into().unwrap_or_default());
                     }
                     println!("http: visit counter on vbd0: {}", v.count);
+                    if boots {
+                        match record_boot(&mut d) {
+                            Ok(n) => println!("http: boot {n} recorded on vbd0"),
+                            Err(e) => println!("http: cannot record the boot: {e}"),
+                        }
+                    }
                     v.disk = Some(d);
                 }
                 Err(e) => println!("http: no disk ({e}): visits are not kept"),
@@ -708,7 +734,13 @@ mod guest {
         };
         let role = cmdline::get(cmd, "role").unwrap_or("sink");
         // The visit counter's disk first: its handshake does not need the net.
-        let visits = (role == "http").then(|| Visits::open(cmdline::has(cmd, "disk"), backend));
+        let visits = (role == "http").then(|| {
+            Visits::open(
+                cmdline::has(cmd, "disk"),
+                cmdline::has(cmd, "boots"),
+                backend,
+            )
+        });
         let vif = match Vif::connect(backend, "vif0") {
             Ok(v) => v,
             Err(e) => {

@@ -1,8 +1,20 @@
 //! The driver domain: drives the virtio-mmio devices passed to it with
-//! `virtio-drivers`, serves the guests' virtual disks (blkback) as the
-//! scenario wires them (its command line), answers console commands typed on
-//! the serial port (it is the console-input domain unless the scenario names
-//! another), and powers off when it is the last domain alive.
+//! `virtio-drivers`, serves the guests' virtual disks (blkback) and network
+//! interfaces (netback and the switch) as the scenario wires them (its
+//! command line), answers console commands typed on the serial port (it is
+//! the console-input domain unless the scenario names another), serves the
+//! host's domain-control requests when it is the control domain (the default:
+//! `parapet list/create/destroy/pause/unpause`), and powers off when it is
+//! the last domain alive — unless, as the control domain, a domain can still
+//! be created (then `shutdown` on its console ends it).
+//!
+//! Guests come and go while it runs: a destroyed (or crashed, or exited)
+//! guest's vif and vbd are detached when its store keys vanish, and
+//! advertised again for its next instance, which connects through the
+//! handshake as the first did. A guest that does not run at boot
+//! (`autostart = false`) is wired by its slot id, found with `DomctlList`
+//! when this is the control domain, or once it starts otherwise
+//! (`parapet_backends::domains`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -28,15 +40,17 @@ mod driver {
     use core::sync::atomic::{AtomicBool, Ordering};
 
     use parapet_backends::blkback::REQUEST_BYTES_MAX;
-    use parapet_backends::config::{self, Name, Wiring};
+    use parapet_backends::config::{self, Name, VbdWiring, VifWiring, Wiring};
+    use parapet_backends::domains::{self, Lookup};
     use parapet_backends::shell::{Command, LineEditor, HELP};
     use parapet_backends::virtio_mmio::{Header, Probe, Registers};
+    use parapet_guest::abi::domctl::DomainInfo;
     use parapet_guest::abi::event::Port;
     use parapet_guest::abi::start_info::{device_kind, MmioDevice};
     use parapet_guest::abi::vpsr::Virq;
     use parapet_guest::abi::{HvError, StartInfo};
     use parapet_guest::wait::{self, WaitError};
-    use parapet_guest::{hypercall, irq, println, store, time};
+    use parapet_guest::{control, hypercall, irq, println, store, time};
     use virtio_drivers::device::blk::VirtIOBlk;
     use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
     use virtio_drivers::transport::{DeviceType, Transport};
@@ -74,6 +88,8 @@ mod driver {
     static RING_WORK: AtomicBool = AtomicBool::new(false);
     static NET_WORK: AtomicBool = AtomicBool::new(false);
     static NIC_IRQ: AtomicBool = AtomicBool::new(false);
+    /// Input on the control channel: the host's domain-control requests.
+    static CONTROL_INPUT: AtomicBool = AtomicBool::new(false);
 
     fn on_domain_exit() {
         DOMAIN_EXITED.store(true, Ordering::SeqCst);
@@ -81,6 +97,10 @@ mod driver {
 
     fn on_console_input() {
         CONSOLE_INPUT.store(true, Ordering::SeqCst);
+    }
+
+    fn on_control_input() {
+        CONTROL_INPUT.store(true, Ordering::SeqCst);
     }
 
     fn on_store() {
@@ -99,16 +119,42 @@ mod driver {
         NIC_IRQ.store(true, Ordering::SeqCst);
     }
 
+    /// A wiring entry whose guest has no domain id yet (it does not run
+    /// and this is not the control domain).
+    #[derive(Clone, Copy)]
+    enum Unwired {
+        /// A disk, and the index of the device that holds it.
+        Vbd(VbdWiring, usize),
+        Vif(VifWiring),
+    }
+
+    impl Unwired {
+        fn names(&self) -> (&str, &str) {
+            match self {
+                Unwired::Vbd(c, _) => (c.frontend.as_str(), c.dev.as_str()),
+                Unwired::Vif(c) => (c.frontend.as_str(), c.dev.as_str()),
+            }
+        }
+    }
+
     struct State {
         /// Whether this is the console-input domain (until the hypervisor
         /// says otherwise).
         console_input: bool,
+        /// Whether this is the control domain (`DomctlList` is allowed).
+        control: bool,
+        /// This domain's id.
+        me: u32,
         editor: LineEditor,
         disks: Vec<BlockDevice>,
         vbds: Vec<Vbd>,
         net: Network,
+        /// Wiring waiting for its guest to start.
+        unwired: Vec<Unwired>,
         present: usize,
         slots: usize,
+        /// `shutdown` was typed.
+        shutdown: bool,
     }
 
     /// Reads what console input is queued and runs each complete line. When
@@ -135,6 +181,7 @@ mod driver {
             };
             let (disks, vbds, net) = (&st.disks, &st.vbds, &st.net);
             let (present, slots) = (st.present, st.slots);
+            let shutdown = &mut st.shutdown;
             st.editor
                 .feed(&buf[..n], |line| match Command::parse(line) {
                     Command::Help => println!("{HELP}"),
@@ -160,6 +207,7 @@ mod driver {
                     }
                     Command::Echo(text) => println!("echo: {text}"),
                     Command::Crash => parapet_backends::shell::crash_on_purpose(),
+                    Command::Shutdown => *shutdown = true,
                     Command::Unknown(word) => println!("unknown command `{word}` ({HELP})"),
                 });
         }
@@ -201,15 +249,87 @@ mod driver {
         );
     }
 
-    fn wire_vifs(wiring: &Wiring) -> Vec<Vif> {
-        let mut vifs = Vec::new();
-        for cfg in wiring.vifs.iter() {
-            match store::lookup(cfg.frontend.as_str()) {
-                Ok(domid) => vifs.push(Vif::new(*cfg, domid)),
-                Err(e) => println!("vif {}/{}: no such domain ({e})", cfg.frontend, cfg.dev),
+    /// Every domain slot, as `DomctlList` describes them (the control
+    /// domain only).
+    fn domain_list() -> Result<Vec<DomainInfo>, HvError> {
+        let mut all = Vec::new();
+        loop {
+            match control::list(all.len() as u32) {
+                Ok((info, count)) => {
+                    all.push(info);
+                    if all.len() >= count as usize {
+                        return Ok(all);
+                    }
+                }
+                Err(HvError::NoEnt) => return Ok(all),
+                Err(e) => return Err(e),
             }
         }
-        vifs
+    }
+
+    /// Gives each waiting wiring entry whose guest can now be named its
+    /// backend (which the next handshake pass advertises). `at_boot`: say
+    /// which ones wait.
+    fn wire_pending(st: &mut State, at_boot: bool) {
+        if st.unwired.is_empty() {
+            return;
+        }
+        let list = if st.control {
+            match domain_list() {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    println!("driver domain: domain list failed: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut waiting = Vec::new();
+        for entry in core::mem::take(&mut st.unwired) {
+            let (frontend, dev) = entry.names();
+            match domains::resolve(frontend, store::lookup(frontend), list.as_deref()) {
+                Lookup::Found(domid) => match entry {
+                    Unwired::Vbd(cfg, device) => st.vbds.push(Vbd::new(cfg, domid, device)),
+                    Unwired::Vif(cfg) => {
+                        if !st.net.add_vif(Vif::new(cfg, domid)) {
+                            println!("vif {frontend}/{dev}: no switch port left");
+                        }
+                    }
+                },
+                Lookup::NotYet => {
+                    if at_boot {
+                        println!(
+                            "{dev} of {frontend}: {frontend} does not run: wired once it starts"
+                        );
+                    }
+                    waiting.push(entry);
+                }
+                Lookup::NoSuchDomain => println!("{dev} of {frontend}: no such domain"),
+            }
+        }
+        st.unwired = waiting;
+    }
+
+    /// Answers the host's domain-control requests (the control domain).
+    fn serve_control(st: &mut State) {
+        if !st.control {
+            return;
+        }
+        if let Err(e) = control::serve() {
+            println!("driver domain: control channel: {e}");
+        }
+    }
+
+    /// Prints the backends' counters (at the end of the run).
+    fn print_totals(st: &State) {
+        for v in &st.vbds {
+            println!(
+                "blkback: {}/{}: {} requests served, {} refused",
+                v.cfg.frontend, v.cfg.dev, v.served, v.failed
+            );
+        }
+        print_net(&st.net);
     }
 
     /// Starts the virtio-blk driver on `dev` and reads its serial.
@@ -259,7 +379,9 @@ mod driver {
         Some(disk)
     }
 
-    fn wire_disks(wiring: &Wiring, disks: &[BlockDevice]) -> Vec<Vbd> {
+    /// The disks the wiring names on a device that holds them; their guests
+    /// are looked up by `wire_pending`.
+    fn wire_disks(wiring: &Wiring, disks: &[BlockDevice]) -> Vec<Unwired> {
         let mut vbds = Vec::new();
         for cfg in wiring.vbds.iter() {
             let Some(device) = disks.iter().position(|d| d.serial == cfg.serial) else {
@@ -281,10 +403,7 @@ mod driver {
                 );
                 continue;
             }
-            match store::lookup(cfg.frontend.as_str()) {
-                Ok(domid) => vbds.push(Vbd::new(*cfg, domid, device)),
-                Err(e) => println!("vbd {}/{}: no such domain ({e})", cfg.frontend, cfg.dev),
-            }
+            vbds.push(Unwired::Vbd(*cfg, device));
         }
         vbds
     }
@@ -293,6 +412,7 @@ mod driver {
         irq::set_handler(Virq::DomainExit, on_domain_exit);
         irq::set_handler(Virq::Console, on_console_input);
         irq::set_handler(Virq::Store, on_store);
+        irq::set_handler(Virq::Control, on_control_input);
         let devices = info.devices();
         println!("driver domain up: {} devices", devices.len());
         let wiring = config::parse(info.cmdline(), |word, why| {
@@ -323,24 +443,47 @@ mod driver {
             }
         }
         println!("driver domain: {present} virtio devices, {empty} empty slots");
-        let vbds = wire_disks(&wiring, &disks);
-        let net = Network::new(nic, wire_vifs(&wiring));
+        let mut unwired = wire_disks(&wiring, &disks);
+        unwired.extend(wiring.vifs.iter().map(|c| Unwired::Vif(*c)));
+        // Only the control domain may list the domains.
+        let control = match control::list(0) {
+            Ok(_) => true,
+            Err(HvError::Perm) => false,
+            Err(e) => {
+                println!("driver domain: domain list failed: {e}");
+                false
+            }
+        };
         let bounce: &'static mut [u8; REQUEST_BYTES_MAX] = leak_pages(REQUEST_BYTES_MAX / 4096)
             .try_into()
             .expect("bounce buffer size");
         let mut st = State {
             console_input: true,
+            control,
+            me: info.domain_id,
             editor: LineEditor::new(),
             disks,
-            vbds,
-            net,
+            vbds: Vec::new(),
+            net: Network::new(nic, Vec::new()),
+            unwired,
             present,
             slots: devices.len(),
+            shutdown: false,
         };
+        wire_pending(&mut st, true);
+        // Whether "no guest runs, staying up" was said (once per run).
+        let mut said_staying = false;
 
-        // Input typed before the handler was set is queued in the hypervisor.
+        // Input typed (or requests sent) before the handlers were set is
+        // queued in the hypervisor.
         serve_console(&mut st);
+        serve_control(&mut st);
         loop {
+            if st.shutdown {
+                print_totals(&st);
+                println!("driver domain: shutting down (shutdown typed on the console)");
+                return 0;
+            }
             // Sleeps until there is work; an uplink whose interrupt could not
             // be bound is polled every NIC_POLL (a deadline of the SDK's timer
             // queue).
@@ -353,6 +496,7 @@ mod driver {
                     || RING_WORK.load(Ordering::SeqCst)
                     || NET_WORK.load(Ordering::SeqCst)
                     || NIC_IRQ.load(Ordering::SeqCst)
+                    || CONTROL_INPUT.load(Ordering::SeqCst)
             };
             let idle = !work();
             match wait::wait_until(deadline, || work().then_some(())) {
@@ -369,6 +513,8 @@ mod driver {
                 serve_console(&mut st);
             }
             if STORE_CHANGED.swap(false, Ordering::SeqCst) {
+                // A guest that did not run may have started.
+                wire_pending(&mut st, false);
                 for v in st.vbds.iter_mut() {
                     v.handshake(on_ring);
                 }
@@ -394,18 +540,27 @@ mod driver {
                     }
                 }
             }
+            // After the store changes a destroy made (the backends detached
+            // above): a `list` that follows sees what it gave back.
+            if CONTROL_INPUT.swap(false, Ordering::SeqCst) {
+                serve_control(&mut st);
+            }
             if DOMAIN_EXITED.swap(false, Ordering::SeqCst) {
                 match hypercall::domain_count() {
                     Ok(count) if count.alive <= 1 => {
-                        for v in &st.vbds {
-                            println!(
-                                "blkback: {}/{}: {} requests served, {} refused",
-                                v.cfg.frontend, v.cfg.dev, v.served, v.failed
-                            );
+                        let stay = st.control
+                            && domain_list().is_ok_and(|l| domains::may_create_later(st.me, &l));
+                        if !stay {
+                            print_totals(&st);
+                            println!("driver domain: all guests gone, shutting down");
+                            return 0;
                         }
-                        print_net(&st.net);
-                        println!("driver domain: all guests gone, shutting down");
-                        return 0;
+                        if !said_staying {
+                            println!(
+                                "driver domain: no guest runs; staying up for domain control (`shutdown` on the console ends it)"
+                            );
+                            said_staying = true;
+                        }
                     }
                     Ok(count) => {
                         log::debug!("{} domains alive, {} crashed", count.alive, count.crashed)

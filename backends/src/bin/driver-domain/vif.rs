@@ -295,6 +295,17 @@ impl Network {
         (i + 1) as PortId
     }
 
+    /// Adds a vif whose guest was resolved late (it did not run at boot): it
+    /// gets the next switch port, up once it connects. `false` (and nothing
+    /// added) when every port is taken.
+    pub fn add_vif(&mut self, vif: Vif) -> bool {
+        if Self::port_of(self.vifs.len()) as usize >= parapet_backends::switch::MAX_PORTS {
+            return false;
+        }
+        self.vifs.push(vif);
+        true
+    }
+
     /// Re-runs every vif's handshake.
     pub fn handshake(&mut self, on_event: fn(Port)) {
         for v in self.vifs.iter_mut() {
