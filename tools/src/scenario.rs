@@ -13,6 +13,8 @@ use parapet_abi::MacAddr;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod runtime;
+
 /// One MiB.
 pub const MIB: u64 = 1024 * 1024;
 
@@ -148,6 +150,12 @@ pub struct Domain {
     pub on_crash: OnCrash,
     /// Console input goes to this domain (default: the driver domain).
     pub console_input: bool,
+    /// The control domain (`control = true`): it may create, destroy, pause
+    /// and unpause the others (by default the driver domain is).
+    pub control: bool,
+    /// Started at boot (`autostart = false`: only loaded, for the control
+    /// domain to create later).
+    pub autostart: bool,
     /// Its virtual disk (`vbd0`), served by the driver domain.
     pub disk: Option<DiskSpec>,
     /// Its network interface (`vif0`), switched by the driver domain.
@@ -342,6 +350,8 @@ struct RawDomain {
     cmdline: Option<Spanned<String>>,
     on_crash: Option<Spanned<String>>,
     console_input: Option<Spanned<bool>>,
+    control: Option<Spanned<bool>>,
+    autostart: Option<Spanned<bool>>,
     disk: Option<Spanned<RawDisk>>,
     net: Option<Spanned<RawNet>>,
 }
@@ -589,6 +599,8 @@ pub fn parse(
             _ => false,
         };
 
+        let (control, autostart) = runtime::keys(&cx, d, i, role, &domains)?;
+
         let disk = match &d.disk {
             None => None,
             Some(sd) if role == Role::Driver => {
@@ -664,6 +676,8 @@ pub fn parse(
             cmdline,
             on_crash,
             console_input,
+            control,
+            autostart,
             disk,
             net,
             index: i,
@@ -672,6 +686,7 @@ pub fn parse(
     }
 
     check_dhcp_pool(&cx, &domains, &raw.domain)?;
+    runtime::check(&cx, &domains, &raw.domain)?;
 
     // Total guest memory must fit in the guest pool.
     let reserved_mib = (GUEST_POOL_BASE - RAM_BASE) / MIB;
@@ -1037,7 +1052,7 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
     }
 
-    fn parse_str(src: &str) -> Result<Scenario, ScenarioError> {
+    pub(super) fn parse_str(src: &str) -> Result<Scenario, ScenarioError> {
         parse(
             src,
             Path::new("scenarios/x.toml"),
@@ -1056,7 +1071,7 @@ mod tests {
         }
     }
 
-    fn assert_err(src: &str, line: usize, field: &str, contains: &str) {
+    pub(super) fn assert_err(src: &str, line: usize, field: &str, contains: &str) {
         let e = err(src);
         let text = e.to_string();
         assert_eq!(e.line, Some(line), "{text}");

@@ -28,6 +28,19 @@ pub enum Event {
         /// The domain.
         domain: String,
     },
+    /// `[hv] domain NAME loaded as id N, not started (autostart = false)`:
+    /// the domain is loaded but waits for the control domain to create it;
+    /// until it is, it is expected neither to start nor to end.
+    Loaded {
+        /// The domain.
+        domain: String,
+    },
+    /// `[hv] domain NAME destroyed by the control domain`: an end, not a
+    /// failure.
+    Destroyed {
+        /// The domain.
+        domain: String,
+    },
     /// `[hv] domain image at ADDR not started: WHY (bootargs `…`)`: a module
     /// the hypervisor refused.
     NotStarted {
@@ -127,6 +140,16 @@ pub fn classify(line: &str) -> Event {
                     domain: name.to_owned(),
                 };
             }
+            if rest.starts_with("loaded as id ") && rest.contains(", not started") {
+                return Event::Loaded {
+                    domain: name.to_owned(),
+                };
+            }
+            if rest == "destroyed by the control domain" {
+                return Event::Destroyed {
+                    domain: name.to_owned(),
+                };
+            }
             if let Some((nth, max)) = rest
                 .strip_prefix("restarted (")
                 .and_then(|r| r.strip_suffix(')'))
@@ -207,6 +230,8 @@ pub enum DomainEnd {
     },
     /// Crashed.
     Crashed(String),
+    /// Destroyed by the control domain (`parapet destroy`).
+    Destroyed,
 }
 
 /// How the QEMU process ended.
@@ -274,6 +299,8 @@ pub struct Restart {
 pub struct Transcript {
     domains: Vec<String>,
     started: BTreeSet<String>,
+    /// Loaded with `autostart = false` and not started since.
+    waiting: BTreeSet<String>,
     ends: BTreeMap<String, DomainEnd>,
     failures: Vec<Failure>,
     restarts: Vec<Restart>,
@@ -350,7 +377,17 @@ impl Transcript {
                 });
             }
             Event::Started { domain } => {
+                // Started at boot, restarted, or created by the control
+                // domain (perhaps again): it runs, and must end again.
                 self.started.insert(domain.clone());
+                self.waiting.remove(domain);
+                self.ends.remove(domain);
+            }
+            Event::Loaded { domain } => {
+                self.waiting.insert(domain.clone());
+            }
+            Event::Destroyed { domain } => {
+                self.ends.insert(domain.clone(), DomainEnd::Destroyed);
             }
             Event::NotStarted {
                 domain,
@@ -390,7 +427,8 @@ impl Transcript {
     }
 
     /// How each domain that reported an end ended (a restarted domain's
-    /// crash is not an end).
+    /// crash is not an end, and a domain created again has not ended until
+    /// it reports an end again).
     pub fn ends(&self) -> &BTreeMap<String, DomainEnd> {
         &self.ends
     }
@@ -400,11 +438,19 @@ impl Transcript {
         &self.restarts
     }
 
-    /// Domains of the scenario that never reported an end, in scenario order.
+    /// Domains loaded with `autostart = false` that have not been started
+    /// (created by the control domain) since, in name order.
+    pub fn waiting(&self) -> impl Iterator<Item = &str> {
+        self.waiting.iter().map(String::as_str)
+    }
+
+    /// Domains of the scenario that never reported an end (since they last
+    /// started), in scenario order; a domain loaded with `autostart = false`
+    /// and never created is not running.
     pub fn still_running(&self) -> Vec<&str> {
         self.domains
             .iter()
-            .filter(|d| !self.ends.contains_key(*d))
+            .filter(|d| !self.ends.contains_key(*d) && !self.waiting.contains(*d))
             .map(String::as_str)
             .collect()
     }
@@ -421,8 +467,10 @@ impl Transcript {
     /// Decides the outcome once QEMU has ended. A crash or a non-zero exit
     /// fails the run ([`EXIT_DOMAIN_FAILED`]), and so does, once the
     /// hypervisor has said that all domains stopped, a scenario domain it
-    /// never announced (`domain NAME (id …`), refused (`domain image at …
-    /// not started:`) or that reported no end (`exited` or `crashed`).
+    /// never announced (`domain NAME (id …`) nor loaded without starting
+    /// (`autostart = false`), refused (`domain image at … not started:`) or
+    /// that reported no end (`exited`, `crashed` or `destroyed`) since it
+    /// last started.
     pub fn outcome(&self, qemu: QemuEnd) -> Outcome {
         let mut summary = Vec::new();
         let mut code = EXIT_OK;
@@ -506,10 +554,13 @@ impl Transcript {
                 if self.failures.iter().any(|f| f.domain == *d) {
                     continue;
                 }
-                let text = if !self.started.contains(d) {
+                let text = if self.waiting.contains(d) {
+                    // autostart = false, and never created: as expected.
+                    continue;
+                } else if !self.started.contains(d) {
                     format!("domain '{d}' was never started (the hypervisor did not announce it)")
                 } else if !self.ends.contains_key(d) {
-                    format!("domain '{d}' reported no end (neither exited nor crashed) before all domains stopped")
+                    format!("domain '{d}' reported no end (neither exited, crashed nor was destroyed) before all domains stopped")
                 } else {
                     continue;
                 };

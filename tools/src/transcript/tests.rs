@@ -280,7 +280,7 @@ fn a_domain_without_an_end_fails_the_run() {
     assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED, "{o:?}");
     assert_eq!(
         o.summary,
-        ["domain 'guest-b' reported no end (neither exited nor crashed) before all domains stopped"]
+        ["domain 'guest-b' reported no end (neither exited, crashed nor was destroyed) before all domains stopped"]
     );
 }
 
@@ -427,4 +427,142 @@ fn render_colours_prefix_only() {
     );
     assert_eq!(render("[hv] x", &n, true), "\x1b[1m[hv]\x1b[0m x");
     assert_eq!(render("plain", &n, true), "plain");
+}
+
+/// The hypervisor announcing the driver and guest-a, with guest-b loaded
+/// but not started (`autostart = false`).
+const BOOT_WAITING: &str = "[hv] domain driver (id 0, driver domain, 1:1, virtio-mmio passed through): 64 MiB at IPA 0x48000000 (PA 0x48000000), 1 vCPU(s) on CPU 0, entry 0x48000000\n\
+    [hv] domain guest-a (id 1, guest): 32 MiB at IPA 0x40000000 (PA 0x50000000), 1 vCPU(s) on CPU 1, entry 0x40000000\n\
+    [hv] domain guest-b loaded as id 2, not started (autostart = false)\n";
+
+#[test]
+fn classify_run_time_lines() {
+    assert_eq!(
+        classify("[hv] domain guest-b loaded as id 2, not started (autostart = false)"),
+        Event::Loaded {
+            domain: "guest-b".into()
+        }
+    );
+    assert_eq!(
+        classify("[hv] domain guest-a destroyed by the control domain"),
+        Event::Destroyed {
+            domain: "guest-a".into()
+        }
+    );
+    for other in [
+        "[hv] domain guest-a destroyed by accident",
+        "[hv] domain guest-a loaded",
+        "[hv] domain guest-a paused",
+        "[guest-a] domain guest-a destroyed by the control domain",
+    ] {
+        assert!(
+            matches!(classify(other), Event::Output { .. }),
+            "{other}: {:?}",
+            classify(other)
+        );
+    }
+}
+
+#[test]
+fn a_domain_not_started_is_expected_neither_to_start_nor_to_end() {
+    let t = feed_raw(&format!(
+        "{BOOT_WAITING}[hv] domain guest-a exited: poweroff (code 0)\n\
+         [hv] domain driver exited: poweroff (code 0)\n\
+         [hv] all domains stopped: 2 ok, 0 failed\n"
+    ));
+    assert_eq!(t.waiting().collect::<Vec<_>>(), ["guest-b"]);
+    let o = t.outcome(QemuEnd::Exited(0));
+    assert_eq!(o.exit_code, EXIT_OK, "{o:?}");
+    assert_eq!(o.summary, ["all domains stopped: 2 ok, 0 failed"]);
+    // Nor is it running when the run is stopped.
+    let t = feed_raw(&format!("{BOOT_WAITING}[guest-a] serving\n"));
+    assert_eq!(t.still_running(), ["driver", "guest-a"]);
+    let o = t.outcome(QemuEnd::Interrupted { secs: 3 });
+    assert_eq!(o.summary[1], "still running: driver, guest-a");
+}
+
+#[test]
+fn a_destroyed_domain_has_ended_well() {
+    let t = feed(
+        "[hv] domain guest-b destroyed by the control domain\n\
+         [hv] domain guest-b stats: 9 hypercalls\n\
+         [hv] domain guest-a exited: poweroff (code 0)\n\
+         [hv] domain driver exited: poweroff (code 0)\n\
+         [hv] all domains stopped: 3 ok, 0 failed\n",
+    );
+    assert_eq!(t.ends().get("guest-b"), Some(&DomainEnd::Destroyed));
+    let o = t.outcome(QemuEnd::Exited(0));
+    assert_eq!(o.exit_code, EXIT_OK, "{o:?}");
+    assert_eq!(o.summary, ["all domains stopped: 3 ok, 0 failed"]);
+}
+
+#[test]
+fn a_created_domain_must_end_like_any_other() {
+    let created = format!(
+        "{BOOT_WAITING}[hv] domain guest-b (id 2, guest): 32 MiB at IPA 0x40000000 (PA 0x52000000), 1 vCPU(s) on CPU 0, entry 0x40000000\n\
+         [guest-b] hello\n"
+    );
+    // It ends: fine, whether it exited or was destroyed.
+    for end in [
+        "[hv] domain guest-b exited: poweroff (code 0)\n",
+        "[hv] domain guest-b destroyed by the control domain\n",
+    ] {
+        let t = feed_raw(&format!(
+            "{created}{end}[hv] domain guest-a exited: poweroff (code 0)\n\
+             [hv] domain driver exited: poweroff (code 0)\n\
+             [hv] all domains stopped: 3 ok, 0 failed\n"
+        ));
+        assert_eq!(t.waiting().count(), 0);
+        let o = t.outcome(QemuEnd::Exited(0));
+        assert_eq!(o.exit_code, EXIT_OK, "{end}: {o:?}");
+    }
+    // It does not: a failure, as for a domain started at boot.
+    let t = feed_raw(&format!(
+        "{created}[hv] domain guest-a exited: poweroff (code 0)\n\
+         [hv] domain driver exited: poweroff (code 0)\n\
+         [hv] all domains stopped: 2 ok, 0 failed\n"
+    ));
+    assert_eq!(t.still_running(), ["guest-b"]);
+    let o = t.outcome(QemuEnd::Exited(0));
+    assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED, "{o:?}");
+    assert_eq!(
+        o.summary,
+        ["domain 'guest-b' reported no end (neither exited, crashed nor was destroyed) before all domains stopped"]
+    );
+    // It crashes: a failure.
+    let t = feed_raw(&format!(
+        "{created}[hv] domain guest-b crashed: x\n\
+         [hv] domain guest-a exited: poweroff (code 0)\n\
+         [hv] domain driver exited: poweroff (code 0)\n\
+         [hv] all domains stopped: 2 ok, 1 failed\n"
+    ));
+    let o = t.outcome(QemuEnd::Exited(0));
+    assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED, "{o:?}");
+    assert_eq!(o.summary, ["domain 'guest-b' crashed: x"]);
+}
+
+#[test]
+fn a_domain_destroyed_then_created_again_must_end_again() {
+    let again = "[hv] domain guest-b destroyed by the control domain\n\
+         [hv] domain guest-b (id 2, guest): 32 MiB at IPA 0x40000000 (PA 0x52000000), 1 vCPU(s) on CPU 0, entry 0x40000000\n";
+    let t = feed(&format!(
+        "{again}[hv] domain guest-a exited: poweroff (code 0)\n\
+         [hv] domain driver exited: poweroff (code 0)\n\
+         [hv] all domains stopped: 3 ok, 0 failed\n"
+    ));
+    assert_eq!(t.ends().get("guest-b"), None, "created again: no end yet");
+    let o = t.outcome(QemuEnd::Exited(0));
+    assert_eq!(o.exit_code, EXIT_DOMAIN_FAILED, "{o:?}");
+    assert!(
+        o.summary[0].starts_with("domain 'guest-b' reported no end"),
+        "{o:?}"
+    );
+    let t = feed(&format!(
+        "{again}[hv] domain guest-b exited: poweroff (code 0)\n\
+         [hv] domain guest-a exited: poweroff (code 0)\n\
+         [hv] domain driver exited: poweroff (code 0)\n\
+         [hv] all domains stopped: 4 ok, 0 failed\n"
+    ));
+    let o = t.outcome(QemuEnd::Exited(0));
+    assert_eq!(o.exit_code, EXIT_OK, "{o:?}");
 }
