@@ -2,11 +2,12 @@
 //! command line, the console transcript and the prerequisites.
 //!
 //! `main.rs` only parses the command line and calls [`build()`], [`up`],
-//! [`bench()`], [`check`] or [`new_guest`].
+//! [`bench()`], [`check`], [`new_guest`] or [`control::client::run`].
 #![deny(unsafe_code)]
 
 pub mod bench;
 pub mod build;
+pub mod control;
 pub mod disks;
 pub mod home;
 pub mod image;
@@ -60,6 +61,9 @@ pub enum Error {
     /// `parapet new` refused or failed.
     #[error(transparent)]
     New(#[from] new::NewError),
+    /// The control socket is taken by another `parapet up`.
+    #[error(transparent)]
+    Control(#[from] control::SocketError),
     /// The `--json` report could not be written.
     #[error("cannot write {path}: {source}")]
     WriteReport {
@@ -287,13 +291,16 @@ fn prepare(
 }
 
 /// Boots a prepared scenario, streaming the consoles to `out`: prints the
-/// forwarded ports and the QEMU command line, releases the ports, runs QEMU.
+/// forwarded ports and the QEMU command line, releases the ports, runs QEMU
+/// (serving the control socket meanwhile, if given; our input is then
+/// forwarded).
 fn boot(
     p: &Prepared,
     stops: &qemu::Stops,
     out: &mut dyn Write,
     colour: bool,
     forward_stdin: bool,
+    control: Option<&control::server::Server>,
 ) -> Result<Outcome, Error> {
     for f in &p.forwards {
         eprintln!("parapet: {}", f.reachable());
@@ -303,16 +310,49 @@ fn boot(
         qemu::display_command(&p.qemu.display().to_string(), &p.args)
     );
     p.release_ports();
-    let (outcome, _) = qemu::run_until(
-        &p.qemu,
-        &p.args,
-        p.scenario.domain_names(),
-        stops,
-        out,
-        colour,
-        forward_stdin,
-    )?;
+    let (outcome, _) = match control {
+        Some(c) => qemu::run_controlled(
+            &p.qemu,
+            &p.args,
+            p.scenario.domain_names(),
+            stops,
+            out,
+            colour,
+            c,
+        )?,
+        None => qemu::run_until(
+            &p.qemu,
+            &p.args,
+            p.scenario.domain_names(),
+            stops,
+            out,
+            colour,
+            forward_stdin,
+        )?,
+    };
     Ok(outcome)
+}
+
+/// Opens the control socket of `parapet up` for scenario `s` (see
+/// [`control`]). Another `parapet up` answering there is an error; a socket
+/// that cannot be made for another reason only costs the control commands
+/// (a warning says so).
+fn open_control(
+    root: &Path,
+    s: &scenario::Scenario,
+) -> Result<Option<control::server::Server>, Error> {
+    let path = control::socket_path(&control::target_dir(root)?);
+    let control_domain = s.control_domain().map(|d| d.name.clone());
+    match control::server::Server::open(&path, control_domain) {
+        Ok(server) => Ok(Some(server)),
+        Err(e @ control::SocketError::Running(_)) => Err(e.into()),
+        Err(e) => {
+            eprintln!(
+                "parapet: warning: {e}; `parapet list` and the other control commands will not reach this run"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Whether to colour the console prefixes on stdout.
@@ -336,8 +376,17 @@ pub fn prepare_up(opts: &UpOptions) -> Result<Prepared, Error> {
 ///
 /// A service (a scenario that forwards a port) runs until Ctrl-C (see
 /// [`qemu::interrupt`]) or its `--timeout`, which is then a normal end.
+///
+/// Meanwhile the control socket (see [`control`]) takes `parapet list`,
+/// `create`, `destroy`, `pause` and `unpause` to the control domain; it is
+/// opened first, so that a second `parapet up` in the same checkout stops
+/// before it builds.
 pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
-    let p = prepare_up(opts)?;
+    let root = build::workspace_root()?;
+    let s = load(&opts.scenario, &root)?;
+    let server = open_control(&root, &s)?;
+    let qemu_path = prereq::ensure_qemu()?;
+    let p = prepare(&root, s, opts.no_build, qemu_path)?;
     let service = p.is_service();
     let timeout = effective_timeout(opts.timeout_secs, service);
     if service {
@@ -357,7 +406,7 @@ pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
     let colour = colour_stdout();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    boot(&p, &stops, &mut out, colour, true)
+    boot(&p, &stops, &mut out, colour, true, server.as_ref())
 }
 
 /// What the client of [`up_with`] gets while QEMU runs.
@@ -447,7 +496,7 @@ pub fn run_prepared<T: Send>(
             colour_stdout(),
         )
         .shared(Arc::clone(&console));
-        let outcome = boot(p, &stops, &mut out, false, false);
+        let outcome = boot(p, &stops, &mut out, false, false, None);
         ended.store(true, Ordering::SeqCst);
         let r = handle
             .join()
@@ -526,7 +575,7 @@ pub fn bench(opts: &BenchOptions) -> Result<Outcome, Error> {
             timeout: opts.timeout,
             ..qemu::Stops::default()
         };
-        let outcome = boot(p, &stops, &mut capture, false, false)?;
+        let outcome = boot(p, &stops, &mut capture, false, false, None)?;
         let lines = capture.into_lines();
         if outcome.exit_code != transcript::EXIT_OK {
             summary.extend(outcome.summary.iter().map(|l| format!("{what}: {l}")));

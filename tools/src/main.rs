@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use parapet_abi::control::Command;
 use parapet_tools::bench::{self, DEFAULT_BENCH_TIMEOUT_SECS};
 use parapet_tools::{qemu, transcript, BenchNetOptions, BenchOptions, UpOptions};
 
@@ -79,6 +80,43 @@ enum Cmd {
         /// The directory to create, e.g. ../hello.
         path: PathBuf,
     },
+    /// List the domains of the running system: name, id, state, vCPUs and
+    /// their CPUs, memory, stage-2 tables, grants, ports, uptime, crashes,
+    /// restarts and creates, then the totals (frame pool, grants, ports).
+    ///
+    /// Asks the control domain of the `parapet up` running in this checkout
+    /// (through its socket, target/parapet/control.sock). Exit status: 0
+    /// when it answered, 1 when the request failed (refused, or no answer
+    /// within 15 s), 2 when no system is running.
+    List,
+    /// Create a domain that does not run: one with `autostart = false`, or
+    /// one that exited, crashed or was destroyed (fresh memory, from its
+    /// image).
+    ///
+    /// Exit status as for `list`: 0 done, 1 refused (the control domain
+    /// says why), 2 no system running or NAME is not a domain name.
+    Create(NameArg),
+    /// Destroy a running or paused domain: it stops at once, its memory,
+    /// grants and ports come back; an end, not a failure. The control
+    /// domain cannot destroy itself.
+    ///
+    /// Exit status as for `create`.
+    Destroy(NameArg),
+    /// Pause a running domain: its vCPUs are no longer scheduled (events
+    /// stay pending); its peers see its rings stall.
+    ///
+    /// Exit status as for `create`.
+    Pause(NameArg),
+    /// Unpause a paused domain.
+    ///
+    /// Exit status as for `create`.
+    Unpause(NameArg),
+}
+
+#[derive(Args)]
+struct NameArg {
+    /// The domain's name, as in the scenario.
+    name: String,
 }
 
 #[derive(Subcommand)]
@@ -190,6 +228,11 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Cmd::List => control(&Command::List),
+        Cmd::Create(a) => control(&Command::Create(&a.name)),
+        Cmd::Destroy(a) => control(&Command::Destroy(&a.name)),
+        Cmd::Pause(a) => control(&Command::Pause(&a.name)),
+        Cmd::Unpause(a) => control(&Command::Unpause(&a.name)),
         Cmd::Check => match parapet_tools::check() {
             Ok(lines) => {
                 lines.iter().for_each(|l| println!("{l}"));
@@ -201,6 +244,15 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `parapet list|create|destroy|pause|unpause`: one request to the running
+/// system's control domain.
+fn control(command: &Command<'_>) -> ExitCode {
+    let p = parapet_tools::control::client::run(command);
+    p.stdout.iter().for_each(|l| println!("{l}"));
+    p.stderr.iter().for_each(|l| eprintln!("{l}"));
+    ExitCode::from(p.exit_code as u8)
 }
 
 /// `--timeout SECS` of `bench`: 0 is none.

@@ -396,7 +396,7 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
             timeout: opts.timeout,
             ..qemu::Stops::default()
         };
-        let outcome = boot(p, &stops, &mut capture, false, false)?;
+        let outcome = boot(p, &stops, &mut capture, false, false, None)?;
         summary.extend(outcome.summary.iter().map(|l| format!("{what}: {l}")));
         if outcome.exit_code != EXIT_OK {
             return failed(

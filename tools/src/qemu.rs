@@ -9,8 +9,10 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use parapet_abi::bootargs::DomainConfig;
+use parapet_abi::control::REQUEST_MARKER;
 use parapet_abi::layout::{MODULE_AREA_BASE, MODULE_AREA_END};
 
+use crate::control::server::{LineUse, Server};
 use crate::scenario::{Domain, Scenario};
 use crate::transcript::{self, Outcome, QemuEnd, Transcript};
 
@@ -87,8 +89,8 @@ pub fn bootargs(d: &Domain) -> String {
         cpu: d.cpu,
         console_input: d.console_input,
         on_crash: d.on_crash,
-        control: false,
-        autostart: true,
+        control: d.control,
+        autostart: d.autostart,
         cmdline: d.cmdline.as_deref().unwrap_or(""),
     }
     .to_string()
@@ -252,6 +254,80 @@ impl Drop for RunGuard {
     }
 }
 
+/// One piece of QEMU's serial input. Everything goes through one writer
+/// thread ([`write_serial`]), so a control request never lands inside a line
+/// the user is typing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialInput {
+    /// A line typed on (or piped into) our standard input (the last one
+    /// may lack its newline).
+    Typed(Vec<u8>),
+    /// A control request line, `ID VERB [NAME]`, without the marker and the
+    /// newline.
+    Control(String),
+}
+
+/// Writes serial input to `sink` (QEMU's standard input) until every sender
+/// is gone or a write fails. A control request starts a line of its own
+/// (after a newline if a typed line was left unfinished), marked with
+/// [`REQUEST_MARKER`]; a marker at the start of a typed line is dropped,
+/// so that typing cannot forge a control request.
+pub fn write_serial(mut sink: impl Write, input: mpsc::Receiver<SerialInput>) {
+    let mut at_line_start = true;
+    for piece in input {
+        let bytes = match piece {
+            SerialInput::Typed(line) => {
+                let mut out = Vec::with_capacity(line.len());
+                let mut start = at_line_start;
+                for b in line {
+                    if start && b == REQUEST_MARKER {
+                        continue;
+                    }
+                    start = b == b'\n' || b == b'\r';
+                    out.push(b);
+                }
+                out
+            }
+            SerialInput::Control(request) => {
+                let mut out = Vec::with_capacity(request.len() + 3);
+                if !at_line_start {
+                    out.push(b'\n');
+                }
+                out.push(REQUEST_MARKER);
+                out.extend_from_slice(request.as_bytes());
+                out.push(b'\n');
+                out
+            }
+        };
+        let Some(&last) = bytes.last() else {
+            continue;
+        };
+        if sink.write_all(&bytes).and_then(|()| sink.flush()).is_err() {
+            return;
+        }
+        at_line_start = last == b'\n' || last == b'\r';
+    }
+}
+
+/// Where the console goes, and what comes in.
+struct Io<'a> {
+    out: &'a mut dyn Write,
+    colour: bool,
+    forward_stdin: bool,
+    control: Option<&'a Server>,
+}
+
+/// Detaches the control server when the run ends, however it ends.
+struct Detach<'a>(Option<&'a Server>);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.detach();
+        }
+    }
+}
+
 /// Runs QEMU, printing each console line to `out` as it arrives (coloured
 /// prefixes when `colour`), and decides the outcome. `timeout` of `None` means
 /// no limit. QEMU is killed on timeout, on a console error, and when it does
@@ -287,6 +363,51 @@ pub fn run_until(
     colour: bool,
     forward_stdin: bool,
 ) -> Result<(Outcome, Transcript), QemuError> {
+    let io = Io {
+        out,
+        colour,
+        forward_stdin,
+        control: None,
+    };
+    run_io(program, args, domains, stops, io)
+}
+
+/// [`run_until`] with our standard input forwarded and `control` serving
+/// the control socket meanwhile: its requests go to the serial input, and
+/// the control domain's replies to them go back to it instead of `out`
+/// (the line that ends an answer becomes a `parapet: control: …` note on
+/// stderr).
+pub fn run_controlled(
+    program: &Path,
+    args: &[OsString],
+    domains: Vec<String>,
+    stops: &Stops,
+    out: &mut dyn Write,
+    colour: bool,
+    control: &Server,
+) -> Result<(Outcome, Transcript), QemuError> {
+    let io = Io {
+        out,
+        colour,
+        forward_stdin: true,
+        control: Some(control),
+    };
+    run_io(program, args, domains, stops, io)
+}
+
+fn run_io(
+    program: &Path,
+    args: &[OsString],
+    domains: Vec<String>,
+    stops: &Stops,
+    io: Io<'_>,
+) -> Result<(Outcome, Transcript), QemuError> {
+    let Io {
+        out,
+        colour,
+        forward_stdin,
+        control,
+    } = io;
     let _running = RunGuard::new();
     let timeout = stops.timeout;
     let stop_asked = || {
@@ -309,7 +430,7 @@ pub fn run_until(
     };
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if forward_stdin {
+        .stdin(if forward_stdin || control.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -321,19 +442,31 @@ pub fn run_until(
             program: program.display().to_string(),
             source,
         })?;
-    if let Some(mut sink) = child.stdin.take() {
-        // Line by line, so a terminal in cooked mode works as expected; the
-        // thread ends with our input or with QEMU (a write then fails).
-        std::thread::spawn(move || {
-            let mut line = Vec::new();
-            let mut input = std::io::stdin().lock();
-            while matches!(input.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                if sink.write_all(&line).and_then(|()| sink.flush()).is_err() {
-                    break;
+    let _detach = Detach(control);
+    if let Some(sink) = child.stdin.take() {
+        // One writer; typed input line by line, so a terminal in cooked
+        // mode works as expected. The writer ends with our input (unless
+        // the control server holds a sender until the run ends) or with
+        // QEMU (a write then fails).
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || write_serial(sink, rx));
+        if let Some(c) = control {
+            c.attach(tx.clone());
+        }
+        if forward_stdin {
+            std::thread::spawn(move || {
+                let mut line = Vec::new();
+                let mut input = std::io::stdin().lock();
+                while matches!(input.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                    if tx
+                        .send(SerialInput::Typed(std::mem::take(&mut line)))
+                        .is_err()
+                    {
+                        break;
+                    }
                 }
-                line.clear();
-            }
-        });
+            });
+        }
     }
     let (tx, rx) = mpsc::channel::<Msg>();
     if let Some(stdout) = child.stdout.take() {
@@ -410,8 +543,19 @@ pub fn run_until(
             Some(Msg::Line(line)) => {
                 let was_finished = t.finished();
                 t.feed(&line);
-                let shown = transcript::render(&line, t.domain_names(), colour);
-                if let Err(e) = writeln!(out, "{shown}").and_then(|()| out.flush()) {
+                let shown = match control.map_or(LineUse::Show, |c| c.on_line(&line)) {
+                    LineUse::Show => Some(transcript::render(&line, t.domain_names(), colour)),
+                    LineUse::Hide => None,
+                    LineUse::Note(note) => {
+                        eprintln!("parapet: {note}");
+                        None
+                    }
+                };
+                let written = match shown {
+                    Some(shown) => writeln!(out, "{shown}").and_then(|()| out.flush()),
+                    None => Ok(()),
+                };
+                if let Err(e) = written {
                     kill(&mut child);
                     return Err(QemuError::Io(e));
                 }
@@ -559,6 +703,28 @@ vcpus = 2
                 "{text}"
             );
             assert_eq!(c.cmdline, d.cmdline.as_deref().unwrap_or(""));
+        }
+    }
+
+    #[test]
+    fn bootargs_carry_control_and_autostart() {
+        let s = scen(&format!(
+            "{SRC}[[domain]]\nname = \"boss\"\nimage = \"demo-guest\"\ncontrol = true\n\
+             [[domain]]\nname = \"later\"\nimage = \"demo-guest\"\nautostart = false\n"
+        ));
+        let args: Vec<String> = s.domains.iter().map(bootargs).collect();
+        assert_eq!(
+            args,
+            [
+                "name=driver role=driver mem_mib=64 vcpus=2",
+                "name=guest-a role=guest mem_mib=32 vcpus=1 cpu=1 -- x=1,y=2 z",
+                "name=boss role=guest mem_mib=32 vcpus=1 control=1",
+                "name=later role=guest mem_mib=32 vcpus=1 autostart=0",
+            ]
+        );
+        for (d, text) in s.domains.iter().zip(&args) {
+            let c = parapet_abi::bootargs::parse_domain(text).unwrap();
+            assert_eq!((c.control, c.autostart), (d.control, d.autostart), "{text}");
         }
     }
 
@@ -736,6 +902,97 @@ vcpus = 2
         assert!(start.elapsed() < Duration::from_secs(10));
         assert_eq!(o.exit_code, transcript::EXIT_OK, "{o:?}");
         assert_eq!(o.summary[0], "stopped after 0 s (stopped by the caller)");
+    }
+
+    #[test]
+    fn serial_input_keeps_control_lines_whole() {
+        let (tx, rx) = mpsc::channel();
+        for piece in [
+            SerialInput::Typed(b"ps\n".to_vec()),
+            SerialInput::Control("1 list".into()),
+            // Typing cannot forge a request: markers at line starts go.
+            SerialInput::Typed(b"\x10\x102 destroy a\n".to_vec()),
+            SerialInput::Typed(b"a\r\x10b\x10\n".to_vec()),
+            SerialInput::Typed(Vec::new()),
+            // A last line without its newline is ended before a request.
+            SerialInput::Typed(b"unfinished".to_vec()),
+            SerialInput::Control("3 pause b".into()),
+        ] {
+            tx.send(piece).unwrap();
+        }
+        drop(tx);
+        let mut out = Vec::new();
+        write_serial(&mut out, rx);
+        assert_eq!(
+            out,
+            b"ps\n\x101 list\n2 destroy a\na\rb\x10\nunfinished\n\x103 pause b\n"
+        );
+    }
+
+    #[test]
+    fn control_requests_reach_the_serial_input_and_replies_stay_off_the_console() {
+        use crate::control::{client, server::tests::scratch};
+        use parapet_abi::control::Command;
+        // A stand-in for QEMU whose control domain answers every request
+        // with a data line (the request as it arrived) and `ok`.
+        let script = "echo '[hv] domain driver (id 0, driver domain)'; \
+                      while IFS= read -r l; do l=${l#?}; id=${l%% *}; \
+                      echo \"[driver] ctl:$id | got $l\"; echo '[driver] hello'; \
+                      echo \"[driver] ctl:$id ok done\"; done";
+        let path = scratch("run").join("control.sock");
+        let server = Server::open(&path, Some("driver".into())).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stops = Stops {
+            timeout: Some(Duration::from_secs(20)),
+            service: true,
+            stop: Some(Arc::clone(&stop)),
+        };
+        let client = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let answer = loop {
+                    let a = client::request(&path, &Command::Destroy("guest-a"));
+                    match a {
+                        Ok(a) if a.text.contains("still starting") => {}
+                        other => break other,
+                    }
+                    assert!(start.elapsed() < Duration::from_secs(10));
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                stop.store(true, Ordering::SeqCst);
+                answer
+            })
+        };
+        let mut out = Vec::new();
+        let io = Io {
+            out: &mut out,
+            colour: false,
+            forward_stdin: false,
+            control: Some(&server),
+        };
+        let (o, t) = run_io(
+            Path::new("/bin/sh"),
+            &["-c".into(), script.into()],
+            vec!["driver".into()],
+            &stops,
+            io,
+        )
+        .unwrap();
+        let a = client.join().unwrap().unwrap();
+        assert!(a.ok, "{a:?}");
+        assert_eq!(a.data, [format!("got {} destroy guest-a", a.id)]);
+        assert_eq!(a.text, "done");
+        assert_eq!(o.exit_code, transcript::EXIT_OK, "{o:?}");
+        let console = String::from_utf8(out).unwrap();
+        assert_eq!(
+            console,
+            "[hv] domain driver (id 0, driver domain)\n[driver] hello\n"
+        );
+        assert_eq!(t.still_running(), ["driver"]);
+        // Once the run is over, requests are refused.
+        let a = client::request(&path, &Command::List).unwrap();
+        assert_eq!(a.text, "the system has stopped");
     }
 
     #[test]
