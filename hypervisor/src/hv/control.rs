@@ -150,6 +150,11 @@ impl Hypervisor {
                     return Err(HvError::Busy);
                 }
                 self.stop_domain(i, Outcome::Destroyed);
+                // Its memory comes back now, unless another CPU still runs
+                // it (kicked, that CPU does it in its own dispatch): this
+                // call takes no dispatch, so a create or a list that follows
+                // would otherwise wait for this CPU's next one.
+                self.run_after_stop(crate::arch::cpu_index());
                 Ok(())
             }
             DomctlOp::Pause => {
