@@ -61,9 +61,6 @@ pub enum Error {
     /// `parapet new` refused or failed.
     #[error(transparent)]
     New(#[from] new::NewError),
-    /// The control socket is taken by another `parapet up`.
-    #[error(transparent)]
-    Control(#[from] control::SocketError),
     /// The `--json` report could not be written.
     #[error("cannot write {path}: {source}")]
     WriteReport {
@@ -334,9 +331,9 @@ fn boot(
 }
 
 /// Opens the control socket of `parapet up` for scenario `s` (see
-/// [`control`]). Another `parapet up` answering there is an error; a socket
-/// that cannot be made for another reason only costs the control commands
-/// (a warning says so).
+/// [`control`]). When another `parapet up` answers there, or the socket
+/// cannot be made, this run goes on without one: only the control commands
+/// are lost, and a warning says so (two scenarios may run side by side).
 fn open_control(
     root: &Path,
     s: &scenario::Scenario,
@@ -345,7 +342,6 @@ fn open_control(
     let control_domain = s.control_domain().map(|d| d.name.clone());
     match control::server::Server::open(&path, control_domain) {
         Ok(server) => Ok(Some(server)),
-        Err(e @ control::SocketError::Running(_)) => Err(e.into()),
         Err(e) => {
             eprintln!(
                 "parapet: warning: {e}; `parapet list` and the other control commands will not reach this run"
