@@ -6,9 +6,13 @@
 //! * `role=sink [port=5001]`: accepts one TCP connection and counts and
 //!   checksums what arrives until the peer closes; also answers UDP echo on
 //!   port 7. Prints the byte count and checksum.
-//! * `role=source peer=A.B.C.D [port=5001] [bytes=N]`: pings the peer (ICMP
-//!   echo), sends it a UDP datagram to echo, then sends `N` bytes of a pattern
-//!   over TCP and prints their checksum and the throughput.
+//! * `role=source peer=A.B.C.D [port=5001] [bytes=N] [stop_port=P]`: pings
+//!   the peer (ICMP echo), sends it a UDP datagram to echo, then sends `N`
+//!   bytes of a pattern over TCP and prints their checksum and the
+//!   throughput. With `stop_port`, it also listens on TCP port `P`, and a
+//!   connection there ends the stream early (at once, after what was sent):
+//!   a test that forwards a host port to `P` decides when a long stream
+//!   ends.
 //!
 //!   Both also take `sockbuf=BYTES` (the TCP socket's receive and send
 //!   buffers, default 65536: a window much larger overflows the 64 receive
@@ -111,6 +115,8 @@ mod guest {
         sockbuf: usize,
         /// Print the `bench net …` line.
         bench: bool,
+        /// `source`: a connection to this port ends the stream.
+        stop_port: Option<u16>,
     }
 
     /// The `bench net rx|tx …` line (see the module docs).
@@ -292,9 +298,14 @@ mod guest {
         net: &mut NetStack,
         peer: Ipv4Addr,
         opts: Stream,
-        total: u64,
+        mut total: u64,
     ) -> Result<bool, VifError> {
         let port = opts.port;
+        let stop = opts.stop_port.map(|p| {
+            let mut s = tcp_socket(1024);
+            let _ = s.listen(p);
+            (p, net.sockets.add(s))
+        });
         match ping(net, peer)? {
             Some(ms) => println!("net: ping {peer}: reply in {ms:.1} ms"),
             None => println!("net: ping {peer}: no reply"),
@@ -331,6 +342,14 @@ mod guest {
         let start = time::now();
         let (mut sent, mut sum) = (0u64, FNV_START);
         let done = net.run_until(deadline(600), |net| {
+            if let Some((p, stop_h)) = stop {
+                if sent < total && net.sockets.get::<tcp::Socket>(stop_h).is_active() {
+                    total = sent;
+                    println!(
+                        "net: source: a connection to port {p}: ending the stream at {sent} bytes"
+                    );
+                }
+            }
             let s = net.sockets.get_mut::<tcp::Socket>(h);
             // The pattern is written straight into the socket's free space
             // (no staging copy, and no more of it than fits).
@@ -782,6 +801,7 @@ mod guest {
                 .filter(|&b| b >= 1024)
                 .unwrap_or(64 * 1024),
             bench: cmdline::has(cmd, "bench"),
+            stop_port: cmdline::get(cmd, "stop_port").and_then(|p| p.parse().ok()),
         };
         let result = match role {
             "sink" => sink(&mut net, stream),
