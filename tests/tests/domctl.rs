@@ -13,6 +13,8 @@
 //!   through the forwarded port;
 //! - a domain that is not the control domain gets `Perm` for every
 //!   domain-control hypercall (`scenarios/fault.toml`);
+//! - a driver domain that is not the control domain wires a guest that did
+//!   not run at boot once it starts (`scenarios/domctl-other.toml`);
 //! - the instruction counts of the create and destroy hypercalls under
 //!   `-icount` (`scenarios/bench-domctl.toml`).
 #![deny(unsafe_code)]
@@ -632,6 +634,39 @@ fn a_domain_that_is_not_the_control_domain_gets_perm() {
     );
     assert_has(&t, "[faulty] errors: ok");
     assert!(!t.contains("FAILED"), "{t}");
+}
+
+#[test]
+fn a_driver_domain_that_is_not_the_control_domain_wires_a_guest_once_it_starts() {
+    let _g = serial();
+    let (status, t) = run_up("scenarios/domctl-other.toml", 240);
+    assert!(status.success(), "exit status {status}:\n{t}");
+    // It could not look `web` up at boot (it does not run, and the list is
+    // the control domain's).
+    assert_has(
+        &t,
+        "[driver] vbd0 of web: web does not run: wired once it starts",
+    );
+    assert_has(
+        &t,
+        "[driver] vif0 of web: web does not run: wired once it starts",
+    );
+    for needle in [
+        "[driver] blkback: web/vbd0 connected",
+        "[driver] netback: web/vif0 connected",
+        "[driver] blkback: web/vbd0 disconnected",
+        "[driver] netback: web/vif0 disconnected",
+        "[hv] domain web destroyed by the control domain",
+    ] {
+        assert_eq!(t.matches(needle).count(), 2, "{needle:?} twice:\n{t}");
+    }
+    assert_has(
+        &t,
+        "[ctl] core: control: web created, connected and destroyed (2 of 2)",
+    );
+    // Not the control domain: it ends as before once the guests are gone.
+    assert_has(&t, "[driver] driver domain: all guests gone, shutting down");
+    assert_all_memory_back(&t);
 }
 
 #[test]

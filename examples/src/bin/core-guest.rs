@@ -17,6 +17,12 @@
 //!   counting; checks both made progress.
 //! * `mode=overflow`: a thread on an 8 KiB stack recurses until it hits its
 //!   guard page: the SDK must report `stack overflow: deep-thread`.
+//! * `mode=control target=NAME [rounds=N] [first_ms=M]`: as the control
+//!   domain (`control = true`), waits `M` ms (default 2000), then `N` times
+//!   (default 2) creates `NAME`, waits until its `vif0` is connected (its
+//!   frontend's state in the store) and destroys it
+//!   (`scenarios/domctl-other.toml`: the driver domain, not the control
+//!   domain, wires a guest that did not run at boot once it starts).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
@@ -62,6 +68,7 @@ mod guest {
             "spray" => spray(cmd, info.domain_id),
             "threads" => threads::run(),
             "overflow" => threads::overflow(),
+            "control" => control_cycles(cmd),
             other => {
                 println!("core: unknown mode {other:?}");
                 return 2;
@@ -74,6 +81,50 @@ mod guest {
                 1
             }
         }
+    }
+
+    /// `mode=control`: see the module docs.
+    fn control_cycles(cmd: &str) -> Result<(), HvError> {
+        use parapet_guest::abi::domctl::DomctlOp;
+        use parapet_guest::control;
+
+        let name = cmdline::get(cmd, "target").ok_or(HvError::Inval)?;
+        let number = |key, default| {
+            cmdline::get(cmd, key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let (rounds, first_ms) = (number("rounds", 2), number("first_ms", 2000));
+        let mut target = None;
+        let mut id = 0;
+        while let Ok((info, count)) = control::list(id) {
+            if info.name() == name {
+                target = Some(info.id);
+            }
+            id += 1;
+            if id >= count {
+                break;
+            }
+        }
+        let target = target.ok_or(HvError::NoEnt)?;
+        time::sleep(Duration::from_millis(first_ms))?;
+        for round in 1..=rounds {
+            control::domctl(DomctlOp::Create, target)?;
+            // Connected (4): its vif went through the handshake.
+            let limit = time::now() + time::ticks(Duration::from_secs(60));
+            while store::read_u64(target, "vif0/state") != Ok(4) {
+                if time::now() > limit {
+                    println!("core: control: {name}'s vif0 did not connect");
+                    return Err(HvError::Busy);
+                }
+                time::sleep(Duration::from_millis(10))?;
+            }
+            control::domctl(DomctlOp::Destroy, target)?;
+            println!(
+                "core: control: {name} created, connected and destroyed ({round} of {rounds})"
+            );
+        }
+        Ok(())
     }
 
     fn peer(cmd: &str) -> Result<u32, HvError> {
