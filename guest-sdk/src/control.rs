@@ -36,6 +36,17 @@ impl Domctl for Hypervisor {
         list(id)
     }
     fn op(&mut self, op: DomctlOp, id: u32) -> Result<(), HvError> {
+        // A domain destroyed a moment ago on another CPU gives its memory
+        // back once that CPU has left it: a create right after answers
+        // `Busy` for that long. Retry briefly before reporting it.
+        for _ in 0..20 {
+            match domctl(op, id) {
+                Err(HvError::Busy) if op == DomctlOp::Create => {
+                    crate::time::sleep(core::time::Duration::from_millis(1))?;
+                }
+                r => return r,
+            }
+        }
         domctl(op, id)
     }
     fn totals(&mut self) -> Result<Totals, HvError> {
