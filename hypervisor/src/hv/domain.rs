@@ -627,10 +627,16 @@ impl Hypervisor {
     /// register slots and memory, and reclaimed memory goes to others. Such
     /// a CPU was kicked by `stop_domain` and does this itself in its own
     /// `dispatch`. Costs one comparison when nothing is pending.
+    #[inline(always)]
     pub(super) fn run_after_stop(&mut self, cpu: usize) {
-        if self.after_stop_pending == 0 {
-            return;
+        if self.after_stop_pending != 0 {
+            self.run_after_stop_now(cpu);
         }
+    }
+
+    /// The work of `run_after_stop`, out of the trap path's line.
+    #[inline(never)]
+    fn run_after_stop_now(&mut self, cpu: usize) {
         for index in 0..self.domain_count {
             let after = self.domains[index].after_stop;
             if after == AfterStop::Nothing {
