@@ -2,6 +2,8 @@
 //! as a user types it, with a watchdog, and capture what it prints.
 #![deny(unsafe_code)]
 
+pub mod check;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};

@@ -1,10 +1,11 @@
 //! A `cargo parapet …` run the test talks to while it runs: wait for a line,
-//! reach a forwarded port, then stop it with Ctrl-C (SIGINT to its process
-//! group, as a terminal does) and collect what it printed.
+//! type on its console, reach a forwarded port, then stop it with Ctrl-C
+//! (SIGINT to its process group, as a terminal does) or wait for its end,
+//! and collect what it printed.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ use crate::{workspace_root, Run, WATCHDOG};
 /// A running `cargo parapet` in its own process group.
 pub struct Live {
     child: Child,
+    /// Its console input, when started with [`Live::start_with_console`].
+    stdin: Option<ChildStdin>,
     args: Vec<String>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
@@ -37,6 +40,16 @@ fn reader(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>)
 impl Live {
     /// Starts `cargo run --quiet -p parapet-tools --bin parapet -- ARGS`.
     pub fn start(args: &[&str]) -> Live {
+        Self::spawn(args, false)
+    }
+
+    /// As [`Live::start`], with its console input open for
+    /// [`Live::type_line`].
+    pub fn start_with_console(args: &[&str]) -> Live {
+        Self::spawn(args, true)
+    }
+
+    fn spawn(args: &[&str], console: bool) -> Live {
         let mut child = Command::new(env!("CARGO"))
             .args([
                 "run",
@@ -50,7 +63,11 @@ impl Live {
             .args(args)
             .current_dir(workspace_root())
             .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
+            .stdin(if console {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -63,6 +80,7 @@ impl Live {
             reader(child.stderr.take().expect("stderr"), stderr.clone()),
         ];
         Live {
+            stdin: child.stdin.take(),
             child,
             args: args.iter().map(|s| s.to_string()).collect(),
             stdout,
@@ -90,19 +108,58 @@ impl Live {
     /// Waits until the transcript contains `needle`; false after `timeout` or
     /// if the run ended without it.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
+        self.wait_for_count(needle, 1, timeout)
+    }
+
+    /// Waits until the transcript contains `needle` `times` times; false
+    /// after `timeout` or if the run ended first.
+    pub fn wait_for_count(&mut self, needle: &str, times: usize, timeout: Duration) -> bool {
+        let seen = |live: &Self| live.transcript().matches(needle).count() >= times;
         let start = Instant::now();
         loop {
-            if self.transcript().contains(needle) {
+            if seen(self) {
                 return true;
             }
             let ended = self.child.try_wait().ok().flatten().is_some();
             if ended || start.elapsed() > timeout {
                 // One last look: the readers may have lagged behind the exit.
                 std::thread::sleep(Duration::from_millis(200));
-                return self.transcript().contains(needle);
+                return seen(self);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Types `line` (and a newline) on the run's console.
+    pub fn type_line(&mut self, line: &str) {
+        let sink = self
+            .stdin
+            .as_mut()
+            .expect("started without console input: use Live::start_with_console");
+        sink.write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| sink.flush())
+            .expect("typing on the console");
+    }
+
+    /// Waits for the run to end by itself (killing it and failing the test
+    /// after `timeout`) and returns what it printed.
+    pub fn finish(mut self, timeout: Duration) -> Run {
+        let start = Instant::now();
+        let status = loop {
+            match self.child.try_wait().expect("wait") {
+                Some(st) => break st,
+                None if start.elapsed() > timeout => {
+                    panic!(
+                        "`cargo parapet {}` did not end within {} s:\n{}",
+                        self.args.join(" "),
+                        timeout.as_secs(),
+                        self.transcript()
+                    );
+                }
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        self.collect(status, "")
     }
 
     /// Sends SIGINT to the run's process group (Ctrl-C), waits for it to end
@@ -133,6 +190,12 @@ impl Live {
                 None => std::thread::sleep(Duration::from_millis(100)),
             }
         };
+        self.collect(status, " (interrupted)")
+    }
+
+    /// Joins the readers and returns what the ended run printed (also
+    /// printed, for the test's log).
+    fn collect(&mut self, status: std::process::ExitStatus, how: &str) -> Run {
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
@@ -150,7 +213,7 @@ impl Live {
                 .clone(),
         };
         println!(
-            "--- cargo parapet {} (interrupted) -> {}\n--- stdout\n{}\n--- stderr\n{}",
+            "--- cargo parapet {}{how} -> {}\n--- stdout\n{}\n--- stderr\n{}",
             self.args.join(" "),
             run.status,
             run.stdout,

@@ -2,45 +2,8 @@
 //! preemption on one CPU, stage-2 table quotas, and memory that comes back.
 #![deny(unsafe_code)]
 
+use parapet_tests::check::{assert_all_memory_back, assert_has, line_with, number_after};
 use parapet_tests::{run_up, serial};
-
-fn assert_has(transcript: &str, needle: &str) {
-    assert!(
-        transcript.contains(needle),
-        "the transcript should contain {needle:?}:\n{transcript}"
-    );
-}
-
-fn line_with<'a>(transcript: &'a str, needle: &str) -> &'a str {
-    transcript
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no line contains {needle:?}:\n{transcript}"))
-}
-
-/// The number after `prefix` in `line`.
-fn number_after(line: &str, prefix: &str) -> u64 {
-    let at = line
-        .find(prefix)
-        .unwrap_or_else(|| panic!("{prefix:?} in {line:?}"))
-        + prefix.len();
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a number after {prefix:?} in {line:?}"))
-}
-
-/// `[hv] memory: F of T frames free (S free at start)`, once every domain
-/// stopped: every frame is back.
-fn assert_all_memory_back(t: &str) {
-    let line = line_with(t, " free at start)");
-    let line = line.rsplit("[hv] memory: ").next().unwrap();
-    let free = number_after(line, "");
-    let at_start = number_after(line, "frames free (");
-    assert!(free > 0, "{line}");
-    assert_eq!(free, at_start, "every frame should be back: {line}\n{t}");
-}
 
 #[test]
 fn sixteen_guests_and_the_driver_domain_boot_and_finish() {

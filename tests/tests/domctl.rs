@@ -19,54 +19,16 @@
 //!   `-icount` (`scenarios/bench-domctl.toml`).
 #![deny(unsafe_code)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use parapet_tests::check::{
+    assert_all_memory_back, assert_has, bytes_and_checksum, fetch, forwarded_url, line_with,
+    number_after,
+};
 use parapet_tests::live::Live;
 use parapet_tests::{run_up, serial, workspace_root};
-
-fn assert_has(transcript: &str, needle: &str) {
-    assert!(
-        transcript.contains(needle),
-        "the transcript should contain {needle:?}:\n{transcript}"
-    );
-}
-
-fn line_with<'a>(transcript: &'a str, needle: &str) -> &'a str {
-    transcript
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no line contains {needle:?}:\n{transcript}"))
-}
-
-/// The number right after `prefix` in `line`.
-fn number_after(line: &str, prefix: &str) -> u64 {
-    let at = line
-        .find(prefix)
-        .unwrap_or_else(|| panic!("{prefix:?} in {line:?}"))
-        + prefix.len();
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a number after {prefix:?} in {line:?}"))
-}
-
-/// `[hv] memory: F of T frames free (S free at start)`: every frame back.
-fn assert_all_memory_back(t: &str) -> String {
-    let line = line_with(t, " free at start)");
-    let line = line.rsplit("[hv] memory: ").next().unwrap();
-    let free = number_after(line, "");
-    let at_start = number_after(line, "frames free (");
-    assert!(free > 0, "{line}");
-    assert_eq!(free, at_start, "every frame should be back: {line}\n{t}");
-    line.to_owned()
-}
 
 // ---------------------------------------------------------------------------
 // The host CLI
@@ -116,7 +78,7 @@ fn cli(args: &[&str]) -> Cli {
 }
 
 /// Runs `parapet ARGS` and insists on exit status 0.
-fn cli_ok(args: &[&str], sys: &System) -> Cli {
+fn cli_ok(args: &[&str], sys: &Live) -> Cli {
     let r = cli(args);
     assert!(
         r.ok(),
@@ -189,148 +151,27 @@ impl Listing {
     }
 }
 
-fn list(sys: &System) -> Listing {
+fn list(sys: &Live) -> Listing {
     Listing::parse(&cli_ok(&["list"], sys).stdout)
 }
 
 // ---------------------------------------------------------------------------
 // A running `parapet up` we can type into
 
-/// `cargo parapet up SCENARIO` in its own process group, with its console
-/// input open (to type `shutdown` at the end).
-struct System {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
+/// `cargo parapet up SCENARIO --timeout T` with its console input open (to
+/// type `shutdown` at the end).
+fn start_system(scenario: &str, timeout_secs: u64) -> Live {
+    Live::start_with_console(&["up", scenario, "--timeout", &timeout_secs.to_string()])
 }
 
-fn reader(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stream);
-        let mut line = String::new();
-        while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
-            into.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push_str(&line);
-            line.clear();
-        }
-    })
-}
-
-impl System {
-    fn start(scenario: &str, timeout_secs: u64) -> System {
-        let mut child = Command::new(env!("CARGO"))
-            .args(["run", "--quiet", "-p", "parapet-tools", "--bin", "parapet"])
-            .args(["--", "up", scenario, "--timeout", &timeout_secs.to_string()])
-            .current_dir(workspace_root())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("cannot run cargo");
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            reader(child.stdout.take().expect("stdout"), stdout.clone()),
-            reader(child.stderr.take().expect("stderr"), stderr.clone()),
-        ];
-        System {
-            stdin: child.stdin.take(),
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn console(&self) -> String {
-        self.stdout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn transcript(&self) -> String {
-        let err = self
-            .stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        format!("{}\n{err}", self.console())
-    }
-
-    /// Waits until `needle` appears `times` times (console and stderr).
-    fn wait_for_n(&mut self, needle: &str, times: usize, timeout: Duration) -> bool {
-        let start = Instant::now();
-        loop {
-            if self.transcript().matches(needle).count() >= times {
-                return true;
-            }
-            let ended = self.child.try_wait().ok().flatten().is_some();
-            if ended || start.elapsed() > timeout {
-                std::thread::sleep(Duration::from_millis(200));
-                return self.transcript().matches(needle).count() >= times;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait_for(&mut self, needle: &str, timeout: Duration) {
-        assert!(
-            self.wait_for_n(needle, 1, timeout),
-            "no {needle:?} within {} s:\n{}",
-            timeout.as_secs(),
-            self.transcript()
-        );
-    }
-
-    fn type_line(&mut self, line: &str) {
-        let sink = self.stdin.as_mut().expect("console input");
-        sink.write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| sink.flush())
-            .expect("typing on the console");
-    }
-
-    /// Waits for `parapet up` to end by itself; returns its exit status and
-    /// transcript.
-    fn finish(mut self, timeout: Duration) -> (ExitStatus, String) {
-        let start = Instant::now();
-        let status = loop {
-            match self.child.try_wait().expect("wait") {
-                Some(st) => break st,
-                None if start.elapsed() > timeout => {
-                    panic!(
-                        "`parapet up` did not end within {} s:\n{}",
-                        timeout.as_secs(),
-                        self.transcript()
-                    );
-                }
-                None => std::thread::sleep(Duration::from_millis(100)),
-            }
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        let t = self.transcript();
-        println!("--- parapet up -> {status}\n{t}");
-        (status, t)
-    }
-}
-
-impl Drop for System {
-    fn drop(&mut self) {
-        // A test that failed half-way must not leave QEMU running.
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.child.id())])
-                .status();
-            let _ = self.child.wait();
-        }
-    }
+/// Fails the test unless `needle` appears within `timeout`.
+fn expect_line(sys: &mut Live, needle: &str, timeout: Duration) {
+    assert!(
+        sys.wait_for(needle, timeout),
+        "no {needle:?} within {} s:\n{}",
+        timeout.as_secs(),
+        sys.transcript()
+    );
 }
 
 /// The host address `parapet up` printed for `domain:port`
@@ -342,24 +183,6 @@ fn forwarded(t: &str, domain: &str, port: u16) -> String {
     format!("127.0.0.1:{host_port}")
 }
 
-/// The byte count and checksum of `net: source sent N bytes, checksum X`
-/// or `net: sink received N bytes, checksum X`.
-fn bytes_and_checksum(line: &str) -> (u64, String) {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words
-        .iter()
-        .position(|&w| w == "bytes,")
-        .unwrap_or_else(|| panic!("a byte count in {line:?}"));
-    let bytes = words[at - 1]
-        .parse()
-        .unwrap_or_else(|_| panic!("a byte count in {line:?}"));
-    let sum = words
-        .get(at + 2)
-        .unwrap_or_else(|| panic!("a checksum in {line:?}"))
-        .trim_end_matches(',');
-    (bytes, sum.to_owned())
-}
-
 // ---------------------------------------------------------------------------
 // The tests
 
@@ -369,16 +192,18 @@ const SERVING: &str = "[web] http: serving on 10.0.2.20:80";
 #[test]
 fn a_guest_is_created_and_destroyed_a_hundred_times_while_two_others_stream() {
     let _g = serial();
-    let mut sys = System::start("scenarios/domctl.toml", 400);
-    sys.wait_for(
+    let mut sys = start_system("scenarios/domctl.toml", 400);
+    expect_line(
+        &mut sys,
         "[sink] net: sink listening on TCP port 5001",
         Duration::from_secs(300),
     );
-    sys.wait_for(
+    expect_line(
+        &mut sys,
         "[source] net: udp echo via 10.0.2.15:7: ok",
         Duration::from_secs(60),
     );
-    sys.wait_for("[nosy] errors: ok", Duration::from_secs(30));
+    expect_line(&mut sys, "[nosy] errors: ok", Duration::from_secs(30));
     // The stream runs (it goes on until we connect to the source's port).
     let before = list(&sys);
     assert_eq!(before.count, 5, "{before:?}");
@@ -395,7 +220,7 @@ fn a_guest_is_created_and_destroyed_a_hundred_times_while_two_others_stream() {
         create_secs += c.secs;
         let t = Instant::now();
         assert!(
-            sys.wait_for_n(SERVING, k, Duration::from_secs(60)),
+            sys.wait_for_count(SERVING, k, Duration::from_secs(60)),
             "instance {k} of web never served:\n{}",
             sys.transcript()
         );
@@ -452,15 +277,25 @@ fn a_guest_is_created_and_destroyed_a_hundred_times_while_two_others_stream() {
         }
     }
     assert!(stop.is_some(), "cannot connect to {addr}");
-    sys.wait_for("[sink] net: sink received ", Duration::from_secs(120));
-    sys.wait_for("[source] net: source sent ", Duration::from_secs(30));
+    expect_line(
+        &mut sys,
+        "[sink] net: sink received ",
+        Duration::from_secs(120),
+    );
+    expect_line(
+        &mut sys,
+        "[source] net: source sent ",
+        Duration::from_secs(30),
+    );
     drop(stop);
-    sys.wait_for(
+    expect_line(
+        &mut sys,
         "[driver] driver domain: no guest runs; staying up for domain control",
         Duration::from_secs(60),
     );
     sys.type_line("shutdown");
-    let (status, t) = sys.finish(Duration::from_secs(120));
+    let r = sys.finish(Duration::from_secs(120));
+    let (status, t) = (r.status, r.transcript());
     assert!(status.success(), "exit status {status}:\n{t}");
 
     // The stream arrived intact, across the cycles and the pauses.
@@ -577,33 +412,13 @@ fn the_demo_lists_its_domains_and_its_web_guest_comes_back_after_destroy_and_cre
         std::thread::sleep(Duration::from_millis(50));
     }
     let t = run.transcript();
-    let url = line_with(&t, "guest-a:80 is reachable at http://127.0.0.1:")
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("a URL")
-        .to_owned();
-    let curl = Command::new("curl")
-        .args([
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "20",
-            "--retry",
-            "5",
-        ])
-        .args(["--retry-all-errors", "--retry-delay", "1"])
-        .arg(format!("{url}after-create"))
-        .output()
-        .expect("curl is needed for this test (.ci/run installs it)");
-    let page = String::from_utf8_lossy(&curl.stdout).into_owned();
+    let url = forwarded_url(&t, "guest-a:80 is reachable at http://127.0.0.1:");
+    let curl = fetch(&format!("{url}after-create"));
+    let page = curl.page.clone();
     let back = Listing::parse(&cli(&["list"]).stdout);
     let r = run.interrupt();
     let t = r.transcript();
-    assert!(
-        curl.status.success(),
-        "curl {url} failed: {}\n{t}",
-        String::from_utf8_lossy(&curl.stderr)
-    );
+    assert!(curl.ok, "curl {url} failed: {}\n{t}", curl.error);
     assert_has(&page, "<h1>Hello from guest-a</h1>");
     assert_has(&page, "path:          /after-create");
     // A fresh instance: its first request (the visits go on, on its disk).

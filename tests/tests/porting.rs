@@ -2,14 +2,8 @@
 //! inside the timer handler, and a stack overflow caught by a guard page.
 #![deny(unsafe_code)]
 
+use parapet_tests::check::assert_has;
 use parapet_tests::{run_up, serial};
-
-fn assert_has(transcript: &str, needle: &str) {
-    assert!(
-        transcript.contains(needle),
-        "the transcript should contain {needle:?}:\n{transcript}"
-    );
-}
 
 #[test]
 fn threads_switch_in_the_tick_and_an_overflow_is_reported_by_name() {

@@ -2,24 +2,11 @@
 //! exactly as a user would, and check the console transcript.
 #![deny(unsafe_code)]
 
+use parapet_tests::check::{assert_has, bytes_and_checksum, fetch, forwarded_url, line_with};
 use parapet_tests::live::Live;
 use parapet_tests::{
     run_parapet, run_parapet_with_cues, run_parapet_with_input, run_up, serial, Cue,
 };
-
-fn assert_has(transcript: &str, needle: &str) {
-    assert!(
-        transcript.contains(needle),
-        "the transcript should contain {needle:?}:\n{transcript}"
-    );
-}
-
-fn line_with<'a>(transcript: &'a str, needle: &str) -> &'a str {
-    transcript
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no line contains {needle:?}:\n{transcript}"))
-}
 
 #[test]
 fn basics_scenario_runs_to_completion() {
@@ -453,19 +440,6 @@ fn granter_dying_takes_its_pages_from_the_mapper_cleanly() {
     assert!(!t.contains("[hv] domain chan-tx crashed"), "{t}");
 }
 
-/// The checksum and byte count a net-guest line reports (`… N bytes, checksum X …`).
-fn bytes_and_checksum(line: &str) -> (u64, String) {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = |w: &str| words.iter().position(|x| x.trim_end_matches(',') == w);
-    let bytes = at("bytes")
-        .and_then(|i| words[i - 1].parse().ok())
-        .unwrap_or_else(|| panic!("no byte count in {line:?}"));
-    let sum = at("checksum")
-        .map(|i| words[i + 1].trim_end_matches(',').to_owned())
-        .unwrap_or_else(|| panic!("no checksum in {line:?}"));
-    (bytes, sum)
-}
-
 #[test]
 fn guests_talk_tcp_udp_and_icmp_over_the_virtual_network() {
     let _g = serial();
@@ -552,25 +526,9 @@ fn demo_serves_its_page_to_the_other_guest_and_to_the_host() {
         run.transcript()
     );
     let t = run.transcript();
-    let url = line_with(&t, "is reachable at http://127.0.0.1:")
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("a URL")
-        .to_owned();
-    let curl = std::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "20",
-            "--retry",
-            "5",
-        ])
-        .args(["--retry-all-errors", "--retry-delay", "1"])
-        .arg(format!("{url}from-the-host"))
-        .output()
-        .expect("curl is needed for this test (.ci/run installs it)");
-    let page = String::from_utf8_lossy(&curl.stdout).into_owned();
+    let url = forwarded_url(&t, "is reachable at http://127.0.0.1:");
+    let curl = fetch(&format!("{url}from-the-host"));
+    let page = curl.page.clone();
     assert!(
         run.wait_for(
             "[guest-b] fetch: 3 of 3 pages fetched",
@@ -581,11 +539,7 @@ fn demo_serves_its_page_to_the_other_guest_and_to_the_host() {
     );
     let r = run.interrupt();
     let t = r.transcript();
-    assert!(
-        curl.status.success(),
-        "curl {url} failed: {}\n{t}",
-        String::from_utf8_lossy(&curl.stderr)
-    );
+    assert!(curl.ok, "curl {url} failed: {}\n{t}", curl.error);
     assert_has(&page, "<h1>Hello from guest-a</h1>");
     assert_has(&page, "path:          /from-the-host");
     assert_has(&page, "(kept on vbd0)");

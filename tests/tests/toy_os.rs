@@ -2,14 +2,8 @@
 //! its shell through the console, as a user typing into `parapet up` would.
 #![deny(unsafe_code)]
 
+use parapet_tests::check::assert_has;
 use parapet_tests::{run_parapet_with_cues, serial, Cue};
-
-fn assert_has(transcript: &str, needle: &str) {
-    assert!(
-        transcript.contains(needle),
-        "the transcript should contain {needle:?}:\n{transcript}"
-    );
-}
 
 /// The `ps` row of thread `name` in the first `ps` output after `from`:
 /// (state, progress).
