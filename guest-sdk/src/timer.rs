@@ -216,8 +216,10 @@ pub fn add_periodic(period: Duration, f: TimerFn, arg: usize) -> Result<TimerId,
 pub fn cancel(id: TimerId) -> bool {
     irq::without_interrupts(|| {
         let mut q = queue().lock();
+        let earliest = q.earliest();
         let cancelled = q.cancel(id);
-        if cancelled {
+        // The hypervisor's timer changes only if the earliest deadline did.
+        if cancelled && q.earliest() != earliest {
             let _ = program(&q);
         }
         cancelled

@@ -29,8 +29,6 @@
 //! those whose event arrived (its handlers know).
 #![deny(unsafe_code)]
 
-use core::sync::atomic::{AtomicBool, Ordering};
-
 use parapet_abi::HvError;
 
 use crate::{hypercall, irq, time, timer};
@@ -73,8 +71,6 @@ impl core::fmt::Display for WaitError {
 }
 
 static HOOK: spin::Once<&'static dyn WaitHook> = spin::Once::new();
-/// Set once a hook is installed, so the dispatcher's check is one load.
-static HOOKED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the guest OS's wait (once; later calls are refused with
 /// `Busy`). From then on every blocking call of the SDK and the frontends
@@ -88,22 +84,19 @@ pub fn set_hook(hook: &'static dyn WaitHook) -> Result<(), HvError> {
     if !installed {
         return Err(HvError::Busy);
     }
-    HOOKED.store(true, Ordering::SeqCst);
     irq::set_switch_safe();
     Ok(())
 }
 
 /// Whether a guest OS installed its wait.
 pub fn is_hooked() -> bool {
-    HOOKED.load(Ordering::Relaxed)
+    HOOK.is_completed()
 }
 
 /// Called by the dispatcher after every batch: tells the OS.
 pub(crate) fn notify() {
-    if HOOKED.load(Ordering::Relaxed) {
-        if let Some(hook) = HOOK.get() {
-            hook.wake_all();
-        }
+    if let Some(hook) = HOOK.get() {
+        hook.wake_all();
     }
 }
 
@@ -132,11 +125,9 @@ pub fn wait_until<T>(
 
 /// Parks (hook) or blocks the vCPU (default) once, interrupts masked.
 fn park(deadline: Option<u64>) -> Result<(), WaitError> {
-    if HOOKED.load(Ordering::Relaxed) {
-        if let Some(hook) = HOOK.get() {
-            hook.park(deadline);
-            return Ok(());
-        }
+    if let Some(hook) = HOOK.get() {
+        hook.park(deadline);
+        return Ok(());
     }
     block_vcpu(deadline)
 }
@@ -165,6 +156,7 @@ pub fn block_vcpu(deadline: Option<u64>) -> Result<(), WaitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::sync::atomic::Ordering;
     use std::cell::Cell;
 
     #[test]

@@ -33,6 +33,23 @@ const VPSR_FP_ENABLE: usize = offset_of!(Vpsr, fp_enable);
 const VPSR_FP_TRAPS: usize = offset_of!(Vpsr, stats) + offset_of!(VpsrStats, fp_disabled_traps);
 const _: () = assert!(VPSR_FP_ENABLE == 2 && VPSR_FP_TRAPS == 80);
 
+/// The link-time address of an assembler symbol (no memory access).
+macro_rules! symbol_address {
+    ($sym:literal) => {{
+        let addr: u64;
+        // SAFETY: computes an address with `adrp`/`add`; reads no memory.
+        unsafe {
+            asm!(
+                concat!("adrp {a}, ", $sym),
+                concat!("add {a}, {a}, :lo12:", $sym),
+                a = out(reg) addr,
+                options(nomem, nostack, preserves_flags),
+            )
+        };
+        addr
+    }};
+}
+
 // Boot: `_start` (vCPU 0) and `__parapet_secondary` (vCPUs started with VcpuUp).
 // Both arrive at EL1h with the MMU and caches off; x0 = start info (primary) or the
 // VcpuUp argument (secondary), x1 = the VPSR page, x2 = the vCPU id.
@@ -498,33 +515,13 @@ pub fn invalidate_page(va: u64) {
 
 /// The boot-time level-1 table (1 GiB blocks).
 pub fn boot_translation_root() -> u64 {
-    let addr: u64;
-    // SAFETY: computes an address, no memory access.
-    unsafe {
-        asm!(
-            "adrp {a}, __parapet_l1_table",
-            "add {a}, {a}, :lo12:__parapet_l1_table",
-            a = out(reg) addr,
-            options(nomem, nostack, preserves_flags),
-        )
-    };
-    addr
+    symbol_address!("__parapet_l1_table")
 }
 
 /// The base of the boot stacks: vCPU `i`'s guard page is at
 /// `base + i * STACK_SLOT`, its stack above it.
 pub fn boot_stacks() -> u64 {
-    let addr: u64;
-    // SAFETY: computes an address, no memory access.
-    unsafe {
-        asm!(
-            "adrp {a}, __parapet_stacks",
-            "add {a}, {a}, :lo12:__parapet_stacks",
-            a = out(reg) addr,
-            options(nomem, nostack, preserves_flags),
-        )
-    };
-    addr
+    symbol_address!("__parapet_stacks")
 }
 
 /// The VPSR page of the current vCPU (its address is kept in `TPIDR_EL1`).
@@ -625,32 +622,12 @@ pub fn vcpu_index() -> usize {
 
 /// The address of the secondary-vCPU entry point.
 pub fn secondary_entry() -> u64 {
-    let addr: u64;
-    // SAFETY: computes an address, no memory access.
-    unsafe {
-        asm!(
-            "adrp {a}, __parapet_secondary",
-            "add {a}, {a}, :lo12:__parapet_secondary",
-            a = out(reg) addr,
-            options(nomem, nostack, preserves_flags),
-        )
-    };
-    addr
+    symbol_address!("__parapet_secondary")
 }
 
 /// The address of the end of the image (`__image_end`, page-aligned, after BSS).
 pub fn image_end() -> usize {
-    let addr: usize;
-    // SAFETY: computes an address, no memory access.
-    unsafe {
-        asm!(
-            "adrp {a}, __image_end",
-            "add {a}, {a}, :lo12:__image_end",
-            a = out(reg) addr,
-            options(nomem, nostack, preserves_flags),
-        )
-    };
-    addr
+    symbol_address!("__image_end") as usize
 }
 
 /// The PMU instruction counter (event counter 0 counting `INST_RETIRED`).

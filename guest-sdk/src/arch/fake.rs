@@ -125,15 +125,17 @@ pub fn thread_start_address() -> u64 {
 /// As on the hardware: D, A and F masked, I clear.
 pub const THREAD_DAIF: u64 = 0b1101 << 6;
 
-/// Threads cannot be switched on the host.
+/// Host tests cannot switch stacks: the context layout and `Context::new`
+/// are tested on the host, the switch itself under QEMU
+/// (`tests/tests/porting.rs`, toy-os). Calling it on the host is a test bug.
 ///
 /// # Safety
-/// Never returns.
+/// None needed: it touches nothing and panics.
 pub unsafe fn context_switch(
     _from: *mut crate::context::Context,
     _to: *const crate::context::Context,
 ) {
-    unimplemented!("thread switches run on the guest only")
+    panic!("context::switch runs on the guest only; host tests cover the context layout")
 }
 
 /// No secondary entry on the host.
