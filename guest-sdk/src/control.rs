@@ -287,6 +287,7 @@ fn act(hv: &mut impl Domctl, name: &str, op: DomctlOp, text: &mut Line) -> Resul
             let why = match (op, e) {
                 (DomctlOp::Create, HvError::Busy) => "it runs (or is still stopping)",
                 (DomctlOp::Create, HvError::NoMem) => "not enough memory",
+                (DomctlOp::Create, HvError::Inval) => "its image or entry is unusable",
                 (DomctlOp::Destroy | DomctlOp::Pause, HvError::Inval) => "it is the control domain",
                 (_, HvError::Busy) => "not in a state that allows it",
                 (_, HvError::Perm) => "this domain is not the control domain",

@@ -106,26 +106,18 @@ fn primary_boot() {
         }
     }
     for module in platform.modules() {
-        let index = match hv.define_domain(module) {
-            Ok(index) => index,
-            Err(e) => {
+        let started = hv.define_domain(module).and_then(|index| {
+            if hv.domains[index].autostart {
+                hv.start_domain(index)
+            } else {
                 hvprintln!(
-                    "domain image at {:#x} not started: {e} (bootargs `{}`)",
-                    module.addr,
-                    module.bootargs
+                    "domain {} loaded as id {index}, not started (autostart = false)",
+                    hv.domains[index].name()
                 );
-                hv.tally.failed();
-                continue;
+                Ok(())
             }
-        };
-        if !hv.domains[index].autostart {
-            hvprintln!(
-                "domain {} loaded as id {index}, not started (autostart = false)",
-                hv.domains[index].name()
-            );
-            continue;
-        }
-        if let Err(e) = hv.start_domain(index) {
+        });
+        if let Err(e) = started {
             hvprintln!(
                 "domain image at {:#x} not started: {e} (bootargs `{}`)",
                 module.addr,

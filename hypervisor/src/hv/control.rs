@@ -53,10 +53,8 @@ impl Hypervisor {
         len: u64,
     ) -> Result<u64, HvError> {
         self.require_control(d)?;
-        let i = usize::try_from(id)
-            .ok()
-            .filter(|&i| i < self.domain_count)
-            .ok_or(HvError::NoEnt)?;
+        // Past the last slot is the end of the list, not an unknown domain.
+        let i = self.domain_index(id).map_err(|_| HvError::NoEnt)?;
         if len < core::mem::size_of::<DomainInfo>() as u64 {
             return Err(HvError::Inval);
         }
@@ -138,7 +136,7 @@ impl Hypervisor {
                     }
                     Err(e) => {
                         hvprintln!("domain {} not created: {e}", self.domains[i].name());
-                        Err(HvError::NoMem)
+                        Err(e.to_hv_error())
                     }
                 }
             }

@@ -9,7 +9,7 @@ use parapet_abi::grant::{GrantEntry, GRANT_ENTRIES, GRANT_WINDOW_BASE};
 use parapet_abi::layout::{self, MAX_DOMAINS, PAGE_SIZE};
 use parapet_abi::start_info::{self, device_kind, MmioDevice, StartInfo};
 use parapet_abi::vpsr::Virq;
-use parapet_abi::{Features, ABI_VERSION};
+use parapet_abi::{Features, HvError, ABI_VERSION};
 use zerocopy::{FromZeros, IntoBytes};
 
 use super::memory::TABLE_QUOTA;
@@ -154,6 +154,18 @@ pub(super) enum CreateError {
     Memory(&'static str),
     Image(&'static str),
     Tables,
+}
+
+impl CreateError {
+    /// What a `DomctlOp` create answers: `NoMem` when memory ran out,
+    /// `Inval` when the image or its entry is unusable, `Busy` for a limit.
+    pub fn to_hv_error(&self) -> HvError {
+        match self {
+            CreateError::Memory(_) | CreateError::Tables => HvError::NoMem,
+            CreateError::Bootargs | CreateError::Image(_) => HvError::Inval,
+            CreateError::Limit(_) => HvError::Busy,
+        }
+    }
 }
 
 impl core::fmt::Display for CreateError {

@@ -220,6 +220,9 @@ impl Hypervisor {
     /// console-input domain, control requests for the control domain) and
     /// tell the domain concerned.
     fn console_input(&mut self) {
+        // Bytes are taken from the UART in batches and routed after the
+        // console lock is dropped: routing may print (a dropped control
+        // request), which takes that lock again.
         let mut bytes = [0u8; 64];
         let mut got = false;
         loop {
