@@ -248,11 +248,27 @@ pub fn parse_domain(args: &str) -> Result<DomainConfig<'_>, BootargsError<'_>> {
 pub struct HvOptions {
     /// Scheduling time slice in milliseconds.
     pub timeslice_ms: u64,
+    /// Trace buffer per CPU in KiB (`trace_kib=`), 0 when tracing is off.
+    pub trace_kib: u64,
 }
 
 impl Default for HvOptions {
     fn default() -> Self {
-        Self { timeslice_ms: 10 }
+        Self {
+            timeslice_ms: 10,
+            trace_kib: 0,
+        }
+    }
+}
+
+/// The hypervisor's command line as [`parse_options`] reads it.
+impl core::fmt::Display for HvOptions {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "timeslice_ms={}", self.timeslice_ms)?;
+        if self.trace_kib > 0 {
+            write!(f, " trace_kib={}", self.trace_kib)?;
+        }
+        Ok(())
     }
 }
 
@@ -264,6 +280,10 @@ pub fn parse_options(line: &str, mut on_ignored: impl FnMut(&str)) -> HvOptions 
         match word.split_once('=') {
             Some(("timeslice_ms", v)) => match v.parse::<u64>() {
                 Ok(ms @ 1..=1000) => opts.timeslice_ms = ms,
+                _ => on_ignored(word),
+            },
+            Some(("trace_kib", v)) => match v.parse::<u64>() {
+                Ok(kib @ 0..=crate::trace::MAX_TRACE_KIB) => opts.trace_kib = kib,
                 _ => on_ignored(word),
             },
             _ => on_ignored(word),
@@ -424,7 +444,21 @@ mod tests {
 
     #[test]
     fn options() {
-        let mut bad = Vec::new();
+        let o = HvOptions {
+            timeslice_ms: 7,
+            trace_kib: 1024,
+        };
+        assert_eq!(parse_options(&o.to_string(), |w| panic!("{w}")), o);
+        let o = HvOptions::default();
+        assert_eq!(o.to_string(), "timeslice_ms=10");
+        assert_eq!(parse_options(&o.to_string(), |w| panic!("{w}")), o);
+        let mut bad: Vec<String> = Vec::new();
+        let o = parse_options("trace_kib=99999999 trace_kib=x trace_kib=64", |w| {
+            bad.push(w.to_owned())
+        });
+        assert_eq!(o.trace_kib, 64);
+        assert_eq!(bad, ["trace_kib=99999999", "trace_kib=x"]);
+        bad.clear();
         let o = parse_options("timeslice_ms=5 foo timeslice_ms=0", |w| {
             bad.push(w.to_string())
         });

@@ -221,6 +221,14 @@ pub enum Call {
         /// Its length.
         len: u64,
     },
+    /// Records a mark in the trace: `len` bytes of `text` (little-endian).
+    /// ABI 1.4.
+    TraceMark {
+        /// The text's bytes 0–7 and 8–15.
+        text: [u64; 2],
+        /// Its length (checked by the hypervisor: `Inval` over 16).
+        len: u64,
+    },
 }
 
 impl Call {
@@ -311,6 +319,10 @@ impl Call {
             Hypercall::DomctlOp => Call::DomctlOp { op: a1, domain: a2 },
             Hypercall::DomctlTotals => Call::DomctlTotals,
             Hypercall::ControlRead => Call::ControlRead { buf: a1, len: a2 },
+            Hypercall::TraceMark => Call::TraceMark {
+                text: [a1, a2],
+                len: a3,
+            },
         })
     }
 
@@ -344,6 +356,10 @@ impl Call {
             | Call::IrqEoi { intid: a } => [a, 0, 0, 0, 0, 0],
             Call::Shutdown { reason, code } => [reason.to_raw(), code, 0, 0, 0, 0],
             Call::VcpuUp { vcpu, entry, arg } => [vcpu, entry, arg, 0, 0, 0],
+            Call::TraceMark {
+                text: [lo, hi],
+                len,
+            } => [lo, hi, len, 0, 0, 0],
             Call::EvtchnBindInterdomain {
                 remote: a,
                 remote_port: b,
@@ -413,6 +429,7 @@ impl Call {
             Call::DomctlOp { .. } => Hypercall::DomctlOp,
             Call::DomctlTotals => Hypercall::DomctlTotals,
             Call::ControlRead { .. } => Hypercall::ControlRead,
+            Call::TraceMark { .. } => Hypercall::TraceMark,
         }
     }
 }
@@ -427,7 +444,7 @@ mod tests {
     #[test]
     fn register_layout() {
         let v = AbiVersion { major: 1, minor: 2 };
-        let cases: [(Call, [u64; 6]); 34] = [
+        let cases: [(Call, [u64; 6]); 35] = [
             (Call::Version, [0; 6]),
             (Call::VersionCheck { version: v }, [0x1_0002, 0, 0, 0, 0, 0]),
             (Call::ConsoleWrite { buf: 1, len: 2 }, [1, 2, 0, 0, 0, 0]),
@@ -516,6 +533,13 @@ mod tests {
             (Call::DomctlOp { op: 1, domain: 2 }, [1, 2, 0, 0, 0, 0]),
             (Call::DomctlTotals, [0; 6]),
             (Call::ControlRead { buf: 1, len: 2 }, [1, 2, 0, 0, 0, 0]),
+            (
+                Call::TraceMark {
+                    text: [1, 2],
+                    len: 3,
+                },
+                [1, 2, 3, 0, 0, 0],
+            ),
         ];
         for (nr, (call, args)) in cases.iter().enumerate() {
             assert_eq!(call.number() as u64, nr as u64, "{call:?}");
@@ -528,7 +552,7 @@ mod tests {
 
     #[test]
     fn bad_numbers_and_reasons() {
-        assert_eq!(Call::decode(34, [0; 6]), Err(HvError::NoSys));
+        assert_eq!(Call::decode(35, [0; 6]), Err(HvError::NoSys));
         assert_eq!(Call::decode(u64::MAX, [0; 6]), Err(HvError::NoSys));
         let nr = Hypercall::Shutdown as u64;
         assert_eq!(Call::decode(nr, [3, 0, 0, 0, 0, 0]), Err(HvError::Inval));

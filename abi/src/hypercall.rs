@@ -140,6 +140,12 @@ pub enum Hypercall {
     /// `Virq::Control` says when there is some. Control domain only
     /// (`Perm`). ABI 1.3.
     ControlRead = 33,
+    /// `(x1, x2 = up to 16 bytes of text, little-endian, x3 = its length) ->
+    /// ()`: records a mark in the hypervisor's trace (see
+    /// [`trace`](crate::trace)); does nothing when tracing is off. `Inval`
+    /// for a length over [`MARK_MAX`](crate::trace::MARK_MAX). Any domain.
+    /// ABI 1.4.
+    TraceMark = 34,
 }
 
 /// Largest console write accepted in one call.
@@ -183,6 +189,7 @@ impl Hypercall {
             31 => Hypercall::DomctlOp,
             32 => Hypercall::DomctlTotals,
             33 => Hypercall::ControlRead,
+            34 => Hypercall::TraceMark,
             _ => return None,
         })
     }
@@ -231,7 +238,7 @@ mod tests {
                 assert_eq!(call as u64, raw);
             }
         }
-        assert_eq!(Hypercall::from_raw(34), None);
+        assert_eq!(Hypercall::from_raw(35), None);
         assert_eq!(Hypercall::from_raw(u64::MAX), None);
     }
 

@@ -7,7 +7,8 @@
 //! [`vpsr`] page, the [`event`] channel page, the [`grant`] table, the
 //! [`store`] limits, the guest-physical memory [`layout`], the text codecs the
 //! host tool writes and the hypervisor and driver domain read ([`bootargs`] of a
-//! domain, the driver domain's device [`wiring`], [`mac`] addresses), and the shared-memory
+//! domain, the driver domain's device [`wiring`], [`mac`] addresses), the hypervisor's [`trace`]
+//! buffers, and the shared-memory
 //! [`ring`] protocol that frontends and backends speak over granted pages.
 //!
 //! Shared structures are `#[repr(C)]`, derive zerocopy traits and carry compile-time
@@ -32,6 +33,7 @@ pub mod netif;
 pub mod ring;
 pub mod start_info;
 pub mod store;
+pub mod trace;
 pub mod version;
 pub mod vpsr;
 pub mod wiring;

@@ -16,7 +16,7 @@ pub struct AbiVersion {
 }
 
 /// The version this crate describes.
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 3 };
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 4 };
 
 impl AbiVersion {
     /// Packs the version into one register value: `major << 16 | minor`.
@@ -70,6 +70,8 @@ impl Features {
     /// Domain control for the control domain: `DomctlList`, `DomctlOp`,
     /// `DomctlTotals`, `ControlRead`, `Virq::Control` (ABI 1.3).
     pub const DOMAIN_CONTROL: Features = Features(1 << 9);
+    /// Tracing: `TraceMark` (ABI 1.4). Offered whether or not tracing is on.
+    pub const TRACE: Features = Features(1 << 10);
 
     /// What this hypervisor build offers.
     pub const OFFERED: Features = Features(
@@ -82,7 +84,8 @@ impl Features {
             | Self::STORE.0
             | Self::CONSOLE_INPUT.0
             | Self::DEVICE_IRQS.0
-            | Self::DOMAIN_CONTROL.0,
+            | Self::DOMAIN_CONTROL.0
+            | Self::TRACE.0,
     );
 
     /// Whether every bit of `other` is set in `self`.
@@ -102,7 +105,7 @@ mod tests {
             minor: 0xfffe,
         };
         assert_eq!(AbiVersion::from_raw(v.to_raw()), v);
-        assert_eq!(ABI_VERSION.to_raw(), 0x1_0003);
+        assert_eq!(ABI_VERSION.to_raw(), 0x1_0004);
     }
 
     #[test]
@@ -120,6 +123,6 @@ mod tests {
         assert!(Features::OFFERED.contains(Features::GRANT_TABLES));
         assert!(Features::OFFERED.contains(Features::EVENT_CHANNELS));
         assert!(!Features::OFFERED.contains(Features(1 << 40)));
-        assert_eq!(ABI_VERSION.to_string(), "1.3");
+        assert_eq!(ABI_VERSION.to_string(), "1.4");
     }
 }

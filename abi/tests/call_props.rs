@@ -10,7 +10,7 @@ use proptest::prelude::*;
 /// drawn from `a`, built variant by variant (not through `decode`).
 fn build(nr: u64, a: [u64; 6], version: AbiVersion, reason: ShutdownReason) -> Call {
     let [a1, a2, a3, a4, a5, _] = a;
-    match nr % 34 {
+    match nr % 35 {
         0 => Call::Version,
         1 => Call::VersionCheck { version },
         2 => Call::ConsoleWrite { buf: a1, len: a2 },
@@ -74,7 +74,11 @@ fn build(nr: u64, a: [u64; 6], version: AbiVersion, reason: ShutdownReason) -> C
         },
         31 => Call::DomctlOp { op: a1, domain: a2 },
         32 => Call::DomctlTotals,
-        _ => Call::ControlRead { buf: a1, len: a2 },
+        33 => Call::ControlRead { buf: a1, len: a2 },
+        _ => Call::TraceMark {
+            text: [a1, a2],
+            len: a3,
+        },
     }
 }
 
@@ -107,7 +111,7 @@ proptest! {
 
     #[test]
     fn every_call_round_trips(
-        nr in 0u64..34,
+        nr in 0u64..35,
         a in proptest::array::uniform6(reg()),
         v in version(),
         r in reason(),
@@ -148,7 +152,7 @@ proptest! {
     }
 
     #[test]
-    fn unknown_numbers_are_nosys(nr in 30u64.., a in any::<[u64; 6]>()) {
+    fn unknown_numbers_are_nosys(nr in 35u64.., a in any::<[u64; 6]>()) {
         prop_assert_eq!(Call::decode(nr, a), Err(HvError::NoSys));
     }
 
@@ -161,7 +165,7 @@ proptest! {
 
 #[test]
 fn every_small_unknown_number_is_nosys() {
-    for nr in 34..4096 {
+    for nr in 35..4096 {
         assert_eq!(Call::decode(nr, [0; 6]), Err(HvError::NoSys));
     }
     for nr in [u64::MAX, 1 << 63, 1 << 32, (1 << 32) + 1] {

@@ -60,6 +60,7 @@ pub mod smp;
 pub mod store;
 pub mod time;
 pub mod timer;
+pub mod trace;
 pub mod wait;
 
 /// The PMU instruction counter, for benchmarks (bare metal only).

@@ -3,7 +3,7 @@
 //!
 //! Portable modules (`stage2`, `frames`, `guest_mem`, `elf`, `bootargs`,
 //! `platform`, `sched`, `lifecycle`, `console`, `esr`, `evtchn`, `grant`,
-//! `store`, `restart`, `convert`) hold the logic and are tested on the host;
+//! `store`, `restart`, `trace`, `convert`) hold the logic and are tested on the host;
 //! `hv` holds the state behind the hypervisor's lock and acts on it;
 //! everything that touches system registers, the GIC, the timer or the UART
 //! lives in `arch`.
@@ -27,6 +27,7 @@ pub mod restart;
 pub mod sched;
 pub mod stage2;
 pub mod store;
+pub mod trace;
 
 #[cfg(target_os = "none")]
 mod arch;

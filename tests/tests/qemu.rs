@@ -16,7 +16,7 @@ fn basics_scenario_runs_to_completion() {
     assert_has(&t, "[driver] ");
     for g in ["guest-a", "guest-b"] {
         for what in [
-            "abi: negotiated 1.3",
+            "abi: negotiated 1.4",
             "timer: unmasked ok",
             "timer: masked ok",
             "fp: ok",

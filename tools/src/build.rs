@@ -16,6 +16,8 @@ pub const IMAGE_TARGET: &str = "aarch64-unknown-none";
 pub const HYPERVISOR_PACKAGE: &str = "parapet-hypervisor";
 /// Binary of the hypervisor.
 pub const HYPERVISOR_BIN: &str = "parapet-hypervisor";
+/// Cargo profile of the hypervisor with its trace hooks (`--features trace`).
+pub const TRACED_PROFILE: &str = "release-traced";
 
 /// A build failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,14 @@ impl Workspace {
             .join(HYPERVISOR_BIN)
     }
 
+    /// Path of the built hypervisor ELF with its trace hooks.
+    pub fn traced_hypervisor_elf(&self) -> PathBuf {
+        self.target_dir
+            .join(HYPERVISOR_TARGET)
+            .join(TRACED_PROFILE)
+            .join(HYPERVISOR_BIN)
+    }
+
     /// Path of a built image.
     pub fn image_elf(&self, bin: &str) -> PathBuf {
         self.target_dir.join(IMAGE_TARGET).join("release").join(bin)
@@ -162,6 +172,8 @@ impl Workspace {
                 package,
                 bins,
                 target: IMAGE_TARGET,
+                profile: "release",
+                features: None,
             })
             .collect())
     }
@@ -176,6 +188,10 @@ pub struct BuildStep {
     pub bins: Vec<String>,
     /// `--target`.
     pub target: &'static str,
+    /// `--profile` (`release`: `--release`).
+    pub profile: &'static str,
+    /// `--features`, if any.
+    pub features: Option<&'static str>,
 }
 
 impl BuildStep {
@@ -185,17 +201,35 @@ impl BuildStep {
             package: HYPERVISOR_PACKAGE.to_owned(),
             bins: vec![HYPERVISOR_BIN.to_owned()],
             target: HYPERVISOR_TARGET,
+            profile: "release",
+            features: None,
+        }
+    }
+
+    /// The build of the hypervisor with its trace hooks.
+    pub fn traced_hypervisor() -> Self {
+        BuildStep {
+            profile: TRACED_PROFILE,
+            features: Some("trace"),
+            ..Self::hypervisor()
         }
     }
 
     /// The arguments after `cargo`.
     pub fn args(&self) -> Vec<String> {
-        let mut a = vec![
-            "build".to_owned(),
-            "--release".to_owned(),
-            "-p".to_owned(),
-            self.package.clone(),
-        ];
+        let mut a = vec!["build".to_owned()];
+        if self.profile == "release" {
+            a.push("--release".to_owned());
+        } else {
+            a.push("--profile".to_owned());
+            a.push(self.profile.to_owned());
+        }
+        if let Some(f) = self.features {
+            a.push("--features".to_owned());
+            a.push(f.to_owned());
+        }
+        a.push("-p".to_owned());
+        a.push(self.package.clone());
         for b in &self.bins {
             a.push("--bin".to_owned());
             a.push(b.clone());
@@ -402,6 +436,18 @@ mod tests {
         assert_eq!(
             BuildStep::hypervisor().args().join(" "),
             "build --release -p parapet-hypervisor --bin parapet-hypervisor --target aarch64-unknown-none-softfloat"
+        );
+        assert_eq!(
+            BuildStep::traced_hypervisor().args().join(" "),
+            "build --profile release-traced --features trace -p parapet-hypervisor --bin parapet-hypervisor --target aarch64-unknown-none-softfloat"
+        );
+        let ws = Workspace {
+            target_dir: PathBuf::from("/w/target"),
+            ..Workspace::default()
+        };
+        assert_eq!(
+            ws.traced_hypervisor_elf(),
+            Path::new("/w/target/aarch64-unknown-none-softfloat/release-traced/parapet-hypervisor")
         );
     }
 

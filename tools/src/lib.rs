@@ -17,6 +17,7 @@ pub mod new;
 pub mod prereq;
 pub mod qemu;
 pub mod scenario;
+pub mod trace;
 pub mod transcript;
 
 use std::ffi::OsString;
@@ -61,6 +62,9 @@ pub enum Error {
     /// `parapet new` refused or failed.
     #[error(transparent)]
     New(#[from] new::NewError),
+    /// The trace could not be recorded, written or read.
+    #[error(transparent)]
+    Trace(#[from] trace::TraceFileError),
     /// The `--json` report could not be written.
     #[error("cannot write {path}: {source}")]
     WriteReport {
@@ -143,6 +147,8 @@ pub struct UpOptions {
     pub timeout_secs: Option<u64>,
     /// Skip the build.
     pub no_build: bool,
+    /// Record a trace into this file (Chrome trace event format).
+    pub trace: Option<PathBuf>,
 }
 
 /// How long a run may last: `--timeout` as given (0: no limit); without
@@ -170,6 +176,8 @@ pub struct Prepared {
     forwards: Vec<Forward>,
     /// Listeners holding the forwarded ports, dropped when QEMU starts.
     reserved: Mutex<Vec<TcpListener>>,
+    /// Where the trace goes, when the boot is traced.
+    trace: Option<trace::Setup>,
 }
 
 impl Prepared {
@@ -257,9 +265,20 @@ fn wire_cmdlines(
 /// they are known) and writes its QEMU command line.
 fn prepare(
     root: &Path,
+    s: scenario::Scenario,
+    no_build: bool,
+    qemu: PathBuf,
+) -> Result<Prepared, Error> {
+    prepare_traced(root, s, no_build, qemu, None)
+}
+
+/// [`prepare`], recording a trace into `trace` (a JSON file) when given.
+fn prepare_traced(
+    root: &Path,
     mut s: scenario::Scenario,
     no_build: bool,
     qemu: PathBuf,
+    trace: Option<&Path>,
 ) -> Result<Prepared, Error> {
     let disk_plan = disks::prepare(&s)?;
     let net_plan = nets::prepare(&s)?;
@@ -270,20 +289,37 @@ fn prepare(
         prereq::ensure_targets(root)?;
         build::build_all(root, &s)?
     };
-    let hv = ws.hypervisor_elf();
+    let hv = match trace {
+        Some(_) => {
+            if !no_build {
+                build::BuildStep::traced_hypervisor().run(root)?;
+            }
+            ws.traced_hypervisor_elf()
+        }
+        None => ws.hypervisor_elf(),
+    };
     build::file_size(&hv)?;
     let mut images = Vec::new();
     for p in ws.image_paths(&s)? {
         let size = build::file_size(&p)?;
         images.push((p, size));
     }
-    let args = qemu::args(&s, &hv, &images, &disk_plan.attached, &net_plan.forwards)?;
+    let trace = trace.map(trace::Setup::new);
+    let args = qemu::args(
+        &s,
+        &hv,
+        &images,
+        &disk_plan.attached,
+        &net_plan.forwards,
+        trace.as_ref().map(trace::Setup::qemu_args).as_ref(),
+    )?;
     Ok(Prepared {
         scenario: s,
         qemu,
         args,
         forwards: net_plan.forwards,
         reserved: Mutex::new(net_plan.reserved),
+        trace,
     })
 }
 
@@ -307,6 +343,18 @@ fn boot(
         qemu::display_command(&p.qemu.display().to_string(), &p.args)
     );
     p.release_ports();
+    let recorder = p.trace.as_ref().map(|t| Arc::new(t.start()));
+    let traced;
+    let stops = match &recorder {
+        Some(r) => {
+            traced = qemu::Stops {
+                trace: Some(Arc::clone(r)),
+                ..stops.clone()
+            };
+            &traced
+        }
+        None => stops,
+    };
     let (outcome, _) = match control {
         Some(c) => qemu::run_controlled(
             &p.qemu,
@@ -327,6 +375,9 @@ fn boot(
             forward_stdin,
         )?,
     };
+    if let (Some(setup), Some(r)) = (&p.trace, &recorder) {
+        setup.write(r)?;
+    }
     Ok(outcome)
 }
 
@@ -382,7 +433,7 @@ pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
     let s = load(&opts.scenario, &root)?;
     let server = open_control(&root, &s)?;
     let qemu_path = prereq::ensure_qemu()?;
-    let p = prepare(&root, s, opts.no_build, qemu_path)?;
+    let p = prepare_traced(&root, s, opts.no_build, qemu_path, opts.trace.as_deref())?;
     let service = p.is_service();
     let timeout = effective_timeout(opts.timeout_secs, service);
     if service {
@@ -397,7 +448,7 @@ pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
     let stops = qemu::Stops {
         timeout,
         service,
-        stop: None,
+        ..qemu::Stops::default()
     };
     let colour = colour_stdout();
     let stdout = std::io::stdout();
@@ -470,6 +521,7 @@ pub fn run_prepared<T: Send>(
         timeout: effective_timeout(timeout_secs, service),
         service,
         stop: Some(Arc::clone(&stop)),
+        ..qemu::Stops::default()
     };
     let ended = AtomicBool::new(false);
     let console = Arc::new(Mutex::new(Vec::new()));
@@ -759,6 +811,7 @@ mod tests {
             args: vec!["-c".into(), "echo '[web] up'; exec sleep 30".into()],
             forwards: plan.forwards,
             reserved: Mutex::new(plan.reserved),
+            trace: None,
         };
         assert!(p.is_service());
         let start = std::time::Instant::now();

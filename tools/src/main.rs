@@ -51,6 +51,17 @@ enum Cmd {
         /// Do not build; use the images already built.
         #[arg(long)]
         no_build: bool,
+        /// Record what the hypervisor does (hypercalls, world switches,
+        /// events, upcalls, …) per physical CPU and write it to FILE in the
+        /// Chrome trace event format, which https://ui.perfetto.dev and
+        /// chrome://tracing open. See docs/tracing.md.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+    },
+    /// Read a trace written by `up --trace`.
+    Trace {
+        #[command(subcommand)]
+        which: TraceCmd,
     },
     /// Run a benchmark on QEMU and print its results and targets.
     ///
@@ -111,6 +122,19 @@ enum Cmd {
     ///
     /// Exit status as for `create`.
     Unpause(NameArg),
+}
+
+#[derive(Subcommand)]
+enum TraceCmd {
+    /// Per-domain totals over the interval the trace recorded: time running
+    /// (and share of the CPUs), world switches in, hypercalls (and by
+    /// number), events sent and received, upcalls, lazy-FPU traps.
+    ///
+    /// Exit status: 0, or 2 when the file cannot be read or is not a trace.
+    Summarize {
+        /// The trace file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -191,14 +215,26 @@ fn main() -> ExitCode {
             scenario,
             timeout,
             no_build,
+            trace,
         } => {
             let opts = UpOptions {
                 scenario: scenario.unwrap_or_else(parapet_tools::default_scenario),
                 timeout_secs: timeout,
                 no_build,
+                trace,
             };
             finish(parapet_tools::up(&opts))
         }
+        Cmd::Trace {
+            which: TraceCmd::Summarize { file },
+        } => match parapet_tools::trace::read_file(&file) {
+            Ok(doc) => {
+                let s = parapet_tools::trace::summary::summarize(&doc);
+                print!("{}", parapet_tools::trace::summary::report(&s));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.into()),
+        },
         Cmd::Bench { which } => {
             let (kind, args) = match which {
                 BenchCmd::Ring(a) => (bench::Kind::Ring, a),

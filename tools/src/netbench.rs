@@ -573,6 +573,7 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             forwards: plan.forwards,
             reserved: std::sync::Mutex::new(plan.reserved),
+            trace: None,
         }
     }
 

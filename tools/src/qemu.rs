@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use parapet_abi::bootargs::DomainConfig;
+use parapet_abi::bootargs::{DomainConfig, HvOptions};
 use parapet_abi::layout::{MODULE_AREA_BASE, MODULE_AREA_END};
 
 use crate::scenario::{Domain, Scenario};
@@ -100,6 +100,16 @@ fn utf8(p: &Path) -> Result<&str, QemuError> {
         .ok_or_else(|| QemuError::NonUtf8Path(p.to_owned()))
 }
 
+/// What a traced boot adds: the hypervisor's buffer size, and QEMU's monitor
+/// socket through which `parapet` reads the buffers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceArgs {
+    /// Buffer per CPU, KiB.
+    pub kib: u64,
+    /// The QMP socket QEMU listens on.
+    pub qmp: PathBuf,
+}
+
 /// The QEMU arguments (without the program name) to boot `scenario`, given the
 /// hypervisor ELF and each domain's image path and size (driver first, as in
 /// `scenario.domains`).
@@ -109,6 +119,7 @@ pub fn args(
     images: &[(PathBuf, u64)],
     disks: &[crate::disks::AttachedDisk],
     forwards: &[crate::nets::Forward],
+    trace: Option<&TraceArgs>,
 ) -> Result<Vec<OsString>, QemuError> {
     let m = &scenario.machine;
     let named: Vec<(&str, u64)> = scenario
@@ -147,7 +158,21 @@ pub fn args(
     a.push(hypervisor.as_os_str().to_owned());
     let mut push = |s: &str| a.push(s.into());
     push("-append");
-    push(&format!("timeslice_ms={}", m.timeslice_ms));
+    let hv = HvOptions {
+        timeslice_ms: u64::from(m.timeslice_ms),
+        trace_kib: trace.map_or(0, |t| t.kib),
+    };
+    push(&hv.to_string());
+    if let Some(t) = trace {
+        // The monitor reads the trace buffers; after the power-off QEMU
+        // keeps the memory until the last read, then is told to quit.
+        push("-no-shutdown");
+        push("-qmp");
+        push(&format!(
+            "unix:{},server=on,wait=off",
+            escape_opt(utf8(&t.qmp)?)
+        ));
+    }
     push("-netdev");
     push(&crate::nets::netdev(forwards));
     push("-device");
@@ -308,7 +333,7 @@ vcpus = 2
             (PathBuf::from("/t/driver-domain"), 0x18000),
             (PathBuf::from("/t,x/demo-guest"), 10),
         ];
-        let a = args(&s, Path::new("/t/hv"), &images, &[], &[]).unwrap();
+        let a = args(&s, Path::new("/t/hv"), &images, &[], &[], None).unwrap();
         let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
         let expect = [
             "-M",
@@ -365,6 +390,7 @@ vcpus = 2
                     ..fw
                 },
             ],
+            None,
         )
         .unwrap();
         let i = a.iter().position(|x| x == "-netdev").unwrap();
@@ -372,6 +398,25 @@ vcpus = 2
             a[i + 1],
             "user,id=net0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,hostfwd=tcp:127.0.0.1:2222-10.0.2.15:22"
         );
+    }
+
+    #[test]
+    fn argv_traced() {
+        let s = scen(SRC);
+        let images = vec![(PathBuf::from("/t/d"), 10), (PathBuf::from("/t/g"), 10)];
+        let t = TraceArgs {
+            kib: 512,
+            qmp: PathBuf::from("/tmp/q,1.sock"),
+        };
+        let a = args(&s, Path::new("/t/hv"), &images, &[], &[], Some(&t)).unwrap();
+        let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        let i = a.iter().position(|x| x == "-append").unwrap();
+        assert_eq!(a[i + 1], "timeslice_ms=7 trace_kib=512");
+        let hv = parapet_abi::bootargs::parse_options(&a[i + 1], |w| panic!("{w}"));
+        assert_eq!(hv.trace_kib, 512);
+        assert!(a.contains(&"-no-shutdown".to_owned()));
+        let q = a.iter().position(|x| x == "-qmp").unwrap();
+        assert_eq!(a[q + 1], "unix:/tmp/q,,1.sock,server=on,wait=off");
     }
 
     #[test]

@@ -52,12 +52,20 @@ pub enum TrapKind {
 /// Yield (3), Block (4), Shutdown (7), VcpuUp (9).
 pub const SLOW_HYPERCALLS: u64 = (1 << 3) | (1 << 4) | (1 << 7) | (1 << 9);
 
-core::arch::global_asm!(
-    r#"
-    .section .text.vectors, "ax"
+/// An exception vector table named `$name` whose entry for synchronous
+/// exceptions from the guests branches to `$sync`; every other entry is the
+/// same in both tables.
+macro_rules! vector_table {
+    ($name:literal, $sync:literal) => {
+        concat!(
+            "
     .balign 2048
-    .global hv_vectors
-hv_vectors:
+    .global ",
+            $name,
+            "
+",
+            $name,
+            ":
     // Current EL with SP_EL0: never used.
     .balign 0x80
     mov x0, #0
@@ -86,7 +94,9 @@ hv_vectors:
     b hv_self_trap
     // Lower EL, AArch64: the guests.
     .balign 0x80
-    b el1_sync
+    b ",
+            $sync,
+            "
     .balign 0x80
     stp x18, x30, [sp, #-16]!
     mov x18, #1
@@ -116,8 +126,19 @@ hv_vectors:
     stp x18, x30, [sp, #-16]!
     mov x18, #4
     b full_trap
+"
+        )
+    };
+}
 
-el1_sync:
+/// The synchronous entry from a guest, labelled `$label`: a fast hypercall
+/// calls `$handler` and returns with `eret`; anything else ends with `x18 = 0`
+/// (the kind) and the guest's `x18`/`x30` on the stack, for `full_trap`.
+macro_rules! el1_sync {
+    ($label:literal, $handler:literal) => {
+        concat!(
+            $label,
+            ":
     stp     x18, x30, [sp, #-16]!
     mrs     x18, esr_el2
     lsr     x18, x18, #26
@@ -130,14 +151,29 @@ el1_sync:
     tbnz    x18, #0, 2f
 1:  sub     sp, sp, #32
     mov     x7, sp
-    bl      hvc_fast
+    bl      ",
+            $handler,
+            "
     ldp     x1, x2, [sp]
     ldr     x3, [sp, #16]
     add     sp, sp, #32
     ldp     x18, x30, [sp], #16
     eret
 2:  mov     x18, #0
+"
+        )
+    };
+}
 
+core::arch::global_asm!(
+    "    .section .text.vectors, \"ax\"",
+    vector_table!("hv_vectors", "el1_sync"),
+    // With tracing on: the same, but fast hypercalls are recorded.
+    vector_table!("hv_vectors_traced", "el1_sync_traced"),
+    el1_sync!("el1_sync_traced", "hvc_fast_traced"),
+    "    b       full_trap",
+    el1_sync!("el1_sync", "hvc_fast"),
+    r#"
     // Full trap: [sp] holds the guest's x18 and x30, x18 the kind.
 full_trap:
     mrs     x30, tpidr_el2
@@ -205,19 +241,26 @@ hv_self_trap:
 
 unsafe extern "C" {
     static hv_vectors: u8;
+    static hv_vectors_traced: u8;
     fn hv_enter_guest(regs: *mut GuestRegs) -> !;
 }
 
-/// Installs the vectors and the per-CPU pointer on the calling CPU.
-pub fn install(per_cpu: &'static PerCpuTrap) {
-    // SAFETY: `hv_vectors` is the 2 KiB-aligned table above; `per_cpu` lives
-    // forever, so the vectors may read it at any time.
+/// Installs the vectors (the traced ones if `traced`) and the per-CPU pointer
+/// on the calling CPU.
+pub fn install(per_cpu: &'static PerCpuTrap, traced: bool) {
+    let table = if traced {
+        &raw const hv_vectors_traced
+    } else {
+        &raw const hv_vectors
+    };
+    // SAFETY: both tables above are 2 KiB-aligned; `per_cpu` lives forever,
+    // so the vectors may read it at any time.
     unsafe {
         core::arch::asm!(
             "msr vbar_el2, {v}",
             "msr tpidr_el2, {p}",
             "isb",
-            v = in(reg) &raw const hv_vectors,
+            v = in(reg) table,
             p = in(reg) per_cpu as *const PerCpuTrap,
             options(nostack),
         );

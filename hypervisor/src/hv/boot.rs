@@ -24,7 +24,7 @@ pub fn cpu_main(cpu: usize) -> ! {
     } else {
         mmu::enable();
         sysregs::init_el2_controls();
-        trap::install(&PERCPU[cpu]);
+        trap::install(&PERCPU[cpu], super::trace::on());
         let gic = {
             let mut hv = HV.lock();
             hv.mpidr[cpu] = sysregs::read_mpidr();
@@ -59,7 +59,7 @@ fn primary_boot() {
         Err(e) => fatal(format_args!("cannot read the device tree: {e:?}")),
     };
     sysregs::init_el2_controls();
-    trap::install(&PERCPU[0]);
+    trap::install(&PERCPU[0], false);
     let gic = Gic {
         gicd: crate::convert::usize_from(platform.gicd),
         gicr: crate::convert::usize_from(platform.gicr),
@@ -89,6 +89,11 @@ fn primary_boot() {
     let ram_end = platform.ram_base + platform.ram_size;
     let pool = ram_end.saturating_sub(layout::GUEST_POOL_BASE) / PAGE_SIZE;
     let frames = hv.frames.init(layout::GUEST_POOL_BASE, pool as usize);
+    // Taken before the pool's starting level is noted: the buffers stay for
+    // the whole run, and every frame a domain took still comes back.
+    if options.trace_kib > 0 && super::trace::setup(&mut hv.frames, cpus, options.trace_kib, freq) {
+        trap::install(&PERCPU[0], true);
+    }
     hv.frames_at_start = hv.frames.free();
     hvprintln!(
         "memory: {frames} frames of 4 KiB for guest RAM and stage-2 tables from {:#x}; at most {MAX_DOMAINS} domains, {} KiB of hypervisor state each",

@@ -8,11 +8,13 @@ use parapet_abi::event::{self, EventPage};
 use parapet_abi::grant::{GrantEntry, GRANT_ENTRIES, GRANT_WINDOW_BASE};
 use parapet_abi::layout::{self, MAX_DOMAINS, PAGE_SIZE};
 use parapet_abi::start_info::{self, device_kind, MmioDevice, StartInfo};
+use parapet_abi::trace::{ShortText, TraceEvent};
 use parapet_abi::vpsr::Virq;
 use parapet_abi::{Features, HvError, ABI_VERSION};
 use zerocopy::{FromZeros, IntoBytes};
 
 use super::memory::TABLE_QUOTA;
+use super::trace::trace_event;
 use super::vcpu::{Vcpu, VcpuStats};
 use super::{domain_id, hvprintln, print_line, Hypervisor, MAX_VCPUS};
 use crate::arch::{cache, phys};
@@ -479,6 +481,10 @@ impl Hypervisor {
     /// Prints the line that describes a domain just (re)started.
     fn announce(&self, index: usize, entry: u64) {
         let d = &self.domains[index];
+        trace_event!(TraceEvent::DomainStart {
+            domain: domain_id(index),
+            name: ShortText::prefix(d.name().as_bytes()),
+        });
         hvprintln!(
             "domain {} (id {index}, {}): {} MiB at IPA {:#x} (PA {:#x}), {} vCPU(s) on CPU {}, entry {entry:#x}{}",
             d.name(),
@@ -508,6 +514,16 @@ impl Hypervisor {
         let Some(mut next_state) = self.domains[index].state.end(crashed, code) else {
             return;
         };
+        trace_event!(if crashed {
+            TraceEvent::DomainCrash {
+                domain: domain_id(index),
+            }
+        } else {
+            TraceEvent::DomainStop {
+                domain: domain_id(index),
+                code: u32::try_from(code).unwrap_or(u32::MAX),
+            }
+        });
         {
             let d = &mut self.domains[index];
             let name = start_info::c_str(&d.name).unwrap_or("?");
@@ -734,6 +750,9 @@ impl Hypervisor {
     /// invalidated). Its sharing state was torn down when it stopped; device
     /// interrupts stay masked until the new instance binds them.
     fn restart_domain(&mut self, index: usize) {
+        trace_event!(TraceEvent::DomainRestart {
+            domain: domain_id(index),
+        });
         let (module, ipa, pa, restarts) = {
             let d = &self.domains[index];
             (d.module, d.ram_ipa, d.ram_pa, d.restarts + 1)

@@ -9,7 +9,8 @@
 //! - [`domain`]: a domain's life: creation, end, restart, reclaiming memory;
 //! - [`vcpu`]: vCPU registers and state, starting, switching, lazy FPU;
 //! - [`notify`]: events, virtual IRQs, timers and physical interrupts;
-//! - [`memory`]: frames, stage-2 table quotas and guest-memory access.
+//! - [`memory`]: frames, stage-2 table quotas and guest-memory access;
+//! - [`trace`]: the per-CPU trace buffers and the records the others emit.
 //!
 //! A module calls those below it, with one exception: ending a domain
 //! (`domain::stop_domain`) calls each subsystem's teardown in `hypercall`.
@@ -29,6 +30,7 @@ mod domain;
 mod hypercall;
 mod memory;
 mod notify;
+mod trace;
 mod trap;
 mod vcpu;
 

@@ -6,8 +6,10 @@ use core::sync::atomic::Ordering;
 
 use parapet_abi::event::{self, Port};
 use parapet_abi::layout;
+use parapet_abi::trace::{TraceEvent, TraceVcpu};
 use parapet_abi::vpsr::Virq;
 
+use super::trace::{self, trace_event, tv};
 use super::vcpu::Vcpu;
 use super::{domain_id, vcpu_id, Hypervisor, CONSOLE};
 use crate::arch::{gic, timer};
@@ -61,13 +63,14 @@ impl Hypervisor {
         let cpu = vcpu.cpu;
         let woken = vcpu.state.wake();
         if woken {
+            trace_event!(TraceEvent::Wake { v: tv(v) });
             self.enqueue(cpu, here, v);
         }
         if cpu != here {
             gic::kick(cpu);
         } else if !woken && self.cpus[cpu].loaded == Some(v) && self.cpus[cpu].current == Some(v) {
             // A vCPU just woken is not running: `prepare_entry` delivers.
-            Self::deliver_now(self.vcpu(v));
+            Self::deliver_now(v, self.vcpu(v));
         }
     }
 
@@ -83,6 +86,13 @@ impl Hypervisor {
         if !page.set_pending(t.port) || page.is_masked(t.port) {
             return;
         }
+        trace_event!(TraceEvent::EventPending {
+            v: TraceVcpu {
+                domain: t.domain,
+                vcpu: t.vcpu,
+            },
+            port: t.port,
+        });
         self.flag_port(t);
     }
 
@@ -106,12 +116,16 @@ impl Hypervisor {
         self.notify_vcpu(v);
     }
 
-    /// Raises the upcall in the loaded vCPU if it has work pending and is not
-    /// soft-masked.
-    pub(super) fn deliver_now(vcpu: &Vcpu) {
+    /// Raises the upcall in `v`, the loaded vCPU, if it has work pending and
+    /// is not soft-masked.
+    pub(super) fn deliver_now(v: VcpuRef, vcpu: &Vcpu) {
         let vpsr = vcpu.vpsr();
         if vpsr.pending.load(Ordering::SeqCst) != 0 && vpsr.irq_mask.load(Ordering::SeqCst) == 0 {
-            gic::write_lr0(gic::lr_with_pending(gic::read_lr0(), layout::UPCALL_INTID));
+            let before = gic::read_lr0();
+            gic::write_lr0(gic::lr_with_pending(before, layout::UPCALL_INTID));
+            if trace::on() && before & gic::lr::STATE_PENDING == 0 {
+                trace::upcall_raised(v);
+            }
         }
     }
 
@@ -128,7 +142,7 @@ impl Hypervisor {
         let now = crate::arch::sysregs::counter();
         if deadline != 0 && now >= deadline {
             self.fire_timers(cpu, now);
-            Self::deliver_now(self.vcpu(v));
+            Self::deliver_now(v, self.vcpu(v));
         }
         self.program_timer(cpu);
     }
@@ -152,13 +166,12 @@ impl Hypervisor {
                     continue;
                 }
                 v.timer_deadline = 0;
-                self.raise_virq(
-                    VcpuRef {
-                        domain: domain_id(d),
-                        vcpu: vcpu_id(i),
-                    },
-                    Virq::Timer,
-                );
+                let v = VcpuRef {
+                    domain: domain_id(d),
+                    vcpu: vcpu_id(i),
+                };
+                trace_event!(TraceEvent::VcpuTimer { v: tv(v) });
+                self.raise_virq(v, Virq::Timer);
             }
         }
         self.cpus[cpu].next_timer = next;
@@ -184,6 +197,10 @@ impl Hypervisor {
             if intid == gic::INTID_SPURIOUS {
                 break;
             }
+            trace_event!(TraceEvent::Irq {
+                v: trace::running_here(),
+                intid,
+            });
             if intid == gic::INTID_HYP_TIMER {
                 // Level-triggered: silence it until `program_timer` re-arms it.
                 timer::disable();

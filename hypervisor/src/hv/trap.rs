@@ -5,6 +5,7 @@
 use core::sync::atomic::Ordering;
 
 use parapet_abi::hypercall::HVC_IMM;
+use parapet_abi::trace::TraceEvent;
 use parapet_abi::{Features, HvError, Hypercall, ABI_VERSION};
 use spin::MutexGuard;
 
@@ -12,6 +13,7 @@ pub(super) use super::vcpu::PERCPU;
 
 use super::boot::fatal;
 use super::domain::Outcome;
+use super::trace::{self, trace_event, tv};
 use super::{hvprintln, Hypervisor, HV};
 use crate::arch::sysregs;
 use crate::arch::trap::{GuestRegs, TrapKind};
@@ -45,7 +47,9 @@ pub(super) fn dispatch(
         if let Some(next) = pick_next(&mut hv.cpus[cpu].queue, current, expired) {
             return hv.switch_to(cpu, next, now);
         }
-        hv.cpus[cpu].current = None;
+        if hv.cpus[cpu].current.take().is_some() {
+            trace_event!(TraceEvent::Idle);
+        }
         PERCPU[cpu].current.store(u32::MAX, Ordering::Relaxed);
         let all_stopped = hv.alive_domains() == 0 && hv.after_stop_pending == 0;
         if hv.domain_count > 0 && all_stopped || hv.domain_count == 0 && cpu == 0 {
@@ -77,6 +81,9 @@ extern "C" fn hv_trap(regs: *mut GuestRegs, kind: u64) -> *mut GuestRegs {
             // SAFETY: `regs` is the running vCPU's slot, which the vectors just
             // filled; only this CPU uses it while the vCPU is current.
             let regs = unsafe { &mut *regs };
+            if trace::on() {
+                return traced_sync(cpu, hv, cur, regs);
+            }
             expired = hv.handle_sync(cpu, cur, regs);
         }
         TrapKind::Irq => hv.handle_irqs(),
@@ -95,10 +102,45 @@ extern "C" fn hv_trap(regs: *mut GuestRegs, kind: u64) -> *mut GuestRegs {
     dispatch(cpu, hv, expired)
 }
 
+/// [`hv_trap`]'s synchronous trap with tracing on: the same, between an entry
+/// record (the hypercall number, or the exception class) and, for a
+/// hypercall, an exit record with its status.
+#[inline(never)]
+fn traced_sync(
+    cpu: usize,
+    mut hv: MutexGuard<'static, Hypervisor>,
+    cur: VcpuRef,
+    regs: &mut GuestRegs,
+) -> *mut GuestRegs {
+    let v = tv(cur);
+    trace::saw_upcall_taken(cpu, v);
+    let esr = sysregs::read_esr_el2();
+    let hvc = esr::class(esr) == ec::HVC64;
+    let nr = u32::try_from(regs.x[0]).unwrap_or(u32::MAX);
+    if hvc {
+        trace::emit(TraceEvent::HvcEnter { v, nr });
+    } else {
+        trace::emit(TraceEvent::Trap {
+            v,
+            class: u32::try_from(esr::class(esr)).unwrap_or(u32::MAX),
+            esr,
+        });
+    }
+    let expired = hv.handle_sync(cpu, cur, regs);
+    if hvc {
+        trace::emit(TraceEvent::HvcExit {
+            v,
+            nr,
+            result: regs.x[0] as i64,
+        });
+    }
+    dispatch(cpu, hv, expired)
+}
+
 /// The fast hypercall path: no vCPU switch, only `x18`/`x30` saved by the
 /// vectors. Results beyond the status go to `out` (loaded into `x1`–`x3`).
 #[unsafe(no_mangle)]
-extern "C" fn hvc_fast(
+pub(super) extern "C" fn hvc_fast(
     nr: u64,
     a1: u64,
     a2: u64,

@@ -5,8 +5,10 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use parapet_abi::layout::{self, MAX_DOMAINS};
+use parapet_abi::trace::TraceEvent;
 use parapet_abi::Vpsr;
 
+use super::trace::{self, trace_event, tv};
 use super::{domain_id, Hypervisor, MAX_VCPUS};
 use crate::arch::boot::MAX_CPUS;
 use crate::arch::fp::FpState;
@@ -154,9 +156,14 @@ impl Hypervisor {
         }
         if self.cpus[cpu].current != Some(next) {
             self.cpus[cpu].slice_end = now + self.timeslice;
+            trace_event!(TraceEvent::Run { v: tv(next) });
         }
         if self.cpus[cpu].loaded != Some(next) {
-            if let Some(prev) = self.cpus[cpu].loaded {
+            let from = self.cpus[cpu].loaded;
+            if let Some(prev) = from {
+                if trace::on() {
+                    trace::unloaded(cpu, prev);
+                }
                 let p = self.vcpu_mut(prev);
                 p.el1.save();
                 p.stats.switches_out += 1;
@@ -165,6 +172,10 @@ impl Hypervisor {
             n.el1.load();
             n.stats.switches_in += 1;
             self.cpus[cpu].loaded = Some(next);
+            trace_event!(TraceEvent::Switch {
+                from: from.map(tv),
+                to: tv(next),
+            });
         }
         self.cpus[cpu].current = Some(next);
         self.vcpu_mut(next).state = VcpuState::Running;
@@ -189,7 +200,7 @@ impl Hypervisor {
             cptr::TFP
         };
         sysregs::write_cptr_el2(cptr::BASE | trap_fp);
-        Self::deliver_now(vcpu);
+        Self::deliver_now(v, vcpu);
         self.program_timer(cpu);
     }
 
@@ -201,11 +212,19 @@ impl Hypervisor {
         // leaves virtual IRQs it has no handler for in `pending_virqs`, which
         // must not keep it from blocking.
         let pending = vcpu.vpsr().pending.load(Ordering::SeqCst) != 0;
-        vcpu.state.block(pending)
+        let blocked = vcpu.state.block(pending);
+        if blocked {
+            trace_event!(TraceEvent::Block { v: tv(v) });
+        }
+        blocked
     }
 
     /// Lazy FPU: `v` used FP/SIMD without owning the registers on this CPU.
     pub(super) fn fp_trap(&mut self, cpu: usize, v: VcpuRef) {
+        trace_event!(TraceEvent::FpTrap {
+            v: tv(v),
+            owner: self.cpus[cpu].fp_owner.map(tv),
+        });
         sysregs::write_cptr_el2(cptr::BASE);
         if let Some(owner) = self.cpus[cpu].fp_owner {
             let o = self.vcpu_mut(owner);

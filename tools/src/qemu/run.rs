@@ -37,6 +37,9 @@ pub struct Stops {
     pub service: bool,
     /// Set by the caller to stop QEMU; a normal end too.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Drains the trace buffers, when the boot is traced: it sees every
+    /// console line and reads the buffers a last time before QEMU is killed.
+    pub trace: Option<Arc<crate::trace::record::Recorder>>,
 }
 
 /// How often the run loop looks at [`interrupt`] and [`Stops::stop`].
@@ -212,6 +215,13 @@ pub fn run_controlled(
     run_io(program, args, domains, stops, io)
 }
 
+/// Lets the trace recorder read the buffers a last time (QEMU still runs).
+fn finish_trace(stops: &Stops) {
+    if let Some(r) = &stops.trace {
+        r.finish();
+    }
+}
+
 fn run_io(
     program: &Path,
     args: &[OsString],
@@ -332,6 +342,7 @@ fn run_io(
     while !eof {
         let now = Instant::now();
         if stop_asked() {
+            finish_trace(stops);
             kill(&mut child);
             end = Some(stopped_end(start));
             break;
@@ -359,6 +370,9 @@ fn run_io(
         match msg {
             Some(Msg::Line(line)) => {
                 let was_finished = t.finished();
+                if let Some(r) = &stops.trace {
+                    r.on_line(&line);
+                }
                 t.feed(&line);
                 let shown = match control.map_or(LineUse::Show, |c| c.on_line(&line)) {
                     LineUse::Show => Some(transcript::render(&line, t.domain_names(), colour)),
@@ -373,20 +387,26 @@ fn run_io(
                     None => Ok(()),
                 };
                 if let Err(e) = written {
+                    finish_trace(stops);
                     kill(&mut child);
                     return Err(QemuError::Io(e));
                 }
                 if !was_finished && t.finished() {
                     grace_deadline = Some(Instant::now() + EXIT_GRACE);
+                    if let Some(r) = &stops.trace {
+                        r.end_of_run();
+                    }
                 }
             }
             Some(Msg::Eof) => eof = true,
             Some(Msg::Err(e)) => {
+                finish_trace(stops);
                 kill(&mut child);
                 return Err(QemuError::Io(e));
             }
             None => {
                 // A deadline passed.
+                finish_trace(stops);
                 kill(&mut child);
                 let secs = timeout.map_or(0, |d| d.as_secs());
                 end = Some(match (grace_deadline, deadline) {
@@ -411,6 +431,7 @@ fn run_io(
                 Some(_) if stop_asked() && !t.finished() => stopped_end(start),
                 Some(st) => st.code().map_or(QemuEnd::Signalled, QemuEnd::Exited),
                 None => {
+                    finish_trace(stops);
                     kill(&mut child);
                     QemuEnd::TimedOut {
                         secs: timeout.map_or(0, |d| d.as_secs()),
@@ -419,6 +440,9 @@ fn run_io(
             }
         }
     };
+    // QEMU ended by itself: the recorder quit it after a power-off, or
+    // it failed.
+    finish_trace(stops);
     if let Some(h) = stderr_thread {
         let _ = h.join();
     }
@@ -503,6 +527,7 @@ mod tests {
             timeout: Some(Duration::from_millis(300)),
             service: true,
             stop: None,
+            trace: None,
         };
         let o = sh_until("echo '[guest-a] serving'; exec sleep 30", &stops);
         assert_eq!(o.exit_code, transcript::EXIT_OK, "{o:?}");
@@ -528,6 +553,7 @@ mod tests {
             timeout: Some(Duration::from_secs(20)),
             service: true,
             stop: Some(Arc::clone(&stop)),
+            trace: None,
         };
         let setter = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
@@ -583,6 +609,7 @@ mod tests {
             timeout: Some(Duration::from_secs(20)),
             service: true,
             stop: Some(Arc::clone(&stop)),
+            trace: None,
         };
         let client = {
             let path = path.clone();

@@ -3,9 +3,11 @@
 //! closing of a stopped domain's ports.
 
 use parapet_abi::event::Port;
+use parapet_abi::trace::TraceEvent;
 use parapet_abi::HvError;
 
 use crate::evtchn::{PortState, Target, MAX_PIRQ};
+use crate::hv::trace::{trace_event, tv};
 use crate::hv::{domain_id, Hypervisor};
 use crate::sched::VcpuRef;
 
@@ -53,6 +55,12 @@ impl Hypervisor {
         let target = self
             .events
             .send_target(v.domain, port, |x| domains[x as usize].alive())?;
+        trace_event!(TraceEvent::EventSend {
+            from: tv(v),
+            port: u32::try_from(port).unwrap_or(u32::MAX),
+            to_domain: target.domain,
+            to_port: target.port,
+        });
         self.send_event(target);
         Ok(())
     }

@@ -158,6 +158,7 @@ impl Hypervisor {
                 0
             }),
             Call::ControlRead { buf, len } => self.control_read(d, buf, len).map(|n| one(out, n)),
+            Call::TraceMark { text, len } => super::trace::mark(v, text, len).map(|()| 0),
             // Answered before the lock (`Version`) or on the full-trap path.
             Call::Version
             | Call::Yield

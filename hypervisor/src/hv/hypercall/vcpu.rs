@@ -38,7 +38,7 @@ impl Hypervisor {
     pub(super) fn vpsr_sync(&self, v: VcpuRef) {
         let vcpu = self.vcpu(v);
         apply_fp_enable(vcpu);
-        Self::deliver_now(vcpu);
+        Self::deliver_now(v, vcpu);
     }
 
     /// `VcpuUp`: starts secondary vCPU `id` of the caller's domain.
