@@ -90,3 +90,29 @@ fn basics_traced_matches_the_hypervisors_statistics() {
     assert!(s.stderr.contains("not a Parapet trace"), "{}", s.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_buffer_too_small_counts_the_records_it_lost() {
+    let _g = serial();
+    let file =
+        std::env::temp_dir().join(format!("parapet-trace-small-{}.json", std::process::id()));
+    let file_s = file.to_str().unwrap();
+    let r = run_parapet(&[
+        "up",
+        "scenarios/basics.toml",
+        "--timeout",
+        "300",
+        "--trace",
+        file_s,
+        "--trace-kib",
+        "4",
+    ]);
+    let t = r.transcript();
+    assert!(r.status.success(), "exit status {}:\n{t}", r.status);
+    let note = line_with(&t, "parapet: trace: ");
+    let lost = number_after(note, "CPU(s), ");
+    assert!(lost > 0, "{note}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc["otherData"]["parapet"]["lost"], lost, "{note}");
+    let _ = std::fs::remove_file(&file);
+}

@@ -147,8 +147,9 @@ pub struct UpOptions {
     pub timeout_secs: Option<u64>,
     /// Skip the build.
     pub no_build: bool,
-    /// Record a trace into this file (Chrome trace event format).
-    pub trace: Option<PathBuf>,
+    /// Record a trace into this file (Chrome trace event format), with
+    /// buffers of this many KiB per CPU.
+    pub trace: Option<(PathBuf, u64)>,
 }
 
 /// How long a run may last: `--timeout` as given (0: no limit); without
@@ -272,13 +273,13 @@ fn prepare(
     prepare_traced(root, s, no_build, qemu, None)
 }
 
-/// [`prepare`], recording a trace into `trace` (a JSON file) when given.
+/// [`prepare`], for a boot that records a trace as `trace` says.
 fn prepare_traced(
     root: &Path,
     mut s: scenario::Scenario,
     no_build: bool,
     qemu: PathBuf,
-    trace: Option<&Path>,
+    trace: Option<trace::Setup>,
 ) -> Result<Prepared, Error> {
     let disk_plan = disks::prepare(&s)?;
     let net_plan = nets::prepare(&s)?;
@@ -304,7 +305,6 @@ fn prepare_traced(
         let size = build::file_size(&p)?;
         images.push((p, size));
     }
-    let trace = trace.map(trace::Setup::new);
     let args = qemu::args(
         &s,
         &hv,
@@ -433,7 +433,11 @@ pub fn up(opts: &UpOptions) -> Result<Outcome, Error> {
     let s = load(&opts.scenario, &root)?;
     let server = open_control(&root, &s)?;
     let qemu_path = prereq::ensure_qemu()?;
-    let p = prepare_traced(&root, s, opts.no_build, qemu_path, opts.trace.as_deref())?;
+    let trace = opts
+        .trace
+        .as_ref()
+        .map(|(f, kib)| trace::Setup::new(f, *kib));
+    let p = prepare_traced(&root, s, opts.no_build, qemu_path, trace)?;
     let service = p.is_service();
     let timeout = effective_timeout(opts.timeout_secs, service);
     if service {

@@ -57,6 +57,12 @@ enum Cmd {
         /// chrome://tracing open. See docs/tracing.md.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
+        /// With --trace: the trace buffer of each physical CPU, in KiB (32
+        /// bytes per record). Records the drain does not read in time are
+        /// counted as lost, never hidden.
+        #[arg(long, value_name = "KIB", default_value_t = parapet_abi::trace::DEFAULT_TRACE_KIB,
+              value_parser = clap::value_parser!(u64).range(4..=parapet_abi::trace::MAX_TRACE_KIB))]
+        trace_kib: u64,
     },
     /// Read a trace written by `up --trace`.
     Trace {
@@ -216,12 +222,13 @@ fn main() -> ExitCode {
             timeout,
             no_build,
             trace,
+            trace_kib,
         } => {
             let opts = UpOptions {
                 scenario: scenario.unwrap_or_else(parapet_tools::default_scenario),
                 timeout_secs: timeout,
                 no_build,
-                trace,
+                trace: trace.map(|file| (file, trace_kib)),
             };
             finish(parapet_tools::up(&opts))
         }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use parapet_abi::trace::{TraceEvent, TraceRecord, DEFAULT_TRACE_KIB};
+use parapet_abi::trace::{TraceEvent, TraceRecord};
 
 use crate::qemu::TraceArgs;
 
@@ -139,17 +139,17 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// A setup writing `json`, with the default buffer size. The socket and
-    /// scratch file are unique to this process and boot, in the temporary
-    /// directory (a Unix socket path must be short).
-    pub fn new(json: &Path) -> Self {
+    /// A setup writing `json`, with buffers of `kib` KiB per CPU. The
+    /// socket and scratch file are unique to this process and boot, in the
+    /// temporary directory (a Unix socket path must be short).
+    pub fn new(json: &Path, kib: u64) -> Self {
         static BOOTS: AtomicU32 = AtomicU32::new(0);
         let n = BOOTS.fetch_add(1, Ordering::Relaxed);
         let base = format!("parapet-trace-{}-{n}", std::process::id());
         let tmp = std::env::temp_dir();
         Self {
             json: json.to_owned(),
-            kib: DEFAULT_TRACE_KIB,
+            kib,
             qmp: tmp.join(format!("{base}.sock")),
             scratch: tmp.join(format!("{base}.bin")),
         }

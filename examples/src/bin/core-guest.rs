@@ -23,6 +23,12 @@
 //!   frontend's state in the store) and destroys it
 //!   (`scenarios/domctl-other.toml`: the driver domain, not the control
 //!   domain, wires a guest that did not run at boot once it starts).
+//! * `mode=ping peer=NAME [rounds=N]` and `mode=pong peer=NAME [rounds=N]`: an event
+//!   ping-pong of `N` (default 20) round trips over one event channel, each
+//!   side waiting for the other's event with the SDK's `wait_until`. Each
+//!   side marks the trace (`trace::mark("ping 3")`, `"pong 3"`) so a round
+//!   trip can be read in `parapet up --trace` (`scenarios/pingpong.toml`,
+//!   docs/tracing.md).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
@@ -69,6 +75,8 @@ mod guest {
             "threads" => threads::run(),
             "overflow" => threads::overflow(),
             "control" => control_cycles(cmd),
+            "ping" => pingpong::ping(cmd),
+            "pong" => pingpong::pong(cmd),
             other => {
                 println!("core: unknown mode {other:?}");
                 return 2;
@@ -199,6 +207,87 @@ mod guest {
         match store::wait_for_u64(waker, "done") {
             Ok(_) | Err(HvError::NoDomain) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// An event ping-pong with trace marks.
+    mod pingpong {
+        use core::fmt::Write as _;
+        use core::sync::atomic::Ordering;
+
+        use parapet_guest::abi::HvError;
+        use parapet_guest::{cmdline, event, println, store, trace};
+
+        use super::{on_event, peer, EVENTS};
+
+        /// A mark's text: `what` and the round (at most 16 bytes).
+        fn mark(what: &str, round: u32) {
+            let mut text = heapless_text::Text::default();
+            let _ = write!(text, "{what} {round}");
+            if let Err(e) = trace::mark(text.as_str()) {
+                println!("core: trace mark refused: {e}");
+            }
+        }
+
+        /// A tiny fixed buffer for a mark's text (no allocation).
+        mod heapless_text {
+            #[derive(Default)]
+            pub struct Text {
+                buf: [u8; 16],
+                len: usize,
+            }
+            impl Text {
+                pub fn as_str(&self) -> &str {
+                    core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+                }
+            }
+            impl core::fmt::Write for Text {
+                fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                    let end = self.len + s.len();
+                    let dst = self.buf.get_mut(self.len..end).ok_or(core::fmt::Error)?;
+                    dst.copy_from_slice(s.as_bytes());
+                    self.len = end;
+                    Ok(())
+                }
+            }
+        }
+
+        fn rounds(cmd: &str) -> u32 {
+            cmdline::get(cmd, "rounds")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(20)
+        }
+
+        pub fn ping(cmd: &str) -> Result<(), HvError> {
+            let pong = peer(cmd)?;
+            let rounds = rounds(cmd);
+            let port = event::alloc_unbound(pong)?;
+            event::set_handler(port, on_event)?;
+            store::write_u64("ping-port", port.into())?;
+            store::wait_for_u64(pong, "ready")?;
+            for round in 1..=rounds {
+                mark("ping", round);
+                event::send(port)?;
+                event::wait_until(|| EVENTS.load(Ordering::SeqCst) >= round)?;
+            }
+            println!("core: ping-pong: {rounds} round trips");
+            Ok(())
+        }
+
+        pub fn pong(cmd: &str) -> Result<(), HvError> {
+            let ping = peer(cmd)?;
+            let rounds = rounds(cmd);
+            let remote = store::wait_for_u64(ping, "ping-port")?;
+            let port = event::bind_interdomain(ping, remote as u32)?;
+            event::set_handler(port, on_event)?;
+            store::write_u64("ready", 1)?;
+            for round in 1..=rounds {
+                event::wait_until(|| EVENTS.load(Ordering::SeqCst) >= round)?;
+                mark("pong", round);
+                event::send(port)?;
+            }
+            println!("core: ping-pong: answered {rounds}");
+            Ok(())
         }
     }
 

@@ -186,9 +186,10 @@ impl Qmp {
             .set_read_timeout(Some(Duration::from_secs(10)));
     }
 
-    /// Asks QEMU to exit.
+    /// Asks QEMU to exit, and waits for it to answer or close the socket
+    /// (a command still unread when we hang up could be dropped).
     pub fn quit(&mut self) {
-        let _ = writeln!(self.writer, "{}", json!({ "execute": "quit" }));
+        let _ = self.execute("quit", json!({}));
     }
 }
 
