@@ -149,15 +149,20 @@ pub fn micro_report(results: &[MicroResult]) -> String {
 /// The `--json` document of `bench micro`.
 /// `{"bench":"micro","results":[…]}`, pretty-printed with the keys in that
 /// order, ending with a newline.
-pub fn micro_json(results: &[MicroResult]) -> String {
+///
+/// With the byte channel's instruction counts: `{"bench":"micro",
+/// "results":[…],"icount":[…]}`.
+pub fn micro_json(results: &[MicroResult], icount: &[super::IcountResult]) -> String {
     #[derive(Serialize)]
     struct Doc<'a> {
         bench: &'static str,
         results: &'a [MicroResult],
+        icount: &'a [super::IcountResult],
     }
     pretty(&Doc {
         bench: "micro",
         results,
+        icount,
     })
 }
 
@@ -269,11 +274,11 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(
-            value(&micro_json(&r)),
+            value(&micro_json(&r, &[])),
             json!({"bench": "micro", "results": [
                 {"name": "null_hypercall", "instructions": 70, "samples": 3, "target": 64, "met": false},
                 {"name": "custom", "instructions": 5, "samples": 1, "target": null, "met": null},
-            ]})
+            ], "icount": []})
         );
         assert_eq!(micro_unmeasured(&r), ["event_to_handler", "world_switch"]);
         let report = micro_report(&r);

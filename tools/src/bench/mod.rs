@@ -13,24 +13,43 @@
 //!
 //! ```text
 //! bench ring tx size=<u64> msgs=<u64> notify=<u64>
-//! bench ring rx size=<u64> msgs=<u64> bytes=<u64> ticks=<u64> freq=<u64> notify=<u64>
-//!               switches=<u64> memcpy_bytes=<u64> memcpy_ticks=<u64> checksum=<ok|bad>
+//! bench ring memcpy size=<u64> n=<u64> bytes=<u64> ticks=<u64> freq=<u64>
+//! bench ring window size=<u64> n=<u64> msgs=<u64> bytes=<u64> ticks=<u64> freq=<u64>
+//!               notify=<u64> switches=<u64> checksum=<ok|bad>
+//! bench ring icount size=<u64> slots=<u64> msgs=<u64> instructions=<u64>
+//!               memcpy_msgs=<u64> memcpy_instructions=<u64> checksum=<ok|bad>
+//! bench ring rx size=<u64> msgs=<u64> bytes=<u64> notify=<u64> switches=<u64>
+//!               windows=<u64> work=<copy|net> checksum=<ok|bad>
 //! bench ring done sizes=<u64>
 //! bench micro <name> instructions=<u64> samples=<u64>
 //! bench micro done count=<u64>
 //! bench net rx|tx bytes=<u64> checksum=<16 hex digits> ticks=<u64> freq=<u64>
 //!               frames=<u64> notify=<u64> complete=<yes|no>
 //! ```
+//!
+//! `memcpy` and `window` lines come once per window `n` = 0, 1, … of a
+//! message size (the receiver's memcpy, then the stream); each window is at
+//! least [`MIN_WINDOW_MS`] of guest time and a size has at least
+//! [`MIN_WINDOWS`] of each ([`stats`]). `rx` sums up the size (its `msgs`
+//! include those read after the last window, and equal the sender's).
+//! `icount` replaces the windows under `-icount` ([`icount`]).
+//! ```
 
 pub mod capture;
+pub mod gate;
+pub mod icount;
 pub mod micro;
 pub mod net;
+pub mod plot;
 pub mod ring;
+pub mod stats;
 
 pub use capture::Capture;
+pub use icount::*;
 pub use micro::*;
 pub use net::*;
 pub use ring::*;
+pub use stats::{Figure, MIN_WINDOWS, MIN_WINDOW_MS};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -62,13 +81,66 @@ impl Kind {
         }
     }
 
-    /// The scenario files this benchmark runs, in order (relative to the
-    /// workspace root).
-    pub fn scenarios(self) -> &'static [&'static str] {
-        match self {
-            Kind::Ring => &RING_SCENARIOS,
-            Kind::Micro => std::slice::from_ref(&MICRO_SCENARIO),
-        }
+    /// The QEMU runs of this benchmark, in order: `bench ring` the
+    /// windowed 1- and 2-CPU runs then the instruction counts of the ring,
+    /// `bench micro` the micro-benchmarks then the same instruction counts
+    /// (every deterministic figure, for the baseline).
+    pub fn runs(self) -> Vec<Run> {
+        let icount = ICOUNT_RINGS.iter().map(|(pages, _)| Run {
+            scenario: ICOUNT_SCENARIO,
+            set: vec![("ring-rx", "ring-pages", pages.to_string())],
+            kind: RunKind::RingIcount,
+        });
+        let mut runs: Vec<Run> = match self {
+            Kind::Ring => RING_SCENARIOS
+                .iter()
+                .map(|s| Run {
+                    scenario: s,
+                    set: Vec::new(),
+                    kind: RunKind::RingWindows,
+                })
+                .collect(),
+            Kind::Micro => vec![Run {
+                scenario: MICRO_SCENARIO,
+                set: Vec::new(),
+                kind: RunKind::Micro,
+            }],
+        };
+        runs.extend(icount);
+        runs
+    }
+}
+
+/// What one QEMU run of a benchmark measures, and so how its lines are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// `bench ring` windows ([`ring_run`]).
+    RingWindows,
+    /// `bench ring icount` ([`icount_run`]).
+    RingIcount,
+    /// `bench micro` ([`micro_run`]).
+    Micro,
+}
+
+/// One QEMU run of a benchmark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The scenario file, relative to the workspace root.
+    pub scenario: &'static str,
+    /// Words set in command lines first: `(domain, key, value)` (see
+    /// [`set_word`]).
+    pub set: Vec<(&'static str, &'static str, String)>,
+    /// What it measures.
+    pub kind: RunKind,
+}
+
+impl Run {
+    /// The overrides as `DOMAIN: key=value`.
+    pub fn overrides(&self) -> Vec<String> {
+        self.set
+            .iter()
+            .map(|(d, k, v)| format!("{d}: {k}={v}"))
+            .collect()
     }
 }
 
@@ -116,6 +188,26 @@ pub enum BenchError {
         size: u64,
         /// What is wrong.
         problem: String,
+    },
+    /// Fewer windows than a wall-clock figure needs.
+    #[error("{what}: {found} window(s), at least {needed} needed")]
+    TooFewWindows {
+        /// The figure.
+        what: String,
+        /// Windows printed.
+        found: usize,
+        /// Windows needed.
+        needed: usize,
+    },
+    /// A window shorter than a wall-clock figure needs.
+    #[error("window of {ms} ms, at least {needed_ms} ms needed: {line}")]
+    ShortWindow {
+        /// The console line of the window.
+        line: String,
+        /// Its length in ms.
+        ms: String,
+        /// The least allowed.
+        needed_ms: u64,
     },
     /// A `bench net` stream arrived with another checksum than the one sent.
     #[error(

@@ -1,18 +1,19 @@
 //! `bench ring`: byte-channel throughput between two guests, with 1 and 2
-//! CPUs, next to the same guest's memcpy.
+//! CPUs, next to the same guest's memcpy, over windows (see [`super::stats`]);
+//! and, under `-icount`, instructions per message (see [`super::icount`]).
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::stats::{figure, Figure, Window};
 use super::{bench_tokens, cpus_text, met_text, pretty, BenchError, Bound, Fields, Target, MIB};
 
-/// The scenarios `bench ring` runs, in order.
+/// The wall-clock scenarios `bench ring` runs, in order.
 pub const RING_SCENARIOS: [&str; 2] = [
     "scenarios/bench-ring-1cpu.toml",
     "scenarios/bench-ring-2cpu.toml",
 ];
-/// The scenario `bench micro` runs.
 /// The message size the ring targets are measured at.
 pub const RING_TARGET_SIZE: u64 = 4096;
 /// Target: ring/memcpy throughput ratio at 4096 B with 2 CPUs, at least.
@@ -33,28 +34,88 @@ pub struct RingTx {
     pub notify: u64,
 }
 
-/// `bench ring rx …`: what the receiver reports for one size.
+/// `bench ring rx …`: the receiver's summary of one size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingRx {
     /// Message size in bytes.
     pub size: u64,
-    /// Messages received.
+    /// Messages received (timed or not).
     pub msgs: u64,
     /// Bytes received.
     pub bytes: u64,
-    /// Counter ticks the transfer took.
-    pub ticks: u64,
-    /// Counter frequency, Hz.
-    pub freq: u64,
     /// Event notifications the receiver sent.
     pub notify: u64,
     /// World switches on all CPUs during this size.
     pub switches: u64,
-    /// Bytes copied by the plain-memcpy reference.
-    pub memcpy_bytes: u64,
-    /// Counter ticks of the memcpy reference.
-    pub memcpy_ticks: u64,
+    /// Windows measured (0 for an instruction count).
+    pub windows: u64,
+    /// `copy` (the transport alone) or `net` (`bench net`'s pattern and
+    /// FNV-1a checksum on every byte).
+    pub work: String,
     /// `checksum=ok`.
+    pub checksum_ok: bool,
+}
+
+/// `bench ring window …`: one window of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingWindow {
+    /// The console line.
+    pub line: String,
+    /// Message size in bytes.
+    pub size: u64,
+    /// Window number, from 0.
+    pub n: u64,
+    /// Messages received in the window.
+    pub msgs: u64,
+    /// Bytes received in the window.
+    pub bytes: u64,
+    /// Counter ticks of the window.
+    pub ticks: u64,
+    /// Counter frequency, Hz.
+    pub freq: u64,
+    /// Notifications the receiver sent in the window.
+    pub notify: u64,
+    /// World switches in the window.
+    pub switches: u64,
+    /// The window's last batch (or every byte, `work=net`) checked out.
+    pub checksum_ok: bool,
+}
+
+/// `bench ring memcpy …`: one window of the receiver's memcpy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemcpyWindow {
+    /// The console line.
+    pub line: String,
+    /// Message size in bytes.
+    pub size: u64,
+    /// Window number, from 0.
+    pub n: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Counter ticks of the window.
+    pub ticks: u64,
+    /// Counter frequency, Hz.
+    pub freq: u64,
+}
+
+/// `bench ring icount …`: instructions over a number of messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingIcount {
+    /// The console line.
+    pub line: String,
+    /// Message size in bytes.
+    pub size: u64,
+    /// Messages the ring holds (its data bytes / `size`).
+    pub slots: u64,
+    /// Messages counted.
+    pub msgs: u64,
+    /// Instructions the CPU retired over them (EL1 and EL2).
+    pub instructions: u64,
+    /// Copies of the memcpy count.
+    pub memcpy_msgs: u64,
+    /// Instructions of those copies.
+    pub memcpy_instructions: u64,
+    /// The last batch checked out.
     pub checksum_ok: bool,
 }
 
@@ -63,14 +124,29 @@ pub struct RingRx {
 pub struct RingLines {
     /// Sender lines, in order.
     pub tx: Vec<RingTx>,
-    /// Receiver lines, in order.
+    /// Receiver summaries, in order.
     pub rx: Vec<RingRx>,
+    /// Stream windows, in order.
+    pub windows: Vec<RingWindow>,
+    /// Memcpy windows, in order.
+    pub memcpy: Vec<MemcpyWindow>,
+    /// Instruction counts, in order.
+    pub icount: Vec<RingIcount>,
     /// `sizes=` of the `bench ring done` line.
     pub done: Option<u64>,
 }
 
+fn ok_field(f: &Fields<'_>) -> Result<bool, BenchError> {
+    match f.str("checksum")? {
+        "ok" => Ok(true),
+        "bad" => Ok(false),
+        other => Err(f.malformed(format!("`checksum={other}`: expected `ok` or `bad`"))),
+    }
+}
+
 /// Reads the `bench ring …` lines of one run's console. Other lines are
-/// ignored; a `bench ring tx|rx|done` line that cannot be read is an error.
+/// ignored; a `bench ring tx|rx|window|memcpy|icount|done` line that cannot
+/// be read is an error.
 pub fn parse_ring<S: AsRef<str>>(lines: &[S]) -> Result<RingLines, BenchError> {
     let mut out = RingLines::default();
     for line in lines {
@@ -81,9 +157,12 @@ pub fn parse_ring<S: AsRef<str>>(lines: &[S]) -> Result<RingLines, BenchError> {
         let Some((&kind, rest)) = tokens.split_first() else {
             continue;
         };
+        if !["tx", "rx", "window", "memcpy", "icount", "done"].contains(&kind) {
+            continue;
+        }
+        let f = Fields::parse(line, rest)?;
         match kind {
             "tx" => {
-                let f = Fields::parse(line, rest)?;
                 let tx = RingTx {
                     size: f.u64("size")?,
                     msgs: f.u64("msgs")?,
@@ -98,27 +177,15 @@ pub fn parse_ring<S: AsRef<str>>(lines: &[S]) -> Result<RingLines, BenchError> {
                 out.tx.push(tx);
             }
             "rx" => {
-                let f = Fields::parse(line, rest)?;
-                let checksum_ok = match f.str("checksum")? {
-                    "ok" => true,
-                    "bad" => false,
-                    other => {
-                        return Err(
-                            f.malformed(format!("`checksum={other}`: expected `ok` or `bad`"))
-                        )
-                    }
-                };
                 let rx = RingRx {
                     size: f.u64("size")?,
                     msgs: f.u64("msgs")?,
                     bytes: f.u64("bytes")?,
-                    ticks: f.u64("ticks")?,
-                    freq: f.u64("freq")?,
                     notify: f.u64("notify")?,
                     switches: f.u64("switches")?,
-                    memcpy_bytes: f.u64("memcpy_bytes")?,
-                    memcpy_ticks: f.u64("memcpy_ticks")?,
-                    checksum_ok,
+                    windows: f.u64("windows")?,
+                    work: f.str("work")?.to_owned(),
+                    checksum_ok: ok_field(&f)?,
                 };
                 if out.rx.iter().any(|r| r.size == rx.size) {
                     return Err(BenchError::Duplicate(format!(
@@ -128,8 +195,37 @@ pub fn parse_ring<S: AsRef<str>>(lines: &[S]) -> Result<RingLines, BenchError> {
                 }
                 out.rx.push(rx);
             }
-            "done" => {
-                let f = Fields::parse(line, rest)?;
+            "window" => out.windows.push(RingWindow {
+                line: line.to_owned(),
+                size: f.u64("size")?,
+                n: f.u64("n")?,
+                msgs: f.u64("msgs")?,
+                bytes: f.u64("bytes")?,
+                ticks: f.u64("ticks")?,
+                freq: f.u64("freq")?,
+                notify: f.u64("notify")?,
+                switches: f.u64("switches")?,
+                checksum_ok: ok_field(&f)?,
+            }),
+            "memcpy" => out.memcpy.push(MemcpyWindow {
+                line: line.to_owned(),
+                size: f.u64("size")?,
+                n: f.u64("n")?,
+                bytes: f.u64("bytes")?,
+                ticks: f.u64("ticks")?,
+                freq: f.u64("freq")?,
+            }),
+            "icount" => out.icount.push(RingIcount {
+                line: line.to_owned(),
+                size: f.u64("size")?,
+                slots: f.u64("slots")?,
+                msgs: f.u64("msgs")?,
+                instructions: f.u64("instructions")?,
+                memcpy_msgs: f.u64("memcpy_msgs")?,
+                memcpy_instructions: f.u64("memcpy_instructions")?,
+                checksum_ok: ok_field(&f)?,
+            }),
+            _ => {
                 let n = f.u64("sizes")?;
                 if out.done.is_some() {
                     return Err(BenchError::Duplicate(
@@ -138,47 +234,31 @@ pub fn parse_ring<S: AsRef<str>>(lines: &[S]) -> Result<RingLines, BenchError> {
                 }
                 out.done = Some(n);
             }
-            _ => {}
         }
     }
     Ok(out)
 }
 
-/// The figures of one (CPUs, size) pair. Field order is the JSON order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RingResult {
-    /// Message size in bytes.
-    pub size: u64,
-    /// Physical CPUs of the run.
-    pub cpus: u32,
-    /// Ring throughput, MiB/s.
-    pub mib_s: f64,
-    /// Messages per second.
-    pub msgs_s: f64,
-    /// (sender + receiver notifications) / messages.
-    pub notify_per_msg: f64,
-    /// World switches / messages.
-    pub switches_per_msg: f64,
-    /// Plain memcpy throughput, MiB/s.
-    pub memcpy_mib_s: f64,
-    /// `mib_s / memcpy_mib_s`.
-    pub ratio: f64,
-}
-
-/// Checks the lines of one run (a matching tx line for every rx line and the
-/// reverse, good checksums, a `done` line with the right count, non-zero
-/// times) and computes one result per size, in the order the receiver printed.
-pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, BenchError> {
-    if let Some(rx) = lines.rx.iter().find(|r| !r.checksum_ok) {
-        return Err(BenchError::BadChecksum { size: rx.size });
-    }
-    for rx in &lines.rx {
-        if !lines.tx.iter().any(|t| t.size == rx.size) {
-            return Err(BenchError::Missing(format!(
-                "`bench ring tx size={}` from the sender (the receiver reported this size)",
-                rx.size
-            )));
-        }
+/// Checks what every run must have: no bad checksum anywhere, a tx line for
+/// every rx line and the reverse with the same message count, and a `done`
+/// line counting them. Returns the sender line of each receiver line.
+pub(crate) fn check_sizes(lines: &RingLines) -> Result<Vec<(&RingTx, &RingRx)>, BenchError> {
+    let bad = lines
+        .windows
+        .iter()
+        .filter(|w| !w.checksum_ok)
+        .map(|w| w.size)
+        .chain(
+            lines
+                .icount
+                .iter()
+                .filter(|i| !i.checksum_ok)
+                .map(|i| i.size),
+        )
+        .chain(lines.rx.iter().filter(|r| !r.checksum_ok).map(|r| r.size))
+        .next();
+    if let Some(size) = bad {
+        return Err(BenchError::BadChecksum { size });
     }
     for tx in &lines.tx {
         if !lines.rx.iter().any(|r| r.size == tx.size) {
@@ -187,6 +267,31 @@ pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, Ben
                 tx.size
             )));
         }
+    }
+    let mut pairs = Vec::new();
+    for rx in &lines.rx {
+        let Some(tx) = lines.tx.iter().find(|t| t.size == rx.size) else {
+            return Err(BenchError::Missing(format!(
+                "`bench ring tx size={}` from the sender (the receiver reported this size)",
+                rx.size
+            )));
+        };
+        if tx.msgs != rx.msgs {
+            return Err(BenchError::Inconsistent {
+                size: rx.size,
+                problem: format!(
+                    "the sender sent {} message(s) but the receiver got {}",
+                    tx.msgs, rx.msgs
+                ),
+            });
+        }
+        if rx.msgs == 0 {
+            return Err(BenchError::Inconsistent {
+                size: rx.size,
+                problem: "the receiver reports msgs=0".into(),
+            });
+        }
+        pairs.push((tx, rx));
     }
     let Some(done) = lines.done else {
         return Err(BenchError::Missing(format!(
@@ -205,57 +310,135 @@ pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, Ben
             "`bench ring rx …`: no size was measured".into(),
         ));
     }
-    lines
-        .rx
-        .iter()
-        .map(|rx| {
-            let tx = lines
-                .tx
-                .iter()
-                .find(|t| t.size == rx.size)
-                .expect("checked above");
-            ring_result(cpus, tx, rx)
-        })
-        .collect()
+    Ok(pairs)
 }
 
-fn ring_result(cpus: u32, tx: &RingTx, rx: &RingRx) -> Result<RingResult, BenchError> {
-    let bad = |problem: String| BenchError::Inconsistent {
-        size: rx.size,
-        problem,
-    };
-    for (name, v) in [
-        ("freq", rx.freq),
-        ("ticks", rx.ticks),
-        ("msgs", rx.msgs),
-        ("memcpy_ticks", rx.memcpy_ticks),
-        ("memcpy_bytes", rx.memcpy_bytes),
-    ] {
-        if v == 0 {
-            return Err(bad(format!("the receiver reports {name}=0")));
+/// The figures of one (CPUs, size) pair. Field order is the JSON order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RingResult {
+    /// Message size in bytes.
+    pub size: u64,
+    /// Physical CPUs of the run.
+    pub cpus: u32,
+    /// `copy` or `net` (see [`RingRx::work`]).
+    pub work: String,
+    /// Ring throughput, MiB/s, over the windows.
+    pub mib_s: Figure,
+    /// Messages per second, over the windows.
+    pub msgs_s: Figure,
+    /// Plain memcpy throughput, MiB/s, over its windows.
+    pub memcpy_mib_s: Figure,
+    /// `mib_s.median / memcpy_mib_s.median`.
+    pub ratio: f64,
+    /// (sender + receiver notifications) / messages, over the whole stream.
+    pub notify_per_msg: f64,
+    /// World switches / messages, over the whole stream.
+    pub switches_per_msg: f64,
+    /// Messages of the whole stream (the windows and what came after).
+    pub msgs: u64,
+    /// Bytes received in the windows.
+    pub bytes: u64,
+    /// Seconds the windows took, by the receiver's counter.
+    pub secs: f64,
+    /// The receiver's counter frequency, Hz.
+    pub freq: u64,
+}
+
+/// Windows of one size, numbered 0, 1, … in order.
+fn numbered<'a, T>(
+    size: u64,
+    what: &str,
+    all: &'a [T],
+    of: impl Fn(&T) -> (u64, u64),
+) -> Result<Vec<&'a T>, BenchError> {
+    let ws: Vec<&T> = all.iter().filter(|w| of(w).0 == size).collect();
+    for (i, w) in ws.iter().enumerate() {
+        if of(w).1 != i as u64 {
+            return Err(BenchError::Inconsistent {
+                size,
+                problem: format!("{what} window n={} where n={i} was due", of(w).1),
+            });
         }
     }
-    if tx.msgs != rx.msgs {
-        return Err(bad(format!(
-            "the sender sent {} message(s) but the receiver got {}",
-            tx.msgs, rx.msgs
-        )));
+    Ok(ws)
+}
+
+/// Checks the lines of one windowed run (see [`check_sizes`]; at least
+/// [`super::MIN_WINDOWS`] windows of the stream and of the memcpy per size,
+/// each at least [`super::MIN_WINDOW_MS`] long, as many as the receiver
+/// says) and computes one result per size, in the order the receiver
+/// printed.
+pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, BenchError> {
+    let mut out = Vec::new();
+    for (tx, rx) in check_sizes(lines)? {
+        let size = rx.size;
+        let ring = numbered(size, "stream", &lines.windows, |w| (w.size, w.n))?;
+        let copy = numbered(size, "memcpy", &lines.memcpy, |w| (w.size, w.n))?;
+        if ring.len() as u64 != rx.windows {
+            return Err(BenchError::Inconsistent {
+                size,
+                problem: format!(
+                    "the receiver says windows={} but printed {} window line(s)",
+                    rx.windows,
+                    ring.len()
+                ),
+            });
+        }
+        let secs = |ticks: u64, freq: u64| ticks as f64 / freq.max(1) as f64;
+        let mib_s = figure(
+            &format!("ring MiB/s at {size} B, {}", cpus_text(cpus)),
+            &ring
+                .iter()
+                .map(|w| Window {
+                    line: &w.line,
+                    ticks: w.ticks,
+                    freq: w.freq,
+                    value: w.bytes as f64 / secs(w.ticks, w.freq) / MIB,
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        let msgs_s = Figure::of(
+            ring.iter()
+                .map(|w| w.msgs as f64 / secs(w.ticks, w.freq))
+                .collect(),
+        )
+        .unwrap_or_else(|| mib_s.clone());
+        let memcpy_mib_s = figure(
+            &format!("memcpy MiB/s at {size} B, {}", cpus_text(cpus)),
+            &copy
+                .iter()
+                .map(|w| Window {
+                    line: &w.line,
+                    ticks: w.ticks,
+                    freq: w.freq,
+                    value: w.bytes as f64 / secs(w.ticks, w.freq) / MIB,
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        if memcpy_mib_s.median <= 0.0 || mib_s.median <= 0.0 {
+            return Err(BenchError::Inconsistent {
+                size,
+                problem: "no bytes moved in the windows".into(),
+            });
+        }
+        let msgs = rx.msgs as f64;
+        out.push(RingResult {
+            size,
+            cpus,
+            work: rx.work.clone(),
+            ratio: mib_s.median / memcpy_mib_s.median,
+            mib_s,
+            msgs_s,
+            memcpy_mib_s,
+            notify_per_msg: (tx.notify + rx.notify) as f64 / msgs,
+            switches_per_msg: rx.switches as f64 / msgs,
+            msgs: rx.msgs,
+            bytes: ring.iter().map(|w| w.bytes).sum(),
+            secs: ring.iter().map(|w| secs(w.ticks, w.freq)).sum(),
+            freq: ring.first().map_or(0, |w| w.freq),
+        });
     }
-    let freq = rx.freq as f64;
-    let msgs = rx.msgs as f64;
-    let secs = rx.ticks as f64 / freq;
-    let mib_s = rx.bytes as f64 / secs / MIB;
-    let memcpy_mib_s = rx.memcpy_bytes as f64 / (rx.memcpy_ticks as f64 / freq) / MIB;
-    Ok(RingResult {
-        size: rx.size,
-        cpus,
-        mib_s,
-        msgs_s: msgs / secs,
-        notify_per_msg: (tx.notify + rx.notify) as f64 / msgs,
-        switches_per_msg: rx.switches as f64 / msgs,
-        memcpy_mib_s,
-        ratio: mib_s / memcpy_mib_s,
-    })
+    Ok(out)
 }
 
 /// [`parse_ring`] then [`ring_results`].
@@ -321,23 +504,34 @@ pub fn ring_targets(results: &[RingResult]) -> Vec<Target> {
 pub fn ring_report(results: &[RingResult], targets: &[Target]) -> String {
     let mut rows: Vec<&RingResult> = results.iter().collect();
     rows.sort_by_key(|r| (r.cpus, r.size));
-    let mut s = String::from("bench ring: results\n");
+    let mut s = String::from(
+        "bench ring: results (median (min–max) of the windows; ratio of the medians)\n",
+    );
     let _ = writeln!(
         s,
-        "{:>4} {:>8} {:>10} {:>12} {:>10} {:>12} {:>12} {:>7}",
-        "cpus", "size B", "MiB/s", "msgs/s", "notify/msg", "switches/msg", "memcpy MiB/s", "ratio"
+        "{:>4} {:>8} {:>5} {:>26} {:>10} {:>10} {:>12} {:>26} {:>7}",
+        "cpus",
+        "size B",
+        "work",
+        "MiB/s",
+        "msgs/s",
+        "notify/msg",
+        "switches/msg",
+        "memcpy MiB/s",
+        "ratio"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>4} {:>8} {:>10.2} {:>12.0} {:>10.4} {:>12.4} {:>12.2} {:>7.3}",
+            "{:>4} {:>8} {:>5} {:>26} {:>10.0} {:>10.4} {:>12.4} {:>26} {:>7.3}",
             r.cpus,
             r.size,
-            r.mib_s,
-            r.msgs_s,
+            r.work,
+            r.mib_s.text(2),
+            r.msgs_s.median,
             r.notify_per_msg,
             r.switches_per_msg,
-            r.memcpy_mib_s,
+            r.memcpy_mib_s.text(2),
             r.ratio
         );
     }
@@ -365,376 +559,30 @@ pub fn ring_report(results: &[RingResult], targets: &[Target]) -> String {
 }
 
 /// The `--json` document of `bench ring`.
-/// `{"bench":"ring","results":[…],"targets":[…]}`, pretty-printed with the
-/// keys in that order, ending with a newline.
-pub fn ring_json(results: &[RingResult], targets: &[Target]) -> String {
+/// `{"bench":"ring","results":[…],"icount":[…],"targets":[…]}`,
+/// pretty-printed with the keys in that order, ending with a newline. Every
+/// window's sample is in `results[].mib_s.samples` (and `msgs_s`,
+/// `memcpy_mib_s`).
+pub fn ring_json(
+    results: &[RingResult],
+    icount: &[super::IcountResult],
+    targets: &[Target],
+) -> String {
     #[derive(Serialize)]
     struct Doc<'a> {
         bench: &'static str,
         results: &'a [RingResult],
+        icount: &'a [super::IcountResult],
         targets: &'a [Target],
     }
     pretty(&Doc {
         bench: "ring",
         results,
+        icount,
         targets,
     })
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::bench::test_support::{root, value};
-    use crate::bench::{Kind, MICRO_SCENARIO};
-    use serde_json::json;
-
-    pub(crate) const TX_4096: &str = "[ring-tx] bench ring tx size=4096 msgs=1024 notify=16";
-    // 4 MiB in 1 s; memcpy 8 MiB in 0.5 s.
-    pub(crate) const RX_4096: &str = "[ring-rx] bench ring rx size=4096 msgs=1024 bytes=4194304 \
-         ticks=62500000 freq=62500000 notify=16 switches=64 memcpy_bytes=8388608 \
-         memcpy_ticks=31250000 checksum=ok";
-
-    fn good() -> Vec<String> {
-        vec![
-            "[hv] parapet hypervisor".into(),
-            "[driver] up".into(),
-            // Fields in another order, an unknown key.
-            "[ring-tx] bench ring tx notify=1 msgs=100 size=64 extra=7".into(),
-            "[ring-rx] bench ring rx checksum=ok memcpy_ticks=1000 memcpy_bytes=6400 \
-             switches=300 notify=3 freq=1000000 ticks=2000 bytes=6400 msgs=100 size=64 new=x"
-                .into(),
-            TX_4096.into(),
-            RX_4096.into(),
-            "[ring-rx] bench ring done sizes=2".into(),
-            "[hv] domain ring-rx exited: poweroff (code 0)".into(),
-        ]
-    }
-
-    #[test]
-    fn parses_good_lines() {
-        let l = parse_ring(&good()).unwrap();
-        assert_eq!(
-            l.tx,
-            [
-                RingTx {
-                    size: 64,
-                    msgs: 100,
-                    notify: 1
-                },
-                RingTx {
-                    size: 4096,
-                    msgs: 1024,
-                    notify: 16
-                }
-            ]
-        );
-        assert_eq!(l.rx.len(), 2);
-        assert_eq!(
-            l.rx[0],
-            RingRx {
-                size: 64,
-                msgs: 100,
-                bytes: 6400,
-                ticks: 2000,
-                freq: 1_000_000,
-                notify: 3,
-                switches: 300,
-                memcpy_bytes: 6400,
-                memcpy_ticks: 1000,
-                checksum_ok: true,
-            }
-        );
-        assert_eq!(l.done, Some(2));
-    }
-
-    #[test]
-    fn hand_checked_computation() {
-        let r = ring_run(2, &[TX_4096, RX_4096, "[ring-rx] bench ring done sizes=1"]).unwrap();
-        assert_eq!(
-            r,
-            [RingResult {
-                size: 4096,
-                cpus: 2,
-                mib_s: 4.0,
-                msgs_s: 1024.0,
-                notify_per_msg: 32.0 / 1024.0,
-                switches_per_msg: 0.0625,
-                memcpy_mib_s: 16.0,
-                ratio: 0.25,
-            }]
-        );
-        // 6400 B in 2 ms = 3.2 MB/s; memcpy 6400 B in 1 ms.
-        let r = ring_run(1, &good()).unwrap();
-        assert_eq!(r.len(), 2);
-        let r64 = &r[0];
-        assert_eq!((r64.size, r64.cpus), (64, 1));
-        assert!((r64.mib_s - 3_200_000.0 / MIB).abs() < 1e-9);
-        assert!((r64.msgs_s - 50_000.0).abs() < 1e-6);
-        assert!((r64.notify_per_msg - 0.04).abs() < 1e-12);
-        assert!((r64.switches_per_msg - 3.0).abs() < 1e-12);
-        assert!((r64.memcpy_mib_s - 6_400_000.0 / MIB).abs() < 1e-9);
-        assert!((r64.ratio - 0.5).abs() < 1e-12);
-    }
-
-    fn err(lines: &[&str]) -> String {
-        ring_run(1, lines).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn missing_field() {
-        let e = err(&["[ring-tx] bench ring tx size=64 msgs=10"]);
-        assert!(e.contains("missing field `notify=`"), "{e}");
-        assert!(e.contains("bench ring tx size=64 msgs=10"), "{e}");
-        let rx = RX_4096.replace(" ticks=62500000", "");
-        let e = err(&[TX_4096, &rx]);
-        assert!(e.contains("missing field `ticks=`"), "{e}");
-        let e = err(&["[ring-rx] bench ring done"]);
-        assert!(e.contains("missing field `sizes=`"), "{e}");
-    }
-
-    #[test]
-    fn garbage() {
-        // Not benchmark lines: ignored.
-        let ignored = parse_ring(&[
-            "garbage",
-            "bench ring tx size=1 msgs=1 notify=1", // no domain prefix
-            "[hv] bench ring tx size=1 msgs=1 notify=1",
-            "[ring-tx] benchmark ring tx",
-            "[ring-tx] bench",
-            "[ring-tx] bench ring",
-            "[ring-tx] bench ring info whatever",
-            "[ring-tx] bench micro x instructions=1 samples=1",
-        ])
-        .unwrap();
-        assert_eq!(ignored, RingLines::default());
-        for (line, says) in [
-            (
-                "[ring-tx] bench ring tx size=abc msgs=1 notify=1",
-                "`size=abc`",
-            ),
-            (
-                "[ring-tx] bench ring tx size=-1 msgs=1 notify=1",
-                "`size=-1`",
-            ),
-            (
-                "[ring-tx] bench ring tx size=1 msgs=1 notify=1 junk",
-                "`junk` is not key=value",
-            ),
-            (
-                "[ring-tx] bench ring tx size=1 =2 msgs=1 notify=1",
-                "no key",
-            ),
-            (
-                "[ring-tx] bench ring tx size=1 size=2 msgs=1 notify=1",
-                "`size` given twice",
-            ),
-        ] {
-            let e = err(&[line]);
-            assert!(e.starts_with("malformed line"), "{e}");
-            assert!(e.contains(says), "{e} should contain {says}");
-        }
-        let rx = RX_4096.replace("checksum=ok", "checksum=maybe");
-        assert!(err(&[TX_4096, &rx]).contains("expected `ok` or `bad`"));
-    }
-
-    #[test]
-    fn bad_checksum() {
-        let rx = RX_4096.replace("checksum=ok", "checksum=bad");
-        let e = ring_run(2, &[TX_4096, &rx, "[ring-rx] bench ring done sizes=1"]).unwrap_err();
-        assert_eq!(e, BenchError::BadChecksum { size: 4096 });
-        assert_eq!(
-            e.to_string(),
-            "bad checksum at size 4096 B: the receiver got corrupted data"
-        );
-    }
-
-    #[test]
-    fn missing_tx_and_rx() {
-        let e = err(&[RX_4096, "[ring-rx] bench ring done sizes=1"]);
-        assert!(e.contains("missing line: `bench ring tx size=4096`"), "{e}");
-        let e = err(&[TX_4096, "[ring-rx] bench ring done sizes=0"]);
-        assert!(e.contains("missing line: `bench ring rx size=4096`"), "{e}");
-    }
-
-    #[test]
-    fn missing_done_and_wrong_count() {
-        let e = err(&[TX_4096, RX_4096]);
-        assert!(e.contains("missing line: `bench ring done sizes=N`"), "{e}");
-        assert!(e.contains("1 size(s) reported"), "{e}");
-        let e = err(&[TX_4096, RX_4096, "[ring-rx] bench ring done sizes=6"]);
-        assert_eq!(
-            e,
-            "`bench ring done sizes=6` but 1 result line(s) were printed"
-        );
-        let e = err(&["[ring-rx] bench ring done sizes=0"]);
-        assert!(e.contains("no size was measured"), "{e}");
-        let e = err(&[
-            TX_4096,
-            RX_4096,
-            "[ring-rx] bench ring done sizes=1",
-            "[ring-rx] bench ring done sizes=1",
-        ]);
-        assert!(e.starts_with("duplicate line"), "{e}");
-        let e = err(&[TX_4096, TX_4096]);
-        assert!(e.contains("`bench ring tx size=4096` printed twice"), "{e}");
-    }
-
-    #[test]
-    fn inconsistent_numbers() {
-        let done = "[ring-rx] bench ring done sizes=1";
-        let rx = RX_4096.replace("ticks=62500000 ", "ticks=0 ");
-        assert!(err(&[TX_4096, &rx, done]).contains("ticks=0"));
-        let rx = RX_4096.replace("freq=62500000", "freq=0");
-        assert!(err(&[TX_4096, &rx, done]).contains("freq=0"));
-        let tx = TX_4096.replace("msgs=1024", "msgs=1000");
-        let e = err(&[&tx, RX_4096, done]);
-        assert_eq!(
-            e,
-            "size 4096 B: the sender sent 1000 message(s) but the receiver got 1024"
-        );
-    }
-
-    fn result(cpus: u32, size: u64, ratio: f64, notify_per_msg: f64) -> RingResult {
-        RingResult {
-            size,
-            cpus,
-            mib_s: 1.0,
-            msgs_s: 1.0,
-            notify_per_msg,
-            switches_per_msg: 0.0,
-            memcpy_mib_s: 1.0,
-            ratio,
-        }
-    }
-
-    #[test]
-    fn ring_target_evaluation() {
-        let r = [
-            result(1, 64, 0.1, 0.5),
-            result(1, 4096, 0.4, 1.0 / 32.0),
-            result(2, 4096, 0.79, 0.01),
-            result(2, 65536, 0.9, 0.02),
-        ];
-        let t = ring_targets(&r);
-        let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "ratio_4096_1cpu",
-                "ratio_4096_2cpu",
-                "notify_per_msg_worst",
-                "notify_per_msg_4096_1cpu",
-                "notify_per_msg_4096_2cpu"
-            ]
-        );
-        let got: Vec<(Option<f64>, f64, bool)> =
-            t.iter().map(|t| (t.value, t.limit, t.met)).collect();
-        assert_eq!(
-            got,
-            [
-                (Some(0.4), 0.4, true), // the limit itself is met
-                (Some(0.79), 0.8, false),
-                (Some(0.5), 1.0 / 32.0, false),
-                (Some(1.0 / 32.0), 1.0 / 32.0, true),
-                (Some(0.01), 1.0 / 32.0, true),
-            ]
-        );
-        assert_eq!(
-            t[2].description,
-            "notifications per message, worst (64 B, 1 CPU)"
-        );
-        // Nothing at 4096 B with 2 CPUs: reported as not measured, missed.
-        let t = ring_targets(&r[..2]);
-        assert_eq!((t[1].value, t[1].met), (None, false));
-        let report = ring_report(&r[..2], &t);
-        assert!(report.contains("not measured"), "{report}");
-        assert!(ring_targets(&[]).iter().all(|t| !t.met));
-    }
-
-    #[test]
-    fn ring_report_rows_sorted() {
-        let r = [
-            result(2, 64, 0.5, 0.0),
-            result(1, 4096, 0.5, 0.0),
-            result(1, 64, 0.5, 0.0),
-        ];
-        let report = ring_report(&r, &ring_targets(&r));
-        let rows: Vec<(String, String)> = report
-            .lines()
-            .skip(2)
-            .take(3)
-            .map(|l| {
-                let mut w = l.split_whitespace();
-                (w.next().unwrap().into(), w.next().unwrap().into())
-            })
-            .collect();
-        let rows: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        assert_eq!(rows, [("1", "64"), ("1", "4096"), ("2", "64")]);
-        assert!(report.contains("bench ring: targets"));
-        assert!(report.contains("ring/memcpy ratio at 4096 B, 2 CPUs"));
-        assert!(report.contains("missed"));
-    }
-
-    #[test]
-    fn ring_json_shape() {
-        let r = ring_run(2, &[TX_4096, RX_4096, "[ring-rx] bench ring done sizes=1"]).unwrap();
-        let t = ring_targets(&r);
-        let text = ring_json(&r, &t);
-        let v = value(&text);
-        assert_eq!(
-            v,
-            json!({
-                "bench": "ring",
-                "results": [{
-                    "size": 4096, "cpus": 2, "mib_s": 4.0, "msgs_s": 1024.0,
-                    "notify_per_msg": 0.03125, "switches_per_msg": 0.0625,
-                    "memcpy_mib_s": 16.0, "ratio": 0.25
-                }],
-                "targets": [
-                    {"name": "ratio_4096_1cpu", "value": null, "limit": 0.4, "met": false},
-                    {"name": "ratio_4096_2cpu", "value": 0.25, "limit": 0.8, "met": false},
-                    {"name": "notify_per_msg_worst", "value": 0.03125, "limit": 0.03125, "met": true},
-                    {"name": "notify_per_msg_4096_1cpu", "value": null, "limit": 0.03125, "met": false},
-                    {"name": "notify_per_msg_4096_2cpu", "value": 0.03125, "limit": 0.03125, "met": true},
-                ]
-            })
-        );
-        // Keys in the documented order.
-        let at = |k: &str| text.find(k).unwrap();
-        assert!(at("\"bench\"") < at("\"results\"") && at("\"results\"") < at("\"targets\""));
-        assert!(at("\"size\"") < at("\"cpus\"") && at("\"mib_s\"") < at("\"ratio\""));
-        assert!(at("\"name\"") < at("\"value\"") && at("\"limit\"") < at("\"met\""));
-    }
-    #[test]
-    fn ring_scenarios_parse_as_intended() {
-        for (path, cpus, pins) in [
-            (RING_SCENARIOS[0], 1, [0, 0, 0]),
-            (RING_SCENARIOS[1], 2, [0, 0, 1]),
-        ] {
-            let s = crate::scenario::load(&root().join(path), &root())
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(s.machine.cpus, cpus, "{path}");
-            assert!(!s.machine.icount, "{path}");
-            assert_eq!(s.domain_names(), ["driver", "ring-tx", "ring-rx"], "{path}");
-            let got: Vec<(&str, Option<&str>, u64, Option<u32>)> = s
-                .domains
-                .iter()
-                .map(|d| (d.image.as_str(), d.cmdline.as_deref(), d.memory_mib, d.cpu))
-                .collect();
-            assert_eq!(
-                got,
-                [
-                    ("driver-domain", None, 64, Some(pins[0])),
-                    ("ring-bench", Some("tx"), 64, Some(pins[1])),
-                    ("ring-bench", Some("rx"), 64, Some(pins[2])),
-                ],
-                "{path}"
-            );
-            assert_eq!(s.domains[0].role, crate::scenario::Role::Driver);
-        }
-        let m = crate::scenario::load(&root().join(MICRO_SCENARIO), &root()).unwrap();
-        assert!(m.machine.icount);
-        assert_eq!(Kind::Micro.scenarios(), [MICRO_SCENARIO]);
-        assert_eq!(Kind::Ring.scenarios(), RING_SCENARIOS);
-    }
-}
+#[path = "ring_tests.rs"]
+pub(crate) mod tests;
