@@ -106,6 +106,35 @@ pub mod digest {
     }
 }
 
+/// The test stream of `bench net` (net-guest's TCP transfers, and the raw
+/// ring's baseline in ring-bench's `work=net` mode): its bytes and checksum.
+/// The host's copy is `parapet_tools::bench::{net_pattern, fnv1a64}`.
+pub mod stream {
+    /// FNV-1a 64 offset basis.
+    pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+    /// Byte `i` of the stream.
+    pub fn pattern(i: u64) -> u8 {
+        (i.wrapping_mul(7) ^ (i >> 11)) as u8
+    }
+
+    /// Fills `buf` with the stream's bytes from offset `start` on.
+    pub fn fill(start: u64, buf: &mut [u8]) {
+        for (k, b) in buf.iter_mut().enumerate() {
+            *b = pattern(start + k as u64);
+        }
+    }
+
+    /// FNV-1a 64 continued from `h` over `data`.
+    pub fn fnv(mut h: u64, data: &[u8]) -> u64 {
+        for &b in data {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +167,22 @@ mod tests {
         assert_ne!(
             digest::fold(digest::fold(0, x), y),
             digest::fold(digest::fold(0, y), x)
+        );
+    }
+
+    #[test]
+    fn the_stream_is_net_guests() {
+        // 4 MiB of the stream, as net-guest and the host tool checksum it.
+        let mut buf = vec![0u8; 4 << 20];
+        stream::fill(0, &mut buf);
+        assert_eq!(stream::fnv(stream::FNV_START, &buf), 0x50b5_59db_c8e4_2325);
+        let (a, b) = buf.split_at(1000);
+        let mut part = [0u8; 1000];
+        stream::fill(1000, &mut part);
+        assert_eq!(&part[..], &b[..1000]);
+        assert_eq!(
+            stream::fnv(stream::fnv(stream::FNV_START, a), b),
+            stream::fnv(stream::FNV_START, &buf)
         );
     }
 

@@ -79,7 +79,9 @@ enum Cmd {
     /// Exit status: 0 when every run completed and its results were read,
     /// even if targets were missed; otherwise as for `up` (1 when a domain
     /// failed, 2 on a hypervisor panic or QEMU error, 3 on timeout), and 1
-    /// when a benchmark line is missing or malformed or a checksum is bad.
+    /// when a benchmark line is missing or malformed, a checksum is bad, a
+    /// wall-clock figure has fewer than 5 windows or a window under 250 ms,
+    /// or (`bench micro`) a figure moved from the baseline.
     Bench {
         #[command(subcommand)]
         which: BenchCmd,
@@ -151,31 +153,63 @@ struct NameArg {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// Ring throughput between two guests, with 1 and then 2 CPUs.
+    /// Ring throughput between two guests, with 1 and then 2 CPUs, and its
+    /// instructions per message under -icount.
     ///
     /// Runs scenarios/bench-ring-1cpu.toml and scenarios/bench-ring-2cpu.toml.
-    /// For each CPU count and message size: MiB/s, messages/s, notifications
-    /// and world switches per message, memcpy MiB/s and the ring/memcpy ratio.
-    /// Targets: ratio at 4096 B >= 0.4 with 1 CPU and >= 0.8 with 2 CPUs;
-    /// notifications per message <= 1/32 (worst size, and at 4096 B).
-    Ring(BenchArgs),
-    /// Instruction counts of hypercalls, event delivery and world switches.
+    /// For each CPU count and message size: MiB/s (the median of 5 windows of
+    /// at least 250 ms of guest time, with min and max), messages/s,
+    /// notifications and world switches per message, memcpy MiB/s (its own 5
+    /// windows) and the ring/memcpy ratio of the medians. Then
+    /// scenarios/bench-ring-icount.toml (1 CPU, -icount shift=0) with 32 and
+    /// 16 ring slots: instructions per 4 KiB message, beyond the two copies,
+    /// and the ratio in instructions, next to Xen 4.17's. Targets: ratio at
+    /// 4096 B >= 0.4 with 1 CPU and >= 0.8 with 2 CPUs; notifications per
+    /// message <= 1/32 (worst size, and at 4096 B).
+    Ring(RingArgs),
+    /// Instruction counts of hypercalls, event delivery and world switches,
+    /// and of the byte channel; checked against the baseline.
     ///
-    /// Runs scenarios/bench-micro.toml (QEMU -icount). Targets, in
-    /// instructions: null_hypercall <= 64, event_to_handler <= 2000,
-    /// world_switch <= 400.
-    Micro(BenchArgs),
+    /// Runs scenarios/bench-micro.toml and scenarios/bench-ring-icount.toml
+    /// (QEMU -icount: deterministic). Targets, in instructions:
+    /// null_hypercall <= 64, event_to_handler <= 2000, world_switch <= 400.
+    /// Every figure is compared with tests/bench-baseline.json: one that
+    /// moved by more than max(2%, 10 instructions), faster or slower, makes
+    /// the exit status 1 (the regression gate of `cargo test`); if the change
+    /// is intended, --update-baseline rewrites the file instead.
+    Micro(MicroArgs),
     /// TCP throughput guest to guest (through the driver domain) and host to
     /// guest (through the uplink), next to the raw ring.
     ///
-    /// Runs scenarios/bench-ring-2cpu.toml at 4096-byte messages (the raw
-    /// ring), scenarios/bench-net.toml (one guest sends --bytes to another
-    /// over TCP) and scenarios/bench-net-host.toml (the host sends --bytes to
-    /// a guest through a forwarded port). Every stream's byte count and
-    /// checksum are checked. Prints MiB/s by the receiving guest's clock (and
-    /// the host's for host to guest) and the guest-TCP / ring ratio; no
-    /// targets.
+    /// Runs scenarios/bench-ring-2cpu.toml at 4096-byte messages with the TCP
+    /// path's work (the sender writes the same byte pattern, the receiver
+    /// checksums every byte with FNV-1a: `work=net`) over 5 windows of at
+    /// least 250 ms (the raw ring), scenarios/bench-net.toml (one guest sends
+    /// --bytes to another over TCP) and scenarios/bench-net-host.toml (the
+    /// host sends --bytes to a guest through a forwarded port). Every
+    /// stream's byte count and checksum are checked. Prints MiB/s by the
+    /// receiving guest's clock (and the host's for host to guest) and the
+    /// guest-TCP / ring ratio; no targets.
     Net(NetArgs),
+}
+
+#[derive(Args)]
+struct RingArgs {
+    #[command(flatten)]
+    common: BenchArgs,
+    /// Also write an SVG chart (bench-ring.svg) into DIR.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct MicroArgs {
+    #[command(flatten)]
+    common: BenchArgs,
+    /// Write the measured figures to tests/bench-baseline.json instead of
+    /// comparing them with it (then commit the file).
+    #[arg(long)]
+    update_baseline: bool,
 }
 
 #[derive(Args)]
@@ -186,6 +220,9 @@ struct NetArgs {
     #[arg(long, value_name = "N", default_value_t = bench::NET_DEFAULT_BYTES,
           value_parser = clap::value_parser!(u64).range(1..))]
     bytes: u64,
+    /// Also write an SVG chart (bench-net.svg) into DIR.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -243,15 +280,16 @@ fn main() -> ExitCode {
             Err(e) => fail(&e.into()),
         },
         Cmd::Bench { which } => {
-            let (kind, args) = match which {
-                BenchCmd::Ring(a) => (bench::Kind::Ring, a),
-                BenchCmd::Micro(a) => (bench::Kind::Micro, a),
+            let (kind, args, plot, update_baseline) = match which {
+                BenchCmd::Ring(a) => (bench::Kind::Ring, a.common, a.plot, false),
+                BenchCmd::Micro(a) => (bench::Kind::Micro, a.common, None, a.update_baseline),
                 BenchCmd::Net(n) => {
                     let opts = BenchNetOptions {
                         json: n.common.json,
                         no_build: n.common.no_build,
                         timeout: timeout(n.common.timeout),
                         bytes: n.bytes,
+                        plot: n.plot,
                     };
                     return finish(parapet_tools::bench_net(&opts));
                 }
@@ -261,6 +299,8 @@ fn main() -> ExitCode {
                 json: args.json,
                 no_build: args.no_build,
                 timeout: timeout(args.timeout),
+                plot,
+                update_baseline,
             };
             finish(parapet_tools::bench(&opts))
         }

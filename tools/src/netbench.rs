@@ -41,6 +41,8 @@ pub struct BenchNetOptions {
     pub timeout: Option<Duration>,
     /// Bytes sent over each TCP path (at least 1).
     pub bytes: u64,
+    /// Where to write the SVG chart, if anywhere.
+    pub plot: Option<PathBuf>,
 }
 
 /// What went wrong on the host's side of the host-to-guest run.
@@ -88,7 +90,12 @@ struct HostRun {
 }
 
 /// `DOMAIN: key=value` after setting `key=value` in `domain`'s command line.
-fn set_cmdline(s: &mut Scenario, domain: &str, key: &str, value: &str) -> Result<String, Error> {
+pub(crate) fn set_cmdline(
+    s: &mut Scenario,
+    domain: &str,
+    key: &str,
+    value: &str,
+) -> Result<String, Error> {
     let path = s.path.clone();
     let d = s
         .domains
@@ -99,7 +106,7 @@ fn set_cmdline(s: &mut Scenario, domain: &str, key: &str, value: &str) -> Result
                 path,
                 line: None,
                 field: Some("domain".into()),
-                message: format!("`parapet bench net` needs a domain named `{domain}`"),
+                message: format!("`parapet bench` needs a domain named `{domain}`"),
             }))
         })?;
     d.cmdline = Some(bench::set_word(
@@ -111,7 +118,7 @@ fn set_cmdline(s: &mut Scenario, domain: &str, key: &str, value: &str) -> Result
 }
 
 /// Fails early when `--json FILE` names a directory that does not exist.
-fn check_report_dir(json: Option<&Path>) -> Result<(), Error> {
+pub(crate) fn check_report_dir(json: Option<&Path>) -> Result<(), Error> {
     let Some(path) = json else { return Ok(()) };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     match dir.filter(|d| !d.is_dir()) {
@@ -355,12 +362,10 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
     check_report_dir(opts.json.as_deref())?;
     let bytes = opts.bytes.max(1);
     let mut ring = load(Path::new(bench::NET_RING_SCENARIO), &root)?;
-    let ring_over = vec![set_cmdline(
-        &mut ring,
-        "ring-tx",
-        "sizes",
-        bench::NET_RING_SIZES,
-    )?];
+    let ring_over = vec![
+        set_cmdline(&mut ring, "ring-tx", "sizes", bench::NET_RING_SIZES)?,
+        set_cmdline(&mut ring, "ring-tx", "work", bench::NET_RING_WORK)?,
+    ];
     let mut g2g = load(Path::new(bench::NET_SCENARIO), &root)?;
     let g2g_over = vec![set_cmdline(
         &mut g2g,
@@ -409,7 +414,7 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
     }
     let ring_lines = &plain_runs[0];
     let g2g_lines = &plain_runs[1];
-    let (ring_result, ring_rx) = match bench::net_ring(ring_lines) {
+    let ring_result = match bench::net_ring(ring_lines) {
         Ok(r) => r,
         Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{ring_what}: {e}")),
     };
@@ -447,7 +452,7 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
         Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{h2g_what}: {e}")),
     };
 
-    let ring_row = NetResult::ring(&ring_result, &ring_rx, bench::NET_RING_SCENARIO, ring_over);
+    let ring_row = NetResult::ring(&ring_result, bench::NET_RING_SCENARIO, ring_over);
     let g2g_row = NetResult::tcp(
         "guest_to_guest_tcp",
         "guest to guest, TCP via the driver domain",
@@ -466,7 +471,7 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
     );
     let report = NetReport::new(
         format!("cargo parapet bench net --bytes {bytes}"),
-        bench::net_clock(ring_rx.freq),
+        bench::net_clock(ring_result.freq),
         ring_row,
         g2g_row,
         h2g_row,
@@ -486,6 +491,10 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
             source,
         })?;
         summary.push(format!("wrote the JSON report to {}", path.display()));
+    }
+    if let Some(dir) = &opts.plot {
+        let file = bench::plot::net_plot(&report, dir)?;
+        summary.push(format!("wrote the chart {}", file.display()));
     }
     Ok(Outcome {
         exit_code: EXIT_OK,
@@ -542,8 +551,9 @@ mod tests {
         let mut ring = crate::scenario::load(&root().join(bench::NET_RING_SCENARIO), &root())
             .unwrap_or_else(|e| panic!("{e}"));
         set_cmdline(&mut ring, "ring-tx", "sizes", bench::NET_RING_SIZES).unwrap();
+        set_cmdline(&mut ring, "ring-tx", "work", bench::NET_RING_WORK).unwrap();
         let tx = ring.domains.iter().find(|d| d.name == "ring-tx").unwrap();
-        assert_eq!(tx.cmdline.as_deref(), Some("tx sizes=4096"));
+        assert_eq!(tx.cmdline.as_deref(), Some("tx sizes=4096 work=net"));
     }
 
     #[test]
