@@ -236,6 +236,12 @@ struct BenchArgs {
     /// Kill QEMU after this many seconds, per run (0: never).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_BENCH_TIMEOUT_SECS)]
     timeout: u64,
+    /// Record a trace of each run (as `up --trace`): FILE for one run,
+    /// FILE-1, FILE-2, … (before the extension) for several. The traced
+    /// hypervisor has hooks, so its instruction counts are not checked
+    /// against the baseline.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -301,6 +307,7 @@ fn main() -> ExitCode {
                 timeout: timeout(args.timeout),
                 plot,
                 update_baseline,
+                trace: args.trace,
             };
             finish(parapet_tools::bench(&opts))
         }

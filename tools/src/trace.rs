@@ -126,6 +126,22 @@ pub fn read_file(path: &Path) -> Result<serde_json::Value, TraceFileError> {
     Ok(v)
 }
 
+/// The trace file of run `i` of `count`: `file` itself for a single run,
+/// else `file` with `-<i+1>` before its extension.
+pub fn numbered(file: &Path, i: usize, count: usize) -> PathBuf {
+    if count <= 1 {
+        return file.to_owned();
+    }
+    let stem = file
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let name = match file.extension() {
+        Some(ext) => format!("{stem}-{}.{}", i + 1, ext.to_string_lossy()),
+        None => format!("{stem}-{}", i + 1),
+    };
+    file.with_file_name(name)
+}
+
 /// A traced boot: where the trace goes, and the monitor socket and scratch
 /// file used to read it.
 #[derive(Clone, Debug)]
@@ -197,5 +213,20 @@ impl Setup {
             eprintln!("parapet: trace: reading stopped early: {e}");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_files_are_numbered_only_when_there_are_several() {
+        assert_eq!(numbered(Path::new("t.json"), 0, 1), Path::new("t.json"));
+        assert_eq!(
+            numbered(Path::new("/x/t.json"), 1, 3),
+            Path::new("/x/t-2.json")
+        );
+        assert_eq!(numbered(Path::new("t"), 0, 2), Path::new("t-1"));
     }
 }
