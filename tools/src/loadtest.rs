@@ -14,6 +14,14 @@
 //! counted by cause ([`Failure`]); the latencies of the successes (connect
 //! to the server's close, by the host's clock) give p50, p99 and the
 //! maximum ([`percentile`], nearest rank). Then QEMU is stopped.
+//!
+//! QEMU's user network listens on a forwarded port with a backlog of 1
+//! (libslirp's `listen(s, 1)`) and accepts from its main loop: when many
+//! clients connect at once, the host's kernel drops the SYNs that find the
+//! accept queue full, and each such client connects on its SYN retransmit,
+//! a second later. That is outside the guests; the report counts it from
+//! the host's `TcpExt ListenOverflows` ([`listen_overflows`], on Linux; the
+//! whole host's, so another program's overflows count too).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -216,6 +224,9 @@ pub struct LoadReport {
     pub body_bytes: u64,
     /// From the first request sent to the last one ended.
     pub wall: Duration,
+    /// SYNs the host dropped meanwhile on a full accept queue (see the
+    /// module docs), if the host says.
+    pub listen_overflows: Option<u64>,
 }
 
 fn ms(d: Option<Duration>) -> Option<f64> {
@@ -269,7 +280,7 @@ impl LoadReport {
              succeeded   {} of {}\n\
              failed      {} ({})\n\
              latency     p50 {}, p99 {}, max {}\n\
-             throughput  {:.1} requests/s over {:.2} s\n",
+             throughput  {:.1} requests/s over {:.2} s\n{}",
             self.target,
             self.clients,
             self.requests,
@@ -282,6 +293,11 @@ impl LoadReport {
             show(max),
             self.rate(),
             self.wall.as_secs_f64(),
+            self.listen_overflows.map_or(String::new(), |n| format!(
+                "host        {n} SYN(s) dropped on a full accept queue (TcpExt ListenOverflows, whole \
+                 host; QEMU listens on a forwarded port with a backlog of 1: each costs a client \
+                 a 1 s SYN retransmit)\n"
+            )),
         )
     }
 
@@ -308,11 +324,29 @@ impl LoadReport {
             "requests_per_s": self.rate(),
             "wall_s": self.wall.as_secs_f64(),
             "body_bytes": self.body_bytes,
+            "host_listen_overflows": self.listen_overflows,
         });
         let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
         s.push('\n');
         s
     }
+}
+
+/// `TcpExt ListenOverflows` in the text of Linux's `/proc/net/netstat`: a
+/// `TcpExt:` line of names, then one of values.
+pub fn listen_overflows(netstat: &str) -> Option<u64> {
+    let mut tcp_ext = netstat.lines().filter_map(|l| l.strip_prefix("TcpExt:"));
+    let names = tcp_ext.next()?;
+    let values = tcp_ext.next()?;
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// The host's `ListenOverflows` now, if it says.
+fn host_listen_overflows() -> Option<u64> {
+    listen_overflows(&std::fs::read_to_string("/proc/net/netstat").ok()?)
 }
 
 /// One request on its own connection: its latency and body length, or why
@@ -361,6 +395,7 @@ pub fn run_load(
 ) -> LoadReport {
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(requests));
+    let overflows_before = host_listen_overflows();
     let start = Instant::now();
     std::thread::scope(|sc| {
         for _ in 0..clients.max(1) {
@@ -381,6 +416,9 @@ pub fn run_load(
         }
     });
     let wall = start.elapsed();
+    let listen_overflows = overflows_before
+        .zip(host_listen_overflows())
+        .map(|(before, after)| after.saturating_sub(before));
     let mut report = LoadReport {
         target,
         clients: clients.max(1),
@@ -389,6 +427,7 @@ pub fn run_load(
         failures: BTreeMap::new(),
         body_bytes: 0,
         wall,
+        listen_overflows,
     };
     for r in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
         match r {
@@ -639,6 +678,17 @@ mod tests {
         assert_eq!(percentile(&few, 0.0), None);
         assert_eq!(percentile(&few, 101.0), None);
         assert_eq!(percentile(&few, f64::NAN), None);
+    }
+
+    #[test]
+    fn listen_overflows_from_proc_net_netstat() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n\
+                    TcpExt: 0 100 101\n\
+                    IpExt: InNoRoutes\nIpExt: 0\n";
+        assert_eq!(listen_overflows(text), Some(100));
+        assert_eq!(listen_overflows("TcpExt: ListenDrops\nTcpExt: 3\n"), None);
+        assert_eq!(listen_overflows("TcpExt: ListenOverflows\n"), None);
+        assert_eq!(listen_overflows(""), None);
     }
 
     #[test]
