@@ -21,7 +21,10 @@
 //! accept queue full, and each such client connects on its SYN retransmit,
 //! a second later. That is outside the guests; the report counts it from
 //! the host's `TcpExt ListenOverflows` ([`listen_overflows`], on Linux; the
-//! whole host's, so another program's overflows count too).
+//! whole host's, so another program's overflows count too). The host then
+//! also answers with SYN cookies, and a request sent in several segments
+//! can be reset by the host itself (`TcpExtSyncookiesFailed`): each request
+//! goes out in one write, as curl's does.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
