@@ -11,6 +11,7 @@ pub mod control;
 pub mod disks;
 pub mod home;
 pub mod image;
+pub mod loadtest;
 mod netbench;
 pub mod nets;
 pub mod new;
@@ -28,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use loadtest::{bench_http, BenchHttpOptions};
 pub use netbench::{bench_net, BenchNetOptions, HostError};
 pub use nets::Forward;
 pub use transcript::Outcome;
@@ -59,6 +61,9 @@ pub enum Error {
     /// A guest's network interface could not be set up.
     #[error(transparent)]
     Net(#[from] nets::NetError),
+    /// `parapet bench http` cannot load the scenario's server.
+    #[error(transparent)]
+    Load(#[from] loadtest::LoadError),
     /// `parapet new` refused or failed.
     #[error(transparent)]
     New(#[from] new::NewError),

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use parapet_abi::control::Command;
 use parapet_tools::bench::{self, DEFAULT_BENCH_TIMEOUT_SECS};
-use parapet_tools::{qemu, transcript, BenchNetOptions, BenchOptions, UpOptions};
+use parapet_tools::loadtest::{DEFAULT_CLIENTS, DEFAULT_REQUESTS};
+use parapet_tools::{qemu, transcript, BenchHttpOptions, BenchNetOptions, BenchOptions, UpOptions};
 
 /// Build Parapet images and boot scenarios on QEMU.
 #[derive(Parser)]
@@ -191,6 +193,33 @@ enum BenchCmd {
     /// receiving guest's clock (and the host's for host to guest) and the
     /// guest-TCP / ring ratio; no targets.
     Net(NetArgs),
+    /// A bounded load test of the web server a scenario forwards to the host.
+    ///
+    /// Boots the scenario (default scenarios/demo.toml: guest-a's page) like
+    /// `up`, waits until its forwarded port answers `GET /`, then sends
+    /// --requests requests from --clients threads, each on its own
+    /// connection to 127.0.0.1 (HTTP/1.0, 10 s per request, --timeout for
+    /// the whole run). Prints the successes, the failures by cause and the
+    /// p50, p99 and maximum latency; then stops QEMU. Exit status 1 when a
+    /// request failed (the report is printed all the same).
+    Http(HttpArgs),
+}
+
+#[derive(Args)]
+struct HttpArgs {
+    /// The scenario file; it must forward a host port to a guest's server.
+    #[arg(default_value = parapet_tools::DEFAULT_SCENARIO)]
+    scenario: PathBuf,
+    /// Client threads, each with one request at a time.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CLIENTS,
+          value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    clients: usize,
+    /// Requests in all.
+    #[arg(long, value_name = "M", default_value_t = DEFAULT_REQUESTS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|m| m as usize))]
+    requests: usize,
+    #[command(flatten)]
+    common: BenchArgs,
 }
 
 #[derive(Args)]
@@ -298,6 +327,17 @@ fn main() -> ExitCode {
                         plot: n.plot,
                     };
                     return finish(parapet_tools::bench_net(&opts));
+                }
+                BenchCmd::Http(h) => {
+                    let opts = BenchHttpOptions {
+                        scenario: h.scenario,
+                        clients: h.clients,
+                        requests: h.requests,
+                        json: h.common.json,
+                        no_build: h.common.no_build,
+                        timeout: timeout(h.common.timeout),
+                    };
+                    return finish(parapet_tools::bench_http(&opts));
                 }
             };
             let opts = BenchOptions {
