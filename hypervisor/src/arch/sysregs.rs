@@ -179,64 +179,154 @@ pub struct El1State {
     pub vttbr: u64,
 }
 
-macro_rules! el1_regs {
-    ($m:ident) => {
-        $m!(sctlr, "sctlr_el1");
-        $m!(ttbr0, "ttbr0_el1");
-        $m!(ttbr1, "ttbr1_el1");
-        $m!(tcr, "tcr_el1");
-        $m!(mair, "mair_el1");
-        $m!(amair, "amair_el1");
-        $m!(vbar, "vbar_el1");
-        $m!(contextidr, "contextidr_el1");
-        $m!(tpidr_el1, "tpidr_el1");
-        $m!(tpidr_el0, "tpidr_el0");
-        $m!(tpidrro_el0, "tpidrro_el0");
-        $m!(sp_el0, "sp_el0");
-        $m!(elr_el1, "elr_el1");
-        $m!(spsr_el1, "spsr_el1");
-        $m!(esr_el1, "esr_el1");
-        $m!(far_el1, "far_el1");
-        $m!(afsr0, "afsr0_el1");
-        $m!(afsr1, "afsr1_el1");
-        $m!(par, "par_el1");
-        $m!(cpacr, "cpacr_el1");
-        $m!(cntkctl, "cntkctl_el1");
-        $m!(mdscr, "mdscr_el1");
-        $m!(csselr, "csselr_el1");
-        $m!(vmpidr, "vmpidr_el2");
-        $m!(ich_vmcr, "ich_vmcr_el2");
-        $m!(ich_lr0, "ich_lr0_el2");
-        $m!(ich_ap1r0, "ich_ap1r0_el2");
-        $m!(vttbr, "vttbr_el2");
-    };
-}
+// `save` and `load` below address the fields by these offsets.
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, sctlr), 0);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, ttbr0), 8);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, ttbr1), 16);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, tcr), 24);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, mair), 32);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, amair), 40);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, vbar), 48);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, contextidr), 56);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, tpidr_el1), 64);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, tpidr_el0), 72);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, tpidrro_el0), 80);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, sp_el0), 88);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, elr_el1), 96);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, spsr_el1), 104);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, esr_el1), 112);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, far_el1), 120);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, afsr0), 128);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, afsr1), 136);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, par), 144);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, cpacr), 152);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, cntkctl), 160);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, mdscr), 168);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, csselr), 176);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, vmpidr), 184);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, ich_vmcr), 192);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, ich_lr0), 200);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, ich_ap1r0), 208);
+static_assertions::const_assert_eq!(core::mem::offset_of!(El1State, vttbr), 216);
+static_assertions::const_assert_eq!(core::mem::size_of::<El1State>(), 224);
 
 impl El1State {
-    /// Saves the vCPU state held in the registers.
+    /// Saves the vCPU state held in the registers: all but `VMPIDR_EL2` and
+    /// `VTTBR_EL2`, which only the hypervisor writes (their saved copy is
+    /// the truth). One asm block, two registers per store.
     pub fn save(&mut self) {
-        macro_rules! save {
-            ($f:ident, $r:literal) => {
-                // SAFETY: reading EL1/EL2 state registers has no side effects.
-                unsafe { core::arch::asm!(concat!("mrs {}, ", $r), out(reg) self.$f, options(nomem, nostack)) };
-            };
+        let p: *mut Self = self;
+        // SAFETY: reading EL1/EL2 state registers has no side effects; the
+        // stores go to `self`'s fields at the offsets asserted above.
+        unsafe {
+            core::arch::asm!(
+                "mrs {a}, sctlr_el1",
+                "mrs {b}, ttbr0_el1",
+                "stp {a}, {b}, [{p}, #0]",
+                "mrs {a}, ttbr1_el1",
+                "mrs {b}, tcr_el1",
+                "stp {a}, {b}, [{p}, #16]",
+                "mrs {a}, mair_el1",
+                "mrs {b}, amair_el1",
+                "stp {a}, {b}, [{p}, #32]",
+                "mrs {a}, vbar_el1",
+                "mrs {b}, contextidr_el1",
+                "stp {a}, {b}, [{p}, #48]",
+                "mrs {a}, tpidr_el1",
+                "mrs {b}, tpidr_el0",
+                "stp {a}, {b}, [{p}, #64]",
+                "mrs {a}, tpidrro_el0",
+                "mrs {b}, sp_el0",
+                "stp {a}, {b}, [{p}, #80]",
+                "mrs {a}, elr_el1",
+                "mrs {b}, spsr_el1",
+                "stp {a}, {b}, [{p}, #96]",
+                "mrs {a}, esr_el1",
+                "mrs {b}, far_el1",
+                "stp {a}, {b}, [{p}, #112]",
+                "mrs {a}, afsr0_el1",
+                "mrs {b}, afsr1_el1",
+                "stp {a}, {b}, [{p}, #128]",
+                "mrs {a}, par_el1",
+                "mrs {b}, cpacr_el1",
+                "stp {a}, {b}, [{p}, #144]",
+                "mrs {a}, cntkctl_el1",
+                "mrs {b}, mdscr_el1",
+                "stp {a}, {b}, [{p}, #160]",
+                "mrs {a}, csselr_el1",
+                "str {a}, [{p}, #176]",
+                "mrs {a}, ich_vmcr_el2",
+                "mrs {b}, ich_lr0_el2",
+                "stp {a}, {b}, [{p}, #192]",
+                "mrs {a}, ich_ap1r0_el2",
+                "str {a}, [{p}, #208]",
+                p = in(reg) p,
+                a = out(reg) _,
+                b = out(reg) _,
+                options(nostack, preserves_flags),
+            );
         }
-        el1_regs!(save);
     }
 
-    /// Loads this vCPU state into the registers.
+    /// Loads this vCPU state into the registers (two fields per load), then
+    /// synchronises the context.
     pub fn load(&self) {
-        macro_rules! load {
-            ($f:ident, $r:literal) => {
-                // SAFETY: the hypervisor is at EL2 and no guest runs on this CPU
-                // until it enters the vCPU whose state this is.
-                unsafe { core::arch::asm!(concat!("msr ", $r, ", {}"), in(reg) self.$f, options(nomem, nostack)) };
-            };
+        let p: *const Self = self;
+        // SAFETY: the hypervisor is at EL2 and no guest runs on this CPU
+        // until it enters the vCPU whose state this is; the loads read
+        // `self`'s fields at the offsets asserted above. The `isb` makes the
+        // new context (stage-2 root, VMID) visible before the guest runs.
+        unsafe {
+            core::arch::asm!(
+                "ldp {a}, {b}, [{p}, #0]",
+                "msr sctlr_el1, {a}",
+                "msr ttbr0_el1, {b}",
+                "ldp {a}, {b}, [{p}, #16]",
+                "msr ttbr1_el1, {a}",
+                "msr tcr_el1, {b}",
+                "ldp {a}, {b}, [{p}, #32]",
+                "msr mair_el1, {a}",
+                "msr amair_el1, {b}",
+                "ldp {a}, {b}, [{p}, #48]",
+                "msr vbar_el1, {a}",
+                "msr contextidr_el1, {b}",
+                "ldp {a}, {b}, [{p}, #64]",
+                "msr tpidr_el1, {a}",
+                "msr tpidr_el0, {b}",
+                "ldp {a}, {b}, [{p}, #80]",
+                "msr tpidrro_el0, {a}",
+                "msr sp_el0, {b}",
+                "ldp {a}, {b}, [{p}, #96]",
+                "msr elr_el1, {a}",
+                "msr spsr_el1, {b}",
+                "ldp {a}, {b}, [{p}, #112]",
+                "msr esr_el1, {a}",
+                "msr far_el1, {b}",
+                "ldp {a}, {b}, [{p}, #128]",
+                "msr afsr0_el1, {a}",
+                "msr afsr1_el1, {b}",
+                "ldp {a}, {b}, [{p}, #144]",
+                "msr par_el1, {a}",
+                "msr cpacr_el1, {b}",
+                "ldp {a}, {b}, [{p}, #160]",
+                "msr cntkctl_el1, {a}",
+                "msr mdscr_el1, {b}",
+                "ldp {a}, {b}, [{p}, #176]",
+                "msr csselr_el1, {a}",
+                "msr vmpidr_el2, {b}",
+                "ldp {a}, {b}, [{p}, #192]",
+                "msr ich_vmcr_el2, {a}",
+                "msr ich_lr0_el2, {b}",
+                "ldp {a}, {b}, [{p}, #208]",
+                "msr ich_ap1r0_el2, {a}",
+                "msr vttbr_el2, {b}",
+                "isb",
+                p = in(reg) p,
+                a = out(reg) _,
+                b = out(reg) _,
+                options(nostack, preserves_flags, readonly),
+            );
         }
-        el1_regs!(load);
-        // SAFETY: makes the new context (stage-2 root, VMID) visible before the
-        // guest runs; no memory effects.
-        unsafe { core::arch::asm!("isb", options(nomem, nostack)) };
     }
 }
 

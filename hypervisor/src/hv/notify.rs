@@ -117,7 +117,8 @@ impl Hypervisor {
     }
 
     /// Raises the upcall in `v`, the loaded vCPU, if it has work pending and
-    /// is not soft-masked.
+    /// is not soft-masked. Inlined: it is on every guest entry.
+    #[inline(always)]
     pub(super) fn deliver_now(v: VcpuRef, vcpu: &Vcpu) {
         let vpsr = vcpu.vpsr();
         if vpsr.pending.load(Ordering::SeqCst) != 0 && vpsr.irq_mask.load(Ordering::SeqCst) == 0 {
@@ -150,10 +151,18 @@ impl Hypervisor {
     /// Fires the one-shot timers of this CPU's vCPUs that are due. Looks at
     /// the vCPUs only when one may be due (`CpuSched::next_timer`), so a
     /// trap's cost does not grow with the number of domains.
+    ///
+    /// The test is inlined and the scan kept out of line, so that the common
+    /// case (nothing due) costs a compare, not the scan's stack frame.
+    #[inline(always)]
     pub(super) fn fire_timers(&mut self, cpu: usize, now: u64) {
-        if now < self.cpus[cpu].next_timer {
-            return;
+        if now >= self.cpus[cpu].next_timer {
+            self.fire_due_timers(cpu, now);
         }
+    }
+
+    #[inline(never)]
+    fn fire_due_timers(&mut self, cpu: usize, now: u64) {
         let mut next = u64::MAX;
         for d in 0..self.domain_count {
             for i in 0..self.domains[d].vcpu_count {

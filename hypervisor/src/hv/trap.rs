@@ -28,6 +28,9 @@ const IDLE_POLL_SPINS: u32 = 20_000;
 /// Chooses what `cpu` runs next (idling until there is something) and
 /// prepares the entry. Powers the machine off once every domain has stopped
 /// and given its memory back.
+///
+/// Inlined into the trap path, which then pays for one stack frame, not two.
+#[inline(always)]
 pub(super) fn dispatch(
     cpu: usize,
     mut hv: MutexGuard<'static, Hypervisor>,
@@ -84,7 +87,12 @@ extern "C" fn hv_trap(regs: *mut GuestRegs, kind: u64) -> *mut GuestRegs {
             if trace::on() {
                 return traced_sync(cpu, hv, cur, regs);
             }
-            expired = hv.handle_sync(cpu, cur, regs);
+            let esr = sysregs::read_esr_el2();
+            match hv.handle_sync(cpu, cur, regs, esr) {
+                After::Resume => return regs,
+                After::Dispatch => {}
+                After::GiveUp => expired = true,
+            }
         }
         TrapKind::Irq => hv.handle_irqs(),
         TrapKind::Other(k) => {
@@ -126,7 +134,11 @@ fn traced_sync(
             esr,
         });
     }
-    let expired = hv.handle_sync(cpu, cur, regs);
+    let expired = match hv.handle_sync(cpu, cur, regs, esr) {
+        After::Resume => false,
+        After::Dispatch => false,
+        After::GiveUp => true,
+    };
     if hvc {
         trace::emit(TraceEvent::HvcExit {
             v,
@@ -185,13 +197,56 @@ fn fast_locked(call: Hypercall, args: [u64; 6], out: &mut [u64; 3]) -> u64 {
     }
 }
 
+/// What follows a synchronous trap.
+enum After {
+    /// Enter the same vCPU at once (a `Yield` answered in place).
+    Resume,
+    /// `dispatch`, the vCPU keeping the rest of its slice.
+    Dispatch,
+    /// `dispatch`, the vCPU giving up the CPU.
+    GiveUp,
+}
+
 impl Hypervisor {
+    /// Answers `v`'s `Yield` in place when nothing else may run on this CPU:
+    /// no vCPU waits in its queue, no timer is due, no stopped domain awaits
+    /// its end, and `v` may still run (not paused or stopped meanwhile by
+    /// another CPU). `dispatch` would pick `v` again and change nothing
+    /// but the entry work, which is done here: the VPSR's FP bit and any
+    /// pending upcall. Returns false (nothing done) otherwise.
+    #[inline(never)]
+    fn yield_in_place(&mut self, cpu: usize, v: VcpuRef, regs: &mut GuestRegs, esr: u64) -> bool {
+        let c = &self.cpus[cpu];
+        if esr & 0xffff != u64::from(HVC_IMM)
+            || self.after_stop_pending != 0
+            || c.current != Some(v)
+            || self.vcpu(v).state != VcpuState::Running
+        {
+            return false;
+        }
+        if sysregs::counter() >= c.next_timer {
+            return false;
+        }
+        regs.x[0] = 0;
+        let vcpu = self.vcpu_mut(v);
+        vcpu.stats.hypercalls += 1;
+        super::vcpu::apply_fp_enable(vcpu);
+        Self::deliver_now(v, vcpu);
+        true
+    }
+
     /// Handles a synchronous trap of `v`; returns true if it gives up the CPU.
-    fn handle_sync(&mut self, cpu: usize, v: VcpuRef, regs: &mut GuestRegs) -> bool {
-        let esr = sysregs::read_esr_el2();
+    fn handle_sync(&mut self, cpu: usize, v: VcpuRef, regs: &mut GuestRegs, esr: u64) -> After {
         let class = esr::class(esr);
+        if class == ec::HVC64
+            && regs.x[0] == Hypercall::Yield as u64
+            && self.cpus[cpu].queue.is_empty()
+            && self.yield_in_place(cpu, v, regs, esr)
+        {
+            return After::Resume;
+        }
         self.vcpu_mut(v).stats.hypercalls += 1;
-        match class {
+        let gives_up = match class {
             ec::HVC64 => self.slow_hypercall(v, regs, esr),
             ec::FP => {
                 self.fp_trap(cpu, v);
@@ -239,6 +294,11 @@ impl Hypervisor {
                 );
                 true
             }
+        };
+        if gives_up {
+            After::GiveUp
+        } else {
+            After::Dispatch
         }
     }
 }

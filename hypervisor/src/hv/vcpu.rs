@@ -149,12 +149,14 @@ impl Hypervisor {
     /// Makes `next` the running vCPU of `cpu`, switching EL1 state if another
     /// vCPU's is loaded, and prepares the entry.
     pub(super) fn switch_to(&mut self, cpu: usize, next: VcpuRef, now: u64) -> *mut GuestRegs {
-        if let Some(prev) = self.cpus[cpu].current {
-            if prev != next && self.vcpu(prev).state == VcpuState::Running {
-                self.vcpu_mut(prev).state = VcpuState::Runnable;
+        let current = self.cpus[cpu].current;
+        if current != Some(next) {
+            if let Some(prev) = current {
+                let p = self.vcpu_mut(prev);
+                if p.state == VcpuState::Running {
+                    p.state = VcpuState::Runnable;
+                }
             }
-        }
-        if self.cpus[cpu].current != Some(next) {
             self.cpus[cpu].slice_end = now + self.timeslice;
             trace_event!(TraceEvent::Run { v: tv(next) });
         }
@@ -179,15 +181,17 @@ impl Hypervisor {
         }
         self.cpus[cpu].current = Some(next);
         self.vcpu_mut(next).state = VcpuState::Running;
-        PERCPU[cpu]
-            .current_regs
-            .store(regs_ptr(next), Ordering::Relaxed);
-        PERCPU[cpu].current.store(
-            u32::from(next.domain) << 8 | u32::from(next.vcpu),
-            Ordering::Relaxed,
-        );
+        let regs = regs_ptr(next);
+        if current != Some(next) {
+            // Unchanged while the same vCPU stays current.
+            PERCPU[cpu].current_regs.store(regs, Ordering::Relaxed);
+            PERCPU[cpu].current.store(
+                u32::from(next.domain) << 8 | u32::from(next.vcpu),
+                Ordering::Relaxed,
+            );
+        }
         self.prepare_entry(cpu, next);
-        regs_ptr(next)
+        regs
     }
 
     /// Applies the VPSR's virtual state and pending work before entering `v`.
@@ -292,6 +296,8 @@ impl El1State {
 }
 
 /// Applies the VPSR's virtual FP-enable bit to the loaded vCPU's `CPACR_EL1`.
+/// Inlined: it is on every guest entry.
+#[inline(always)]
 pub(super) fn apply_fp_enable(vcpu: &Vcpu) {
     let want = if vcpu.vpsr().fp_enable.load(Ordering::Relaxed) != 0 {
         sysregs::CPACR_FPEN

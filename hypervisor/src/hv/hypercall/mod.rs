@@ -26,6 +26,9 @@ impl Hypervisor {
     pub(super) fn slow_hypercall(&mut self, v: VcpuRef, regs: &mut GuestRegs, esr: u64) -> bool {
         let call = if esr & 0xffff != u64::from(HVC_IMM) {
             Err(HvError::NoSys)
+        } else if regs.x[0] == Hypercall::Yield as u64 {
+            // The world switch's own call: no arguments to decode.
+            Ok(Call::Yield)
         } else {
             let x = &regs.x;
             Call::decode(x[0], [x[1], x[2], x[3], x[4], x[5], x[6]])
