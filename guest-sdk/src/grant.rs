@@ -365,6 +365,34 @@ pub trait SharedBytes: sealed::Sealed {
         shared_mem::write(self.base() + offset as u64, data);
         Ok(())
     }
+
+    /// Copies `len` bytes at `src_offset` of `src` to `offset` of this one, shared
+    /// memory to shared memory with no private copy in between (netback: one
+    /// guest's transmit buffer to another's receive buffer). Both ranges are
+    /// checked; they must not overlap.
+    fn copy_from<S: SharedBytes>(
+        &self,
+        offset: usize,
+        src: &S,
+        src_offset: usize,
+        len: usize,
+    ) -> Result<(), HvError>
+    where
+        Self: Sized,
+    {
+        let end = offset.checked_add(len).ok_or(HvError::Inval)?;
+        let src_end = src_offset.checked_add(len).ok_or(HvError::Inval)?;
+        if end > self.size() || src_end > src.size() {
+            return Err(HvError::Inval);
+        }
+        let (dst, from) = (self.base() + offset as u64, src.base() + src_offset as u64);
+        // Two distinct mappings or allocations never overlap; the same one could.
+        if dst < from + len as u64 && from < dst + len as u64 {
+            return Err(HvError::Inval);
+        }
+        shared_mem::copy(dst, from, len);
+        Ok(())
+    }
 }
 
 mod sealed {
@@ -515,5 +543,12 @@ mod shared_mem {
     pub fn write(addr: u64, data: &[u8]) {
         // SAFETY: as for `read`, and the pages are writable.
         unsafe { parapet_abi::shmem::write(addr as *mut u8, data) }
+    }
+
+    pub fn copy(dst: u64, src: u64, len: usize) {
+        // SAFETY: the caller checked both ranges (each in pages owned or mapped for
+        // as long as they live, the destination writable) and that they do not
+        // overlap; peers may access both concurrently, which `shmem::copy` allows.
+        unsafe { parapet_abi::shmem::copy(dst as *mut u8, src as *const u8, len) }
     }
 }

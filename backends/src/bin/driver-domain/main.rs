@@ -228,7 +228,7 @@ mod driver {
         for v in &net.vifs {
             let s = v.stats();
             println!(
-                "  vif {}/{}: {} frames ({} B) from it, {} ({} B) to it, {} dropped, {} malformed{}",
+                "  vif {}/{}: {} frames ({} B) from it, {} ({} B) to it, {} dropped, {} malformed, {} too long for it{}",
                 v.cfg.frontend,
                 v.cfg.dev,
                 s.tx_frames,
@@ -237,15 +237,17 @@ mod driver {
                 s.rx_bytes,
                 s.rx_dropped,
                 s.malformed,
+                s.rx_too_long,
                 if v.connected() { "" } else { ", disconnected" }
             );
         }
         let sw = net.switch.stats();
         println!(
-            "  switch: {} unicast, {} flooded, {} dropped",
+            "  switch: {} unicast, {} flooded, {} dropped, {} left out of the uplink as too long",
             sw.unicast,
             sw.flooded,
-            sw.dropped_total()
+            sw.dropped_total(),
+            sw.oversize[0]
         );
     }
 
