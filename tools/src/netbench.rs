@@ -513,7 +513,7 @@ mod tests {
         let source = g2g.domains.iter().find(|d| d.name == "source").unwrap();
         assert_eq!(
             source.cmdline.as_deref(),
-            Some("role=source peer=10.0.2.15 port=5001 bytes=4096 bench")
+            Some("role=source peer=10.0.2.15 port=5001 bytes=4096 sockbuf=196608 bench")
         );
         let sink = g2g.domains.iter().find(|d| d.name == "sink").unwrap();
         assert!(sink.cmdline.as_deref().unwrap().contains("bench"));
