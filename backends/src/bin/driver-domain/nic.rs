@@ -137,6 +137,34 @@ impl Nic {
 
     /// Hands each received frame to `deliver` and re-posts its buffer; returns
     /// how many.
+    /// Whether a received frame is waiting.
+    pub fn has_rx(&self) -> bool {
+        self.dev.poll_receive().is_some()
+    }
+
+    /// Hands the oldest received frame to `f` (an empty slice for a frame
+    /// the device got wrong, counted) and re-posts its buffer; `None` if no
+    /// frame was waiting.
+    pub fn receive_one<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let token = self.dev.poll_receive()?;
+        let r = match self.bufs.complete_rx(&mut self.dev, token) {
+            Ok(Some(frame)) => {
+                self.stats.rx_frames += 1;
+                f(frame)
+            }
+            Ok(None) | Err(_) => {
+                self.stats.errors += 1;
+                f(&[])
+            }
+        };
+        if let Some(i) = self.bufs.last_rx() {
+            if self.bufs.post_rx(&mut self.dev, i).is_err() {
+                self.stats.errors += 1;
+            }
+        }
+        Some(r)
+    }
+
     pub fn receive(&mut self, mut deliver: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
         while let Some(token) = self.dev.poll_receive() {
