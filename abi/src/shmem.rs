@@ -111,7 +111,21 @@ pub unsafe fn read(src: *const u8, dst: &mut [u8]) {
             // aligned source position reached after the head, `< n - 8`).
             let mut lo = unsafe { read_volatile(src.add(i - lead).cast::<u64>()) };
             // Each step reads the source word at `i + k` (= `i - lead + 8`) and writes
-            // the destination word at `i`.
+            // the destination word at `i`; two per iteration first.
+            while i + k + 2 * WORD <= n {
+                // SAFETY: `i + k + 16 <= n`: the source words at `i + k` and `i + k +
+                // 8` are in bounds and aligned; the destination words at `i` and `i +
+                // 8` are in bounds (`i + 16 <= n`) and aligned.
+                unsafe {
+                    let h0 = read_volatile(src.add(i + k).cast::<u64>());
+                    let h1 = read_volatile(src.add(i + k + WORD).cast::<u64>());
+                    let t = d.add(i).cast::<u64>();
+                    t.write((lo >> shift_lo) | (h0 << shift_hi));
+                    t.add(1).write((h0 >> shift_lo) | (h1 << shift_hi));
+                    lo = h1;
+                }
+                i += 2 * WORD;
+            }
             while i + k + WORD <= n {
                 // SAFETY: `i + k + 8 <= n`: the source word at `i + k` is in bounds
                 // and aligned; the destination word at `i` is in bounds (`i + 8 <= i +
@@ -190,6 +204,20 @@ pub unsafe fn write(dst: *mut u8, src: &[u8]) {
                 lo |= u64::from(unsafe { *s.add(i + b) }) << (8 * b);
             }
             let mut lo = lo << shift_lo;
+            while i + lead + 2 * WORD <= n {
+                // SAFETY: the source words at `i + lead` and `i + lead + 8` are
+                // aligned and in bounds (`i + lead + 16 <= n`); the destination words
+                // at `i` and `i + 8` are aligned and in bounds.
+                unsafe {
+                    let h0 = s.add(i + lead).cast::<u64>().read();
+                    let h1 = s.add(i + lead + WORD).cast::<u64>().read();
+                    let t = dst.add(i).cast::<u64>();
+                    write_volatile(t, (lo >> shift_lo) | (h0 << shift_hi));
+                    write_volatile(t.add(1), (h0 >> shift_lo) | (h1 << shift_hi));
+                    lo = h1;
+                }
+                i += 2 * WORD;
+            }
             while i + lead + WORD <= n {
                 // SAFETY: the source word at `i + lead` is aligned and in bounds
                 // (`i + lead + 8 <= n`); the destination word at `i` is aligned and in
