@@ -56,9 +56,10 @@
 //!   buffers go a word at a time; copies to and from the granted pages use
 //!   `parapet_abi::shmem` (aligned words on the shared side).
 //! * **Checks**: a response's id must be a buffer we sent (TX) or posted (RX), else
-//!   [`NetError::Protocol`]. A received frame with a bad status or a length outside
-//!   `FRAME_MIN..=FRAME_MAX` is counted in [`NetStats::rx_errors`] and its buffer
-//!   re-posted. A TX response with a status other than Okay is counted in
+//!   [`NetError::Protocol`]. A received frame with a bad status, unknown flags or
+//!   fragments [`Chain`] refuses (a length outside `FRAME_MIN..=` the vif's largest
+//!   frame, a short fragment marked "more", too many) is counted in
+//!   [`NetStats::rx_errors`] and all its buffers are re-posted. A TX response with a status other than Okay is counted in
 //!   [`NetStats::tx_errors`]; its buffer is free again either way. Ring index
 //!   corruption is [`NetError::Ring`].
 
