@@ -13,8 +13,9 @@
 //!
 //! Shared structures are `#[repr(C)]`, derive zerocopy traits and carry compile-time
 //! size and offset assertions next to their definition, so a layout change cannot go
-//! unnoticed. The crate is `no_std`; its only `unsafe` code is the ring's raw
-//! shared-memory access, in one small module (`ring::mem`).
+//! unnoticed. The crate is `no_std`; its only `unsafe` code is raw shared-memory
+//! access, in two small modules: the ring's (`ring::mem`) and [`shmem`], the word copy
+//! to and from granted pages that frontends, backends and the SDK share.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod layout;
 pub mod mac;
 pub mod netif;
 pub mod ring;
+pub mod shmem;
 pub mod start_info;
 pub mod store;
 pub mod trace;

@@ -16,6 +16,23 @@
 //! * one **RX ring** page: a ring of [`RxRequest`] / [`RxResponse`] (256 slots);
 //! * [`NET_BUFS`] **TX buffers** and [`NET_BUFS`] **RX buffers**, one page each.
 //!
+//! # Large frames (`feature-sg`, version 2)
+//!
+//! A frame longer than a page spans several buffers, as in Xen's netif with
+//! `feature-sg`: each **fragment** is one buffer and one ring entry, every fragment
+//! but the last carries the "more" flag ([`TXF_MORE`], [`RXF_MORE`]) and exactly
+//! [`PAGE_SIZE`] bytes, the last one `1..=PAGE_SIZE`; byte `j` of the frame is at
+//! offset `j % PAGE_SIZE` of fragment `j / PAGE_SIZE`. A frame has at most
+//! [`MAX_FRAGS`] fragments ([`FRAME_MAX_SG`] bytes). The fragments of one frame are
+//! consecutive entries of their ring and are published together.
+//!
+//! Both sides negotiate it through the store: the backend advertises
+//! `feature-sg = 1` next to the MAC; a frontend that writes `feature-sg = 1` before
+//! `Initialised` may send, and is sent, frames up to [`FRAME_MAX_SG`]; without it
+//! both stay at [`FRAME_MAX`] in one buffer, a fragment with the "more" flag is
+//! malformed, and the backend drops (and counts) a longer frame addressed to it.
+//! [`Chain`] is the one decoder of fragment sequences both sides use.
+//!
 //! Both sides number the buffer pages the same way ([`FramePages`]): page `i` for
 //! `i < NET_BUFS` is TX buffer `i` ([`tx_page`]), page `NET_BUFS + i` is RX buffer `i`
 //! ([`rx_page`]). A frame always starts at offset 0 of its buffer.
@@ -25,18 +42,22 @@
 //!
 //! # Transmit (guest → backend)
 //!
-//! The frontend writes a frame of `len` bytes ([`FRAME_MIN`]`..=`[`FRAME_MAX`]) at
-//! offset 0 of a free TX buffer `id` and pushes `TxRequest { id, len, flags: 0 }`. The
-//! backend copies the frame out of the buffer into private memory, forwards it and
-//! answers `TxResponse { id, status }`; from then on the buffer is the frontend's
-//! again. A request with `id >= NET_BUFS`, a length out of range or unknown `flags` is
-//! answered with [`NetStatus::Error`] and counted as malformed.
+//! The frontend writes a frame of `len` bytes ([`FRAME_MIN`]`..=`[`FRAME_MAX`], or
+//! [`FRAME_MAX_SG`] in fragments) at offset 0 of free TX buffers and pushes one
+//! `TxRequest { id, len, flags }` per fragment. The backend copies the frame's
+//! header into private memory, decides where the frame goes from that copy, copies
+//! the rest once to where it goes (another guest's RX buffers, the uplink) and answers
+//! `TxResponse { id, status }` for each fragment; from then on the buffer is the
+//! frontend's again. A request with `id >= NET_BUFS`, a length out of range, a
+//! fragment chain [`Chain`] refuses or unknown `flags` is answered with
+//! [`NetStatus::Error`] and counted as malformed.
 //!
 //! # Receive (backend → guest)
 //!
 //! The frontend posts each empty RX buffer with `RxRequest { id }`. To deliver a frame
-//! the backend takes the oldest posted buffer, copies the frame to its offset 0 and
-//! answers `RxResponse { id, len, status: Okay }`; the buffer is the frontend's again
+//! the backend takes the oldest posted buffer (one per fragment), copies the frame to
+//! its offset 0 and answers `RxResponse { id, len, status: Okay, flags }` for each;
+//! the buffer is the frontend's again
 //! (it copies the frame out and posts the buffer anew). A posted buffer is never
 //! answered before a frame arrives for it. An `RxRequest` with `id >= NET_BUFS`, or
 //! naming a buffer already posted, is answered at once with `len: 0` and
@@ -75,8 +96,21 @@ pub const FRAME_MAX: usize = 1514;
 pub const FRAME_MIN: usize = 14;
 /// `"NETF"`, little-endian: [`NetifControl::magic`].
 pub const NETIF_MAGIC: u32 = u32::from_le_bytes(*b"NETF");
-/// Protocol version in [`NetifControl::version`].
-pub const NETIF_VERSION: u32 = 1;
+/// Protocol version in [`NetifControl::version`]. Version 2 added multi-buffer frames
+/// ([`TXF_MORE`], [`RXF_MORE`], negotiated with [`keys::FEATURE_SG`]).
+pub const NETIF_VERSION: u32 = 2;
+/// Most fragments (buffers) of one frame with `feature-sg`.
+pub const MAX_FRAGS: usize = 4;
+/// Largest frame with `feature-sg`: [`MAX_FRAGS`] whole buffers.
+pub const FRAME_MAX_SG: usize = MAX_FRAGS * PAGE_SIZE;
+/// The MTU (IP packet size) a frontend with `feature-sg` gives its stack: the largest
+/// that fits [`FRAME_MAX_SG`] with the Ethernet header and keeps the TCP payload of a
+/// full segment (MTU - 40) a multiple of 8, so that payload copies stay word-aligned.
+pub const MTU_SG: usize = (FRAME_MAX_SG - 14 - 40) / 8 * 8 + 40;
+/// [`TxRequest::flags`]: the next request carries the next fragment of this frame.
+pub const TXF_MORE: u16 = 1;
+/// [`RxResponse::flags`]: the next response carries the next fragment of this frame.
+pub const RXF_MORE: u16 = 1;
 /// Number of buffer pages both sides index with [`FramePages`]: TX, then RX.
 pub const NET_PAGES: usize = 2 * NET_BUFS;
 
@@ -85,6 +119,9 @@ const_assert!(FRAME_MIN <= FRAME_MAX);
 // Ids and lengths travel as u16.
 const_assert!(NET_BUFS <= u16::MAX as usize);
 const_assert!(FRAME_MAX <= u16::MAX as usize);
+const_assert!(FRAME_MAX_SG <= u16::MAX as usize);
+const_assert!(MTU_SG + 14 <= FRAME_MAX_SG && (MTU_SG - 40).is_multiple_of(8));
+const_assert!(MAX_FRAGS <= NET_BUFS);
 // `BufSet` is one u64.
 const_assert!(NET_BUFS <= 64);
 
@@ -132,6 +169,10 @@ pub mod keys {
     pub const PORT: &str = "port";
     /// Backend: the vif's MAC ([`super::mac_to_u64`]); the control page must carry it.
     pub const MAC: &str = "mac";
+    /// Both: `1` if the side handles multi-buffer frames (see "Large frames" in the
+    /// module docs). The backend advertises it with the MAC; the frontend writes it
+    /// before `Initialised` to use it.
+    pub const FEATURE_SG: &str = "feature-sg";
 }
 
 /// Byte access to a vif's [`NET_PAGES`] buffer pages, as one side has them (granted
@@ -149,6 +190,23 @@ pub trait FramePages {
     fn read(&self, page: usize, offset: usize, out: &mut [u8]);
     /// Copies `data` to `offset` of page `page`.
     fn write(&mut self, page: usize, offset: usize, data: &[u8]);
+    /// Copies `len` bytes at `offset` of `src`'s page `src_page` to the same offset of
+    /// page `page` (netback: one vif's TX buffer to another's RX buffer, one copy).
+    /// The default goes through a small private buffer; implementations over mapped
+    /// memory copy directly ([`crate::shmem::copy`]).
+    fn copy_from(&mut self, page: usize, src: &Self, src_page: usize, offset: usize, len: usize)
+    where
+        Self: Sized,
+    {
+        let mut buf = [0u8; 256];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len());
+            src.read(src_page, offset + done, &mut buf[..n]);
+            self.write(page, offset + done, &buf[..n]);
+            done += n;
+        }
+    }
 }
 
 impl<P: FramePages + ?Sized> FramePages for &mut P {
@@ -259,9 +317,10 @@ impl NetifControl {
 pub struct TxRequest {
     /// TX buffer index, `< NET_BUFS`.
     pub id: u16,
-    /// Frame length in bytes, `FRAME_MIN..=FRAME_MAX`, at offset 0 of the buffer.
+    /// Length in bytes of this fragment (a whole frame of `FRAME_MIN..=FRAME_MAX`
+    /// unless `feature-sg`: see [`Chain`]), at offset 0 of the buffer.
     pub len: u16,
-    /// Reserved for offloads; none are defined and the backend refuses non-zero flags.
+    /// [`TXF_MORE`] or 0; the backend refuses any other bit.
     pub flags: u16,
     /// Reserved, zero.
     pub _pad: u16,
@@ -308,12 +367,12 @@ const_assert!(size_of::<RxRequest>() == 8);
 pub struct RxResponse {
     /// The RX buffer index.
     pub id: u16,
-    /// Frame length in bytes (0 unless `status` is Okay).
+    /// Length in bytes of this fragment (0 unless `status` is Okay).
     pub len: u16,
     /// A [`NetStatus`] as its raw `i16`.
     pub status: i16,
-    /// Reserved, zero.
-    pub _pad: u16,
+    /// [`RXF_MORE`] or 0 (always 0 without `feature-sg`).
+    pub flags: u16,
 }
 
 const_assert!(size_of::<RxResponse>() == 8);
@@ -435,6 +494,139 @@ impl BufSet {
     #[inline]
     pub const fn is_disjoint(self, other: BufSet) -> bool {
         self.0 & other.0 == 0
+    }
+}
+
+/// Why [`Chain::push`] refused a fragment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FragError {
+    /// A fragment length out of range: 0 or more than a page, a fragment followed by
+    /// another that is not exactly a page, or a frame shorter than [`FRAME_MIN`] or
+    /// longer than the vif's limit.
+    BadLength(usize),
+    /// More fragments than the vif's limit allows (any continuation without
+    /// `feature-sg`).
+    TooManyFragments,
+}
+
+impl core::fmt::Display for FragError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FragError::BadLength(n) => write!(f, "fragment or frame length {n} out of range"),
+            FragError::TooManyFragments => f.write_str("too many fragments in one frame"),
+        }
+    }
+}
+
+impl core::error::Error for FragError {}
+
+/// The fragments of one frame as they come off a ring (TX requests for the backend,
+/// RX responses for the frontend): the one decoder of the "Large frames" rules.
+///
+/// [`Chain::push`] each fragment in ring order; `Ok(true)` says the frame is
+/// complete ([`Chain::ids`], [`Chain::len`]), then [`Chain::clear`] before the next
+/// one. On `Err` the chain is left as it was before the call: the caller answers (or
+/// re-posts) every id of the chain and the refused one, then clears it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    ids: [u16; MAX_FRAGS],
+    count: usize,
+    len: usize,
+    done: bool,
+}
+
+impl Chain {
+    /// An empty chain.
+    pub const fn new() -> Self {
+        Chain {
+            ids: [0; MAX_FRAGS],
+            count: 0,
+            len: 0,
+            done: false,
+        }
+    }
+
+    /// Adds fragment `id` of `len` bytes, with the "more" flag `more`, to a frame of at
+    /// most `frame_max` bytes ([`FRAME_MAX`] without `feature-sg`, [`FRAME_MAX_SG`]
+    /// with it). The id is not checked here (the caller checks it against its buffer
+    /// sets). `Ok(true)`: the frame is complete.
+    pub fn push(
+        &mut self,
+        id: u16,
+        len: usize,
+        more: bool,
+        frame_max: usize,
+    ) -> Result<bool, FragError> {
+        if self.done {
+            // A caller that forgot `clear`: start over rather than grow past the end.
+            self.clear();
+        }
+        let max_frags = frame_max.div_ceil(PAGE_SIZE).clamp(1, MAX_FRAGS);
+        if self.count >= max_frags || (more && self.count + 1 >= max_frags) {
+            return Err(FragError::TooManyFragments);
+        }
+        if more {
+            if len != PAGE_SIZE {
+                return Err(FragError::BadLength(len));
+            }
+        } else if len == 0 || len > PAGE_SIZE {
+            return Err(FragError::BadLength(len));
+        }
+        let total = self.len + len;
+        if !more && !(FRAME_MIN..=frame_max.min(FRAME_MAX_SG)).contains(&total) {
+            return Err(FragError::BadLength(total));
+        }
+        self.ids[self.count] = id;
+        self.count += 1;
+        self.len = total;
+        self.done = !more;
+        Ok(self.done)
+    }
+
+    /// The buffer ids pushed so far, in frame order.
+    pub fn ids(&self) -> &[u16] {
+        &self.ids[..self.count]
+    }
+
+    /// Bytes pushed so far (the frame's length once complete).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no fragment was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether the last fragment pushed ended the frame.
+    pub fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    /// Forgets every fragment.
+    pub fn clear(&mut self) {
+        *self = Chain::new();
+    }
+
+    /// How many fragments a frame of `len` bytes takes.
+    pub const fn frags(len: usize) -> usize {
+        if len == 0 {
+            1
+        } else {
+            len.div_ceil(PAGE_SIZE)
+        }
+    }
+
+    /// The length of fragment `i` of a frame of `len` bytes.
+    pub const fn frag_len(len: usize, i: usize) -> usize {
+        let start = i * PAGE_SIZE;
+        if len <= start {
+            0
+        } else if len - start > PAGE_SIZE {
+            PAGE_SIZE
+        } else {
+            len - start
+        }
     }
 }
 
@@ -595,16 +787,16 @@ mod tests {
             id: 3,
             len: 1514,
             status: 0,
-            _pad: 0,
+            flags: RXF_MORE,
         };
-        assert_eq!(r.as_bytes(), &[3, 0, 0xea, 0x05, 0, 0, 0, 0]);
+        assert_eq!(r.as_bytes(), &[3, 0, 0xea, 0x05, 0, 0, 1, 0]);
         assert_eq!(
             RxResponse::read_from_bytes(&[1, 0, 14, 0, 0xff, 0xff, 0, 0]).unwrap(),
             RxResponse {
                 id: 1,
                 len: 14,
                 status: -1,
-                _pad: 0
+                flags: 0
             }
         );
         assert_eq!(RING_SLOTS, 256);
@@ -624,7 +816,7 @@ mod tests {
         assert_eq!(c.check(), Ok(()));
         let b = c.as_bytes();
         assert_eq!(&b[0..4], b"NETF");
-        assert_eq!(&b[4..8], &1u32.to_le_bytes());
+        assert_eq!(&b[4..8], &NETIF_VERSION.to_le_bytes());
         assert_eq!(&b[8..12], &5u32.to_le_bytes());
         assert_eq!(&b[12..16], &6u32.to_le_bytes());
         assert_eq!(&b[16..20], &100u32.to_le_bytes());
@@ -641,8 +833,8 @@ mod tests {
         bad.magic = 0;
         assert_eq!(bad.check(), Err(ControlError::BadMagic(0)));
         let mut bad = c;
-        bad.version = 2;
-        assert_eq!(bad.check(), Err(ControlError::BadVersion(2)));
+        bad.version = 1;
+        assert_eq!(bad.check(), Err(ControlError::BadVersion(1)));
         let mut bad = c;
         bad.mac = [0xff; 6];
         assert_eq!(bad.check(), Err(ControlError::BadMac([0xff; 6])));
@@ -748,5 +940,86 @@ mod tests {
         assert!(back.poll_request().is_err());
         tamper.store(req_prod, 1);
         assert_eq!(back.poll_request(), Ok(Some(TxRequest::default())));
+    }
+
+    #[test]
+    fn chains_follow_the_large_frame_rules() {
+        // One buffer, without and with feature-sg.
+        for max in [FRAME_MAX, FRAME_MAX_SG] {
+            let mut c = Chain::new();
+            assert_eq!(c.push(7, 60, false, max), Ok(true));
+            assert_eq!((c.ids(), c.len()), (&[7u16][..], 60));
+            c.clear();
+            assert!(c.is_empty());
+            assert_eq!(c.push(1, 13, false, max), Err(FragError::BadLength(13)));
+            assert_eq!(c.push(1, 0, false, max), Err(FragError::BadLength(0)));
+            assert!(
+                c.is_empty(),
+                "a refused fragment leaves the chain as it was"
+            );
+        }
+        let mut c = Chain::new();
+        assert_eq!(
+            c.push(1, FRAME_MAX + 1, false, FRAME_MAX),
+            Err(FragError::BadLength(FRAME_MAX + 1))
+        );
+        assert_eq!(
+            c.push(1, PAGE_SIZE, true, FRAME_MAX),
+            Err(FragError::TooManyFragments)
+        );
+        // Four fragments: the largest frame.
+        let mut c = Chain::new();
+        for i in 0..3 {
+            assert_eq!(c.push(i, PAGE_SIZE, true, FRAME_MAX_SG), Ok(false));
+        }
+        assert_eq!(c.push(9, PAGE_SIZE, false, FRAME_MAX_SG), Ok(true));
+        assert_eq!((c.ids(), c.len()), (&[0u16, 1, 2, 9][..], FRAME_MAX_SG));
+        // A fifth is refused, as is a "more" on the fourth.
+        let mut c = Chain::new();
+        for i in 0..3 {
+            c.push(i, PAGE_SIZE, true, FRAME_MAX_SG).unwrap();
+        }
+        assert_eq!(
+            c.push(3, PAGE_SIZE, true, FRAME_MAX_SG),
+            Err(FragError::TooManyFragments)
+        );
+        assert_eq!(c.ids().len(), 3);
+        // A short fragment with "more", and a long last one.
+        let mut c = Chain::new();
+        assert_eq!(
+            c.push(0, 100, true, FRAME_MAX_SG),
+            Err(FragError::BadLength(100))
+        );
+        c.push(0, PAGE_SIZE, true, FRAME_MAX_SG).unwrap();
+        assert_eq!(
+            c.push(1, PAGE_SIZE + 1, false, FRAME_MAX_SG),
+            Err(FragError::BadLength(PAGE_SIZE + 1))
+        );
+        assert_eq!(c.push(1, 1, false, FRAME_MAX_SG), Ok(true));
+        assert_eq!(c.len(), PAGE_SIZE + 1);
+        // A push after completion starts a new frame.
+        assert_eq!(c.push(5, 20, false, FRAME_MAX_SG), Ok(true));
+        assert_eq!(c.ids(), &[5]);
+    }
+
+    #[test]
+    fn fragment_arithmetic_round_trips() {
+        for len in [14, 1514, 4095, 4096, 4097, 8192, 9000, FRAME_MAX_SG] {
+            let n = Chain::frags(len);
+            let parts: Vec<usize> = (0..n).map(|i| Chain::frag_len(len, i)).collect();
+            assert_eq!(parts.iter().sum::<usize>(), len, "{len}");
+            let mut c = Chain::new();
+            for (i, &p) in parts.iter().enumerate() {
+                let last = i + 1 == n;
+                assert_eq!(
+                    c.push(i as u16, p, !last, FRAME_MAX_SG),
+                    Ok(last),
+                    "{len} {i}"
+                );
+            }
+            assert_eq!(c.len(), len);
+        }
+        assert_eq!(Chain::frag_len(100, 1), 0);
+        assert_eq!(MTU_SG, 16368);
     }
 }

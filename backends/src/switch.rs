@@ -9,6 +9,14 @@
 //! steal another guest's traffic by sending one frame with its MAC. The uplink
 //! has no fixed MAC, since everything outside the machine sits behind it.
 //!
+//! Each port has a largest frame it takes (its MTU plus the Ethernet header):
+//! [`FRAME_MAX`] unless set with [`Switch::set_frame_max`] (a vif that negotiated
+//! large frames, up to [`FRAME_MAX_SG`]). A frame longer than an output port's
+//! limit is not sent there and is counted per port ([`SwitchStats::oversize`]), and
+//! dropped as [`DropReason::TooLongForPort`] if it has nowhere else to go: the
+//! uplink (QEMU's virtio-net) stays at 1514 bytes while guests exchange 16 KiB
+//! frames.
+//!
 //! Everything is fixed-size (no heap) and time is an opaque monotonic tick
 //! passed in by the caller, so the logic is portable and tested on the host;
 //! the driver domain feeds it frames and its clock. It never panics, whatever
@@ -22,8 +30,11 @@ pub const MAX_PORTS: usize = 16;
 pub const TABLE_SIZE: usize = 64;
 /// Shortest frame accepted: the Ethernet header (destination, source, type).
 pub const FRAME_MIN: usize = 14;
-/// Longest frame accepted: the header plus a 1500-byte payload, without FCS.
+/// Longest frame a port takes unless told otherwise: the header plus a 1500-byte
+/// payload, without FCS.
 pub const FRAME_MAX: usize = 1514;
+/// Longest frame any port may be given ([`Switch::set_frame_max`]).
+pub use parapet_abi::netif::FRAME_MAX_SG;
 /// Ticks after which a learned entry is stale: an entry refreshed at `t` is
 /// used up to and including `t + AGE` and ignored after that.
 pub const AGE: u64 = 300_000;
@@ -83,7 +94,7 @@ impl PortMask {
 pub enum DropReason {
     /// Shorter than [`FRAME_MIN`].
     TooShort = 0,
-    /// Longer than [`FRAME_MAX`].
+    /// Longer than the input port's limit ([`FRAME_MAX`] unless set).
     TooLong = 1,
     /// The input port is `>= MAX_PORTS`.
     BadPort = 2,
@@ -97,11 +108,13 @@ pub enum DropReason {
     SameSegment = 6,
     /// The frame must be flooded but no other port is up.
     NoPorts = 7,
+    /// Longer than the limit of every port it should go to (the uplink's, say).
+    TooLongForPort = 8,
 }
 
 impl DropReason {
     /// Number of reasons; indexes [`SwitchStats::dropped`].
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     /// Every reason, in index order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::TooShort,
@@ -112,6 +125,7 @@ impl DropReason {
         Self::Spoofed,
         Self::SameSegment,
         Self::NoPorts,
+        Self::TooLongForPort,
     ];
 
     /// This reason's index in [`SwitchStats::dropped`].
@@ -130,6 +144,7 @@ impl DropReason {
             Self::Spoofed => "spoofed",
             Self::SameSegment => "same-segment",
             Self::NoPorts => "no-ports",
+            Self::TooLongForPort => "too-long-for-port",
         }
     }
 }
@@ -157,6 +172,9 @@ pub struct SwitchStats {
     pub dropped: [u64; DropReason::COUNT],
     /// Fresh entries pushed out of the full table to learn a new address.
     pub evicted: u64,
+    /// Per output port: frames not sent there because they were longer than its
+    /// limit ([`Switch::set_frame_max`]).
+    pub oversize: [u64; MAX_PORTS],
 }
 
 impl SwitchStats {
@@ -175,6 +193,7 @@ impl SwitchStats {
 struct Port {
     up: bool,
     mac: Option<MacAddr>,
+    frame_max: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -222,6 +241,7 @@ impl Switch {
             ports: [Port {
                 up: false,
                 mac: None,
+                frame_max: FRAME_MAX,
             }; MAX_PORTS],
             table: [Entry::EMPTY; TABLE_SIZE],
             stats: SwitchStats {
@@ -229,6 +249,7 @@ impl Switch {
                 flooded: 0,
                 dropped: [0; DropReason::COUNT],
                 evicted: 0,
+                oversize: [0; MAX_PORTS],
             },
         }
     }
@@ -243,10 +264,25 @@ impl Switch {
             return;
         };
         let changed = p.mac != mac;
-        *p = Port { up, mac };
+        p.up = up;
+        p.mac = mac;
         if !up || changed {
             self.forget_port(port);
         }
+    }
+
+    /// Sets the longest frame `port` takes and may send, clamped to
+    /// `FRAME_MIN..=FRAME_MAX_SG` (a vif's negotiated limit; the uplink keeps
+    /// [`FRAME_MAX`]). Ports `>= MAX_PORTS` are ignored.
+    pub fn set_frame_max(&mut self, port: PortId, max: usize) {
+        if let Some(p) = self.ports.get_mut(port as usize) {
+            p.frame_max = max.clamp(FRAME_MIN, FRAME_MAX_SG);
+        }
+    }
+
+    /// The longest frame `port` takes (0 for ports `>= MAX_PORTS`).
+    pub fn frame_max(&self, port: PortId) -> usize {
+        self.ports.get(port as usize).map_or(0, |p| p.frame_max)
     }
 
     /// Takes `port` down and forgets every address learned on it, so frames to
@@ -282,7 +318,41 @@ impl Switch {
     /// known ones are sent to their port (or dropped if that is `in_port`) and
     /// unknown ones are flooded; a flood with no other up port is dropped.
     pub fn forward(&mut self, in_port: PortId, frame: &[u8], now: u64) -> Decision {
-        let decision = self.decide(in_port, frame, now);
+        self.forward_header(in_port, frame, frame.len(), now)
+    }
+
+    /// [`Self::forward`] for a frame of `len` bytes of which the caller has copied
+    /// only the start, `header` (at least the two addresses): netback decides from a
+    /// private copy of the header and then copies the frame once, straight from the
+    /// sender's buffers to where it goes. Ports whose limit is below `len` are left
+    /// out (and counted in [`SwitchStats::oversize`]).
+    pub fn forward_header(
+        &mut self,
+        in_port: PortId,
+        header: &[u8],
+        len: usize,
+        now: u64,
+    ) -> Decision {
+        let decision = match self.decide(in_port, header, len, now) {
+            Decision::Unicast(p) if len > self.frame_max(p) => {
+                self.stats.oversize[p as usize] += 1;
+                Decision::Drop(DropReason::TooLongForPort)
+            }
+            Decision::Flood(mut mask) => {
+                for p in mask.iter() {
+                    if len > self.frame_max(p) {
+                        self.stats.oversize[p as usize] += 1;
+                        mask.remove(p);
+                    }
+                }
+                if mask.is_empty() {
+                    Decision::Drop(DropReason::TooLongForPort)
+                } else {
+                    Decision::Flood(mask)
+                }
+            }
+            d => d,
+        };
         match decision {
             Decision::Unicast(_) => self.stats.unicast += 1,
             Decision::Flood(_) => self.stats.flooded += 1,
@@ -291,12 +361,16 @@ impl Switch {
         decision
     }
 
-    fn decide(&mut self, in_port: PortId, frame: &[u8], now: u64) -> Decision {
+    fn decide(&mut self, in_port: PortId, frame: &[u8], len: usize, now: u64) -> Decision {
         use DropReason::*;
-        if frame.len() < FRAME_MIN {
+        if len < FRAME_MIN {
             return Decision::Drop(TooShort);
         }
-        if frame.len() > FRAME_MAX {
+        let limit = self
+            .ports
+            .get(in_port as usize)
+            .map_or(FRAME_MAX, |p| p.frame_max);
+        if len > limit {
             return Decision::Drop(TooLong);
         }
         let Some((dst, rest)) = frame.split_first_chunk::<6>() else {
@@ -650,6 +724,47 @@ mod tests {
         sw.port_down(200);
         assert!(!sw.is_up(200));
         assert_eq!(sw.stats().dropped_total(), 6);
+    }
+
+    #[test]
+    fn large_frames_go_only_to_ports_that_take_them() {
+        let mut sw = switch(3);
+        for p in [1, 2] {
+            sw.set_frame_max(p, FRAME_MAX_SG);
+        }
+        assert_eq!(sw.frame_max(UPLINK), FRAME_MAX);
+        assert_eq!(sw.frame_max(3), FRAME_MAX);
+        assert_eq!(sw.frame_max(MAX_PORTS as PortId), 0);
+        let big = frame(MacAddr::BROADCAST, mac(1), 9000);
+        // Flooded: only to port 2; the uplink and port 3 are left out, counted.
+        assert_eq!(sw.forward(1, &big, 0), Decision::Flood(mask(&[2])));
+        let s = sw.stats();
+        assert_eq!((s.oversize[0], s.oversize[3], s.oversize[2]), (1, 1, 0));
+        // Learned unicast to the uplink: dropped, never truncated.
+        let _ = send(&mut sw, UPLINK, mac(1), mac(9), 0);
+        let to_out = frame(mac(9), mac(1), FRAME_MAX + 1);
+        assert_eq!(
+            sw.forward(1, &to_out, 0),
+            Decision::Drop(DropReason::TooLongForPort)
+        );
+        assert_eq!(sw.stats().oversize[0], 2);
+        // From the header alone, as netback asks.
+        assert_eq!(
+            sw.forward_header(1, &to_out[..FRAME_MIN], FRAME_MAX, 0),
+            Decision::Unicast(UPLINK)
+        );
+        // A port sends no more than its own limit; none beyond FRAME_MAX_SG.
+        assert_eq!(
+            sw.forward(3, &frame(mac(1), mac(3), FRAME_MAX + 1), 0),
+            Decision::Drop(DropReason::TooLong)
+        );
+        assert_eq!(
+            sw.forward_header(1, &big[..FRAME_MIN], FRAME_MAX_SG + 1, 0),
+            Decision::Drop(DropReason::TooLong)
+        );
+        sw.set_frame_max(2, usize::MAX);
+        assert_eq!(sw.frame_max(2), FRAME_MAX_SG);
+        assert_eq!(sw.stats().dropped_for(DropReason::TooLongForPort), 1);
     }
 
     #[test]

@@ -44,10 +44,22 @@
 //!   that comes with a received frame may find none: the reply is then dropped (and
 //!   counted in [`NetStats::tx_dropped`]), as is a frame longer than
 //!   [`FRAME_MAX`] or shorter than [`FRAME_MIN`].
+//! * **Large frames** (`feature-sg`, [`Netfront::with_sg`]): smoltcp gets an MTU of
+//!   [`MTU_SG`] and a frame spans up to `MAX_FRAGS` buffers (TX requests with
+//!   [`TXF_MORE`]; RX responses with [`RXF_MORE`], decoded by [`Chain`]).
+//!   [`Device::transmit`] then offers a token only when a largest frame's worth of
+//!   TX buffers is free. Without it, frames stay within one buffer and
+//!   [`FRAME_MAX`].
+//! * **Alignment**: the private frame buffers start the frame 2 bytes past an 8-byte
+//!   boundary (Linux's `NET_IP_ALIGN`), so the TCP payload of a segment without
+//!   options (offset 54) is 8-aligned and smoltcp's copies between it and the socket
+//!   buffers go a word at a time; copies to and from the granted pages use
+//!   `parapet_abi::shmem` (aligned words on the shared side).
 //! * **Checks**: a response's id must be a buffer we sent (TX) or posted (RX), else
-//!   [`NetError::Protocol`]. A received frame with a bad status or a length outside
-//!   `FRAME_MIN..=FRAME_MAX` is counted in [`NetStats::rx_errors`] and its buffer
-//!   re-posted. A TX response with a status other than Okay is counted in
+//!   [`NetError::Protocol`]. A received frame with a bad status, unknown flags or
+//!   fragments [`Chain`] refuses (a length outside `FRAME_MIN..=` the vif's largest
+//!   frame, a short fragment marked "more", too many) is counted in
+//!   [`NetStats::rx_errors`] and all its buffers are re-posted. A TX response with a status other than Okay is counted in
 //!   [`NetStats::tx_errors`]; its buffer is free again either way. Ring index
 //!   corruption is [`NetError::Ring`].
 
@@ -57,12 +69,14 @@ use alloc::boxed::Box;
 use alloc::vec;
 
 use parapet_abi::netif::{
-    rx_page, tx_page, BufSet, FramePages, NetStatus, RxRequest, RxResponse, TxRequest, TxResponse,
-    FRAME_MAX, FRAME_MIN, NET_BUFS,
+    rx_page, tx_page, BufSet, Chain, FramePages, NetStatus, RxRequest, RxResponse, TxRequest,
+    TxResponse, FRAME_MAX, FRAME_MAX_SG, FRAME_MIN, MTU_SG, NET_BUFS, RXF_MORE, TXF_MORE,
 };
+use parapet_abi::ring::PAGE_SIZE;
 use parapet_abi::ring::{FrontRing, RingError};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
+use zerocopy::IntoBytes;
 
 /// What went wrong on a netfront.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,11 +129,13 @@ pub struct NetStats {
     pub notifications: u64,
 }
 
-/// Received frames waiting for smoltcp, oldest first: `(rx buffer id, length)`.
-/// Each buffer is in it at most once, so [`NET_BUFS`] entries always suffice.
+/// Received frames waiting for smoltcp, oldest first, one entry per buffer:
+/// `(rx buffer id, fragment length, more fragments follow)`. Only complete, checked
+/// frames are queued. Each buffer is in it at most once, so [`NET_BUFS`] entries
+/// always suffice.
 #[derive(Debug)]
 struct RxQueue {
-    items: [(u8, u16); NET_BUFS],
+    items: [(u8, u16, bool); NET_BUFS],
     head: usize,
     len: usize,
 }
@@ -130,29 +146,57 @@ const _: () = assert!(NET_BUFS <= 256);
 impl RxQueue {
     const fn new() -> Self {
         RxQueue {
-            items: [(0, 0); NET_BUFS],
+            items: [(0, 0, false); NET_BUFS],
             head: 0,
             len: 0,
         }
     }
 
-    fn push(&mut self, id: usize, len: usize) -> bool {
-        if self.len == NET_BUFS {
+    /// Queues the buffers of a complete frame; false (nothing queued) if they do
+    /// not fit.
+    fn push_frame(&mut self, chain: &Chain) -> bool {
+        let ids = chain.ids();
+        if self.len + ids.len() > NET_BUFS {
             return false;
         }
-        self.items[(self.head + self.len) % NET_BUFS] = (id as u8, len as u16);
-        self.len += 1;
+        for (i, &id) in ids.iter().enumerate() {
+            let more = i + 1 < ids.len();
+            self.items[(self.head + self.len) % NET_BUFS] =
+                (id as u8, Chain::frag_len(chain.len(), i) as u16, more);
+            self.len += 1;
+        }
         true
     }
 
-    fn pop(&mut self) -> Option<(usize, usize)> {
+    fn pop(&mut self) -> Option<(usize, usize, bool)> {
         if self.len == 0 {
             return None;
         }
-        let (id, len) = self.items[self.head];
+        let (id, len, more) = self.items[self.head];
         self.head = (self.head + 1) % NET_BUFS;
         self.len -= 1;
-        Some((usize::from(id), usize::from(len)))
+        Some((usize::from(id), usize::from(len), more))
+    }
+}
+
+/// Where the frame starts in a [`FrameBuf`]: 2 bytes past an 8-byte boundary.
+const FRAME_OFFSET: usize = 2;
+
+/// A private frame buffer (on the heap, 8-aligned) holding a frame at
+/// [`FRAME_OFFSET`] (see "Alignment" in the module docs).
+struct FrameBuf(Box<[u64]>);
+
+impl FrameBuf {
+    fn new(frame_max: usize) -> Self {
+        FrameBuf(vec![0u64; (FRAME_OFFSET + frame_max).div_ceil(8)].into_boxed_slice())
+    }
+
+    fn frame(&self, len: usize) -> &[u8] {
+        &self.0.as_bytes()[FRAME_OFFSET..FRAME_OFFSET + len]
+    }
+
+    fn frame_mut(&mut self, len: usize) -> &mut [u8] {
+        &mut self.0.as_mut_bytes()[FRAME_OFFSET..FRAME_OFFSET + len]
     }
 }
 
@@ -163,9 +207,11 @@ struct TxPath<'a> {
     free: BufSet,
     /// TX buffers pushed to the ring, waiting for their response.
     in_flight: BufSet,
-    /// Where smoltcp builds a frame before it is copied to a TX page
-    /// (`FRAME_MAX` bytes, on the heap: the device stays small to move).
-    scratch: Box<[u8]>,
+    /// Where smoltcp builds a frame before it is copied to TX pages (the vif's
+    /// largest frame, on the heap: the device stays small to move).
+    scratch: FrameBuf,
+    /// The largest frame: [`FRAME_MAX`], or [`FRAME_MAX_SG`] with large frames.
+    frame_max: usize,
 }
 
 /// The receive half.
@@ -175,8 +221,10 @@ struct RxPath<'a> {
     posted: BufSet,
     /// Buffers holding a received frame, not yet taken by smoltcp.
     queue: RxQueue,
-    /// The private copy of the frame being received (`FRAME_MAX` bytes).
-    scratch: Box<[u8]>,
+    /// The fragments of a frame whose last fragment has not come yet.
+    chain: Chain,
+    /// The private copy of the frame being received (the vif's largest frame).
+    scratch: FrameBuf,
 }
 
 impl RxPath<'_> {
@@ -244,13 +292,15 @@ impl<'a, P: FramePages> Netfront<'a, P> {
                 ring: tx,
                 free: BufSet::ALL,
                 in_flight: BufSet::EMPTY,
-                scratch: vec![0; FRAME_MAX].into_boxed_slice(),
+                scratch: FrameBuf::new(FRAME_MAX),
+                frame_max: FRAME_MAX,
             },
             rx: RxPath {
                 ring: rx,
                 posted: BufSet::EMPTY,
                 queue: RxQueue::new(),
-                scratch: vec![0; FRAME_MAX].into_boxed_slice(),
+                chain: Chain::new(),
+                scratch: FrameBuf::new(FRAME_MAX),
             },
             pages,
             stats: NetStats::default(),
@@ -259,6 +309,22 @@ impl<'a, P: FramePages> Netfront<'a, P> {
             nf.rx.post(id);
         }
         Ok(nf)
+    }
+
+    /// With `sg` (the backend advertised `feature-sg` and we told it we use it):
+    /// frames of up to [`FRAME_MAX_SG`] bytes in several buffers, both ways, and an
+    /// MTU of [`MTU_SG`] for smoltcp. Call before the first frame.
+    pub fn with_sg(mut self, sg: bool) -> Self {
+        let max = if sg { FRAME_MAX_SG } else { FRAME_MAX };
+        self.tx.frame_max = max;
+        self.tx.scratch = FrameBuf::new(max);
+        self.rx.scratch = FrameBuf::new(max);
+        self
+    }
+
+    /// The largest frame sent or taken.
+    pub fn frame_max(&self) -> usize {
+        self.tx.frame_max
     }
 
     /// The counters.
@@ -309,13 +375,39 @@ impl<'a, P: FramePages> Netfront<'a, P> {
                 self.stats.protocol_errors += 1;
                 return Err(NetError::Protocol("RX response for a buffer not posted"));
             }
-            let len = usize::from(rsp.len);
-            let ok = NetStatus::from(rsp.status) == NetStatus::Okay
-                && (FRAME_MIN..=FRAME_MAX).contains(&len);
-            // Each id is in the queue at most once (it was posted), so it fits.
-            if !(ok && self.rx.queue.push(id, len)) {
-                self.stats.rx_errors += 1;
-                self.rx.post(id);
+            let ok = NetStatus::from(rsp.status) == NetStatus::Okay && rsp.flags & !RXF_MORE == 0;
+            let pushed = if ok {
+                self.rx
+                    .chain
+                    .push(
+                        rsp.id,
+                        usize::from(rsp.len),
+                        rsp.flags & RXF_MORE != 0,
+                        self.tx.frame_max,
+                    )
+                    .ok()
+            } else {
+                None
+            };
+            match pushed {
+                Some(false) => {}
+                // Each id is in the queue at most once (it was posted), so it fits.
+                Some(true) if self.rx.queue.push_frame(&self.rx.chain) => {
+                    self.rx.chain.clear();
+                }
+                _ => {
+                    // A bad fragment spoils its frame: every buffer of it is
+                    // posted again.
+                    self.stats.rx_errors += 1;
+                    let chain = self.rx.chain;
+                    self.rx.chain.clear();
+                    for &c in chain.ids() {
+                        self.rx.post(usize::from(c));
+                    }
+                    if !chain.ids().contains(&rsp.id) {
+                        self.rx.post(id);
+                    }
+                }
             }
         }
         Ok(())
@@ -390,40 +482,42 @@ impl<P: FramePages> phy::TxToken for NetTxToken<'_, '_, P> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        if len > FRAME_MAX {
+        let tx = self.tx;
+        if len > tx.frame_max {
             // smoltcp respects the MTU; should it not, the frame is built and dropped.
             let mut big = vec![0u8; len];
             let r = f(&mut big);
             self.stats.tx_dropped += 1;
             return r;
         }
-        let tx = self.tx;
-        let frame = &mut tx.scratch[..len];
-        let r = f(frame);
-        let Some(id) = (if len >= FRAME_MIN {
-            tx.free.pop_first()
-        } else {
-            None
-        }) else {
+        let r = f(tx.scratch.frame_mut(len));
+        let frags = Chain::frags(len);
+        if len < FRAME_MIN || tx.free.len() < frags || tx.ring.free_slots() < frags as u32 {
             self.stats.tx_dropped += 1;
             return r;
-        };
-        self.pages.write(tx_page(id), 0, frame);
-        let req = TxRequest {
-            id: id as u16,
-            len: len as u16,
-            flags: 0,
-            _pad: 0,
-        };
-        // At most NET_BUFS requests are in flight and the ring holds more.
-        if tx.ring.push_request(&req).is_ok() {
-            tx.in_flight.insert(id);
-            self.stats.tx_frames += 1;
-            self.stats.tx_bytes += len as u64;
-        } else {
-            tx.free.insert(id);
-            self.stats.tx_dropped += 1;
         }
+        let frame = tx.scratch.frame(len);
+        for i in 0..frags {
+            // `free.len() >= frags`: there is one.
+            let Some(id) = tx.free.pop_first() else { break };
+            let n = Chain::frag_len(len, i);
+            self.pages
+                .write(tx_page(id), 0, &frame[i * PAGE_SIZE..i * PAGE_SIZE + n]);
+            let req = TxRequest {
+                id: id as u16,
+                len: n as u16,
+                flags: if i + 1 < frags { TXF_MORE } else { 0 },
+                _pad: 0,
+            };
+            // Room was checked above: the whole frame goes in.
+            if tx.ring.push_request(&req).is_ok() {
+                tx.in_flight.insert(id);
+            } else {
+                tx.free.insert(id);
+            }
+        }
+        self.stats.tx_frames += 1;
+        self.stats.tx_bytes += len as u64;
         r
     }
 }
@@ -439,16 +533,25 @@ impl<'a, P: FramePages> Device for Netfront<'a, P> {
         Self: 't;
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(NetRxToken<'_>, NetTxToken<'_, 'a, P>)> {
-        let (id, len) = self.rx.queue.pop()?;
-        // `len` was checked against FRAME_MAX when the response was accepted. The
-        // copy is private: the backend may rewrite the page, not our frame.
-        self.pages.read(rx_page(id), 0, &mut self.rx.scratch[..len]);
-        self.rx.post(id);
+        // The queue holds whole frames only; lengths were checked (`Chain`) when the
+        // responses were accepted. The copy is private: the backend may rewrite the
+        // pages, not our frame.
+        let mut len = 0;
+        loop {
+            let (id, n, more) = self.rx.queue.pop()?;
+            let out = self.rx.scratch.frame_mut(len + n);
+            self.pages.read(rx_page(id), 0, &mut out[len..]);
+            self.rx.post(id);
+            len += n;
+            if !more {
+                break;
+            }
+        }
         self.stats.rx_frames += 1;
         self.stats.rx_bytes += len as u64;
         Some((
             NetRxToken {
-                frame: &self.rx.scratch[..len],
+                frame: self.rx.scratch.frame(len),
             },
             NetTxToken {
                 tx: &mut self.tx,
@@ -459,7 +562,8 @@ impl<'a, P: FramePages> Device for Netfront<'a, P> {
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<NetTxToken<'_, 'a, P>> {
-        if self.tx.free.is_empty() {
+        // Room for the largest frame: smoltcp asks before it knows the length.
+        if self.tx.free.len() < Chain::frags(self.tx.frame_max) {
             return None;
         }
         Some(NetTxToken {
@@ -472,8 +576,13 @@ impl<'a, P: FramePages> Device for Netfront<'a, P> {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = FRAME_MAX;
-        caps.max_burst_size = Some(NET_BUFS);
+        // smoltcp's Ethernet MTU counts the 14-byte header.
+        caps.max_transmission_unit = if self.tx.frame_max > FRAME_MAX {
+            MTU_SG + 14
+        } else {
+            FRAME_MAX
+        };
+        caps.max_burst_size = Some(NET_BUFS / Chain::frags(self.tx.frame_max));
         caps
     }
 }
@@ -512,7 +621,7 @@ mod tests {
                 (NET_BUFS..NET_PAGES).contains(&page),
                 "frontend read page {page}: not an RX buffer"
             );
-            assert!(offset == 0 && (FRAME_MIN..=FRAME_MAX).contains(&out.len()));
+            assert!(offset == 0 && (1..=PAGE_SIZE).contains(&out.len()));
             out.copy_from_slice(&self.0.borrow()[page * PAGE_SIZE..][..out.len()]);
         }
         fn write(&mut self, page: usize, offset: usize, data: &[u8]) {
@@ -520,7 +629,7 @@ mod tests {
                 page < NET_BUFS,
                 "frontend wrote page {page}: not a TX buffer"
             );
-            assert!(offset == 0 && (FRAME_MIN..=FRAME_MAX).contains(&data.len()));
+            assert!(offset == 0 && (1..=PAGE_SIZE).contains(&data.len()));
             self.0.borrow_mut()[page * PAGE_SIZE..][..data.len()].copy_from_slice(data);
         }
     }
@@ -572,7 +681,7 @@ mod tests {
             id,
             len,
             status: status.raw(),
-            _pad: 0,
+            flags: 0,
         })
         .unwrap();
     }
@@ -582,10 +691,21 @@ mod tests {
         assert!(nf.tx.free.is_disjoint(nf.tx.in_flight));
         assert_eq!(nf.tx.free.len() + nf.tx.in_flight.len(), NET_BUFS);
         let mut queued = BufSet::EMPTY;
+        let mut frame = 0;
         for i in 0..nf.rx.queue.len {
-            let (id, len) = nf.rx.queue.items[(nf.rx.queue.head + i) % NET_BUFS];
+            let (id, len, more) = nf.rx.queue.items[(nf.rx.queue.head + i) % NET_BUFS];
             assert!(queued.insert(usize::from(id)), "queued twice");
-            assert!((FRAME_MIN..=FRAME_MAX).contains(&usize::from(len)));
+            let len = usize::from(len);
+            assert!((1..=PAGE_SIZE).contains(&len) && (!more || len == PAGE_SIZE));
+            frame += len;
+            if !more {
+                assert!((FRAME_MIN..=nf.frame_max()).contains(&frame));
+                frame = 0;
+            }
+        }
+        assert_eq!(frame, 0, "only whole frames are queued");
+        for &id in nf.rx.chain.ids() {
+            assert!(queued.insert(usize::from(id)), "pending and queued");
         }
         assert!(queued.is_disjoint(nf.rx.posted));
         assert_eq!(queued.len() + nf.rx.posted.len(), NET_BUFS);
@@ -731,6 +851,63 @@ mod tests {
     }
 
     #[test]
+    fn large_frames_span_buffers_with_sg() {
+        let mut tbuf = RingBuffer::new(1);
+        let mut rbuf = RingBuffer::new(1);
+        let (tf, mut tb) = tbuf.split_req().unwrap();
+        let (rf, mut rb) = rbuf.split_req().unwrap();
+        let pages = CheckedPages::new();
+        let mut nf = Netfront::new(tf, rf, pages.clone()).unwrap().with_sg(true);
+        assert_eq!(nf.capabilities().max_transmission_unit, MTU_SG + 14);
+        assert_eq!(nf.frame_max(), FRAME_MAX_SG);
+        nf.flush();
+        drain(&mut rb);
+        // TX: 9000 bytes in three buffers, "more" on the first two.
+        let f = frame(5, 9000);
+        assert!(send(&mut nf, &f));
+        nf.flush();
+        let reqs = drain(&mut tb);
+        let shape: Vec<_> = reqs.iter().map(|r| (r.len, r.flags)).collect();
+        assert_eq!(shape, vec![(4096, TXF_MORE), (4096, TXF_MORE), (808, 0)]);
+        let mut sent = Vec::new();
+        for r in &reqs {
+            sent.extend(pages.peek(tx_page(usize::from(r.id)), usize::from(r.len)));
+        }
+        assert_eq!(sent, f);
+        // Too few free buffers for a largest frame: no token.
+        while send(&mut nf, &frame(0, 60)) {}
+        assert!(nf.tx_free() < 4);
+        // RX: a frame in buffers 6, 1 (4096 + 20 bytes), responses published apart.
+        pages.poke(rx_page(6), &f[..4096]);
+        pages.poke(rx_page(1), &f[4096..4116]);
+        let more = |rb: &mut RxBack<'_>, id, len, flags| {
+            rb.push_response(&RxResponse {
+                id,
+                len,
+                status: 0,
+                flags,
+            })
+            .unwrap();
+            rb.push_responses_and_check_notify();
+        };
+        more(&mut rb, 6, 4096, RXF_MORE);
+        nf.poll().unwrap();
+        assert_eq!(nf.rx_queued(), 0, "half a frame is not queued");
+        check_invariants(&nf);
+        more(&mut rb, 1, 20, 0);
+        nf.poll().unwrap();
+        assert_eq!(recv_all(&mut nf), vec![f[..4116].to_vec()]);
+        check_invariants(&nf);
+        // A bad chain (short fragment with "more") re-posts every buffer of it.
+        more(&mut rb, 2, 4096, RXF_MORE);
+        more(&mut rb, 3, 100, RXF_MORE);
+        nf.poll().unwrap();
+        assert_eq!(nf.stats().rx_errors, 1);
+        assert_eq!(nf.rx_queued(), 0);
+        check_invariants(&nf);
+    }
+
+    #[test]
     fn reply_token_drops_without_a_free_tx_buffer() {
         let mut tbuf = RingBuffer::new(1);
         let mut rbuf = RingBuffer::new(1);
@@ -837,15 +1014,21 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         let id = prop_oneof![0u16..40, any::<u16>()];
         let status = prop_oneof![Just(0i16), Just(-1), Just(-2), any::<i16>()];
-        let len = prop_oneof![0u16..20, 50u16..70, 1500u16..1530, any::<u16>()];
+        let len = prop_oneof![0u16..20, 50u16..70, 1500u16..1530, Just(4096), any::<u16>()];
         let tx = (id.clone(), status.clone(), any::<u32>())
             .prop_map(|(id, status, _pad)| TxResponse { id, status, _pad });
-        let rx = (id, len, status, any::<u16>()).prop_map(|(id, len, status, _pad)| RxResponse {
+        let rx = (
             id,
             len,
             status,
-            _pad,
-        });
+            prop_oneof![Just(0u16), Just(RXF_MORE), any::<u16>()],
+        )
+            .prop_map(|(id, len, status, _pad)| RxResponse {
+                id,
+                len,
+                status,
+                flags: _pad,
+            });
         prop_oneof![
             3 => Just(Op::TakeTx),
             3 => Just(Op::TakeRx),
@@ -855,7 +1038,8 @@ mod tests {
             1 => (header_word(), index_value()).prop_map(|(o, v)| Op::PokeTx(o, v)),
             1 => (header_word(), index_value()).prop_map(|(o, v)| Op::PokeRx(o, v)),
             1 => (0..NET_PAGES, any::<u8>()).prop_map(|(p, b)| Op::PokePage(p, b)),
-            5 => prop_oneof![0usize..20, 20usize..1520, 1510usize..1600].prop_map(Op::Send),
+            5 => prop_oneof![0usize..20, 20usize..1520, 1510usize..1600, 4000usize..17000]
+                .prop_map(Op::Send),
             4 => Just(Op::Receive),
             4 => Just(Op::Poll),
             3 => Just(Op::Flush),
@@ -871,13 +1055,14 @@ mod tests {
         /// panic, touch a page it must not, hand smoltcp a frame of a bad length, or
         /// lose track of a buffer.
         #[test]
-        fn hostile_backend(ops in proptest::collection::vec(op(), 1..200)) {
+        fn hostile_backend(ops in proptest::collection::vec(op(), 1..200), sg in any::<bool>()) {
+            let max = if sg { FRAME_MAX_SG } else { FRAME_MAX };
             let mut tbuf = RingBuffer::new(1);
             let mut rbuf = RingBuffer::new(1);
             let (tf, mut tb, ttamper) = split_req_tampered(&mut tbuf).unwrap();
             let (rf, mut rb, rtamper) = split_req_tampered(&mut rbuf).unwrap();
             let pages = CheckedPages::new();
-            let mut nf = Netfront::new(tf, rf, pages.clone()).unwrap();
+            let mut nf = Netfront::new(tf, rf, pages.clone()).unwrap().with_sg(sg);
             for op in ops {
                 match op {
                     Op::TakeTx => { let _ = tb.poll_request(); }
@@ -898,7 +1083,7 @@ mod tests {
                         });
                         let after = nf.stats();
                         if offered.is_some() {
-                            let ok = (FRAME_MIN..=FRAME_MAX).contains(&len);
+                            let ok = (FRAME_MIN..=max).contains(&len);
                             prop_assert_eq!(after.tx_frames - before.tx_frames, ok as u64);
                             prop_assert_eq!(after.tx_dropped - before.tx_dropped, !ok as u64);
                         } else {
@@ -907,7 +1092,7 @@ mod tests {
                     }
                     Op::Receive => {
                         for f in recv_all(&mut nf) {
-                            prop_assert!((FRAME_MIN..=FRAME_MAX).contains(&f.len()));
+                            prop_assert!((FRAME_MIN..=max).contains(&f.len()));
                         }
                     }
                     Op::Poll => { let _ = nf.poll(); }

@@ -4,7 +4,9 @@
 //! [`Vif::connect`] follows [`parapet_abi::xenbus`]: wait for the backend's
 //! `InitWait` and read the MAC the scenario gave us, allocate and grant the
 //! control page, both ring pages and the `2 * NET_BUFS` buffer pages (once),
-//! publish `ctrl-ref` and `port`, `Initialised`, wait for `Connected`. From
+//! publish `ctrl-ref`, `port` and `feature-sg` (1 if the backend offers large
+//! frames: then smoltcp's MTU is [`parapet_abi::netif::MTU_SG`]), `Initialised`,
+//! wait for `Connected`. From
 //! then on no grant operation happens per frame: [`crate::netfront`] copies
 //! frames into and out of the granted buffers.
 //!
@@ -179,6 +181,8 @@ impl Vif {
         let mac = mac_from_u64(store::read_u64(backend, bkey(keys::MAC)?.as_str())?)
             .filter(|m| m[0] & 1 == 0 && *m != [0; 6])
             .ok_or(VifError::BadMac)?;
+        // Large frames if the backend offers them (absent key: no).
+        let sg = store::read_u64(backend, bkey(keys::FEATURE_SG)?.as_str()) == Ok(1);
 
         // Ring headers are initialised before the pages are granted.
         let mut rings = Box::new(SharedPages::new(2)?);
@@ -193,7 +197,7 @@ impl Vif {
             tx_refs[i] = buf_refs[i] as u32;
             rx_refs[i] = buf_refs[NET_BUFS + i] as u32;
         }
-        let nf = Netfront::new(tx, rx, OwnPages(bufs))?;
+        let nf = Netfront::new(tx, rx, OwnPages(bufs))?.with_sg(sg);
         let mut ctrl = Box::new(SharedPages::new(1)?);
         let control = NetifControl::new(tx_ring_ref, rx_ring_ref, tx_refs, rx_refs, mac);
         ctrl.write_at(0, control.as_bytes())?;
@@ -202,6 +206,7 @@ impl Vif {
         event::set_handler(port, on_event)?;
         store::write_u64(fkey(keys::CTRL_REF)?.as_str(), ctrl_ref)?;
         store::write_u64(fkey(keys::PORT)?.as_str(), port.into())?;
+        store::write_u64(fkey(keys::FEATURE_SG)?.as_str(), u64::from(sg))?;
         store::write_u64(fkey("state")?.as_str(), XenbusState::Initialised.to_raw())?;
         let mut seen = XenbusState::InitWait;
         event::wait_until(|| {

@@ -5,9 +5,7 @@
 //! a UDP echo and an ICMP echo. Time is simulated (1 ms per step), so the test is
 //! deterministic and fast.
 
-use parapet_abi::netif::{
-    HostPages, RxRequest, RxResponse, TxRequest, TxResponse, FRAME_MAX, NET_BUFS,
-};
+use parapet_abi::netif::{HostPages, RxRequest, RxResponse, TxRequest, TxResponse, NET_BUFS};
 use parapet_abi::ring::RingBuffer;
 use parapet_backends::netback::VifBackend;
 use parapet_frontends::netfront::Netfront;
@@ -43,14 +41,17 @@ impl<'a> Side<'a> {
         rx_buf: &'a mut RingBuffer,
         mac: [u8; 6],
         ip: Ipv4Address,
+        sg: bool,
     ) -> Self {
         // The frontend initialises the rings; the backend attaches to them.
         let (tx_front, tx_back) = tx_buf.split_req::<TxRequest, TxResponse>().unwrap();
         let (rx_front, rx_back) = rx_buf.split_req::<RxRequest, RxResponse>().unwrap();
         // Both sides see the same pages (granted by the frontend, mapped by the backend).
         let pages = HostPages::new();
-        let mut nf = Netfront::new(tx_front, rx_front, pages.clone()).unwrap();
-        let vif = VifBackend::new(tx_back, rx_back, pages);
+        let mut nf = Netfront::new(tx_front, rx_front, pages.clone())
+            .unwrap()
+            .with_sg(sg);
+        let vif = VifBackend::new(tx_back, rx_back, pages).with_sg(sg);
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = u64::from(mac[5]);
         let mut iface = Interface::new(config, &mut nf, Instant::ZERO);
@@ -73,13 +74,14 @@ impl<'a> Side<'a> {
     }
 }
 
-/// Moves every frame `from`'s guest sent to `to`'s guest (a two-port wire).
+/// Moves every frame `from`'s guest sent to `to`'s guest (a two-port wire), as the
+/// driver domain does: one copy from the sender's TX buffers to the receiver's RX
+/// buffers.
 fn wire(from: &mut Side<'_>, to: &mut Side<'_>) {
-    let mut scratch = [0u8; FRAME_MAX];
     let to_vif = &mut to.vif;
     from.vif
-        .poll_tx(&mut scratch, |frame| {
-            to_vif.deliver_rx(frame).unwrap();
+        .poll_tx(|frame| {
+            to_vif.deliver_rx_from(frame).unwrap();
         })
         .unwrap();
 }
@@ -171,12 +173,28 @@ fn run_until(
 
 #[test]
 fn two_guests_talk_tcp_udp_and_icmp_over_netfront_and_netback() {
+    talk(false);
+}
+
+/// The same with large frames (`feature-sg`): TCP segments of up to 16 KiB, in
+/// several buffers each.
+#[test]
+fn two_guests_talk_with_large_frames() {
+    let frames = talk(true);
+    assert!(
+        frames < (TCP_BYTES / 8192) as u64,
+        "{frames} frames: the segments were not large"
+    );
+}
+
+/// Runs the exchange; returns the frames A sent.
+fn talk(sg: bool) -> u64 {
     let mut bufs: Vec<RingBuffer> = (0..4).map(|_| RingBuffer::new(1)).collect();
     let [a_tx, a_rx, b_tx, b_rx] = &mut bufs[..] else {
         unreachable!()
     };
-    let mut a = Side::new(a_tx, a_rx, [0x02, 0, 0, 0, 0, 0x0a], IP_A);
-    let mut b = Side::new(b_tx, b_rx, [0x02, 0, 0, 0, 0, 0x0b], IP_B);
+    let mut a = Side::new(a_tx, a_rx, [0x02, 0, 0, 0, 0, 0x0a], IP_A, sg);
+    let mut b = Side::new(b_tx, b_rx, [0x02, 0, 0, 0, 0, 0x0b], IP_B, sg);
     let mut clock = 0u64;
 
     // The first flush publishes the posted RX buffers and asks for a notification.
@@ -346,6 +364,7 @@ fn two_guests_talk_tcp_udp_and_icmp_over_netfront_and_netback() {
         assert_eq!(side.nf.final_check(), Ok(false));
     }
     assert!(a.vif.stats().tx_bytes > TCP_BYTES as u64);
+    a.nf.stats().tx_frames
 }
 
 /// Runs a guest until it has nothing left to do, as the guest glue would before
@@ -397,8 +416,8 @@ fn event_driven_loop_loses_no_wakeup() {
     let [a_tx, a_rx, b_tx, b_rx] = &mut bufs[..] else {
         unreachable!()
     };
-    let mut a = Side::new(a_tx, a_rx, [0x02, 0, 0, 0, 0, 0x1a], IP_A);
-    let mut b = Side::new(b_tx, b_rx, [0x02, 0, 0, 0, 0, 0x1b], IP_B);
+    let mut a = Side::new(a_tx, a_rx, [0x02, 0, 0, 0, 0, 0x1a], IP_A, false);
+    let mut b = Side::new(b_tx, b_rx, [0x02, 0, 0, 0, 0, 0x1b], IP_B, true);
     let data = payload(BYTES);
     let mut want = Fnv::new();
     want.update(&data);

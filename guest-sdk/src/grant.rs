@@ -365,6 +365,34 @@ pub trait SharedBytes: sealed::Sealed {
         shared_mem::write(self.base() + offset as u64, data);
         Ok(())
     }
+
+    /// Copies `len` bytes at `src_offset` of `src` to `offset` of this one, shared
+    /// memory to shared memory with no private copy in between (netback: one
+    /// guest's transmit buffer to another's receive buffer). Both ranges are
+    /// checked; they must not overlap.
+    fn copy_from<S: SharedBytes>(
+        &self,
+        offset: usize,
+        src: &S,
+        src_offset: usize,
+        len: usize,
+    ) -> Result<(), HvError>
+    where
+        Self: Sized,
+    {
+        let end = offset.checked_add(len).ok_or(HvError::Inval)?;
+        let src_end = src_offset.checked_add(len).ok_or(HvError::Inval)?;
+        if end > self.size() || src_end > src.size() {
+            return Err(HvError::Inval);
+        }
+        let (dst, from) = (self.base() + offset as u64, src.base() + src_offset as u64);
+        // Two distinct mappings or allocations never overlap; the same one could.
+        if dst < from + len as u64 && from < dst + len as u64 {
+            return Err(HvError::Inval);
+        }
+        shared_mem::copy(dst, from, len);
+        Ok(())
+    }
 }
 
 mod sealed {
@@ -502,55 +530,25 @@ mod shared_mem {
         }
     }
 
-    // Word-sized volatile accesses for the aligned middle (frames and sectors
-    // are copied through here, and byte-at-a-time is several times slower);
-    // bytes for the unaligned head and tail.
-    const WORD: usize = 8;
+    // The copy itself is `parapet_abi::shmem`'s (aligned volatile words on the
+    // shared side, never byte by byte in the middle), shared with netback/netfront.
 
     pub fn read(addr: u64, buf: &mut [u8]) {
-        let n = buf.len();
-        let mut i = 0;
-        while i < n && !(addr as usize + i).is_multiple_of(WORD) {
-            // SAFETY: the callers checked that [addr, addr + len) lies in pages
-            // they own or have mapped for as long as they live; the peer may
-            // write concurrently, hence volatile.
-            buf[i] = unsafe { core::ptr::read_volatile((addr + i as u64) as *const u8) };
-            i += 1;
-        }
-        while i + WORD <= n {
-            // SAFETY: as above; `addr + i` is 8-byte aligned here.
-            let w = unsafe { core::ptr::read_volatile((addr + i as u64) as *const u64) };
-            buf[i..i + WORD].copy_from_slice(&w.to_ne_bytes());
-            i += WORD;
-        }
-        while i < n {
-            // SAFETY: as above.
-            buf[i] = unsafe { core::ptr::read_volatile((addr + i as u64) as *const u8) };
-            i += 1;
-        }
+        // SAFETY: the callers checked that [addr, addr + len) lies in pages they own
+        // or have mapped for as long as they live; the peer may write concurrently,
+        // which `shmem::read` allows (volatile); `buf` is private memory.
+        unsafe { parapet_abi::shmem::read(addr as *const u8, buf) }
     }
 
     pub fn write(addr: u64, data: &[u8]) {
-        let n = data.len();
-        let mut i = 0;
-        while i < n && !(addr as usize + i).is_multiple_of(WORD) {
-            // SAFETY: as for `read`, and the pages are writable.
-            unsafe { core::ptr::write_volatile((addr + i as u64) as *mut u8, data[i]) };
-            i += 1;
-        }
-        while i + WORD <= n {
-            let mut w = [0u8; WORD];
-            w.copy_from_slice(&data[i..i + WORD]);
-            // SAFETY: as for `read`; `addr + i` is 8-byte aligned here.
-            unsafe {
-                core::ptr::write_volatile((addr + i as u64) as *mut u64, u64::from_ne_bytes(w))
-            };
-            i += WORD;
-        }
-        while i < n {
-            // SAFETY: as for `read`, and the pages are writable.
-            unsafe { core::ptr::write_volatile((addr + i as u64) as *mut u8, data[i]) };
-            i += 1;
-        }
+        // SAFETY: as for `read`, and the pages are writable.
+        unsafe { parapet_abi::shmem::write(addr as *mut u8, data) }
+    }
+
+    pub fn copy(dst: u64, src: u64, len: usize) {
+        // SAFETY: the caller checked both ranges (each in pages owned or mapped for
+        // as long as they live, the destination writable) and that they do not
+        // overlap; peers may access both concurrently, which `shmem::copy` allows.
+        unsafe { parapet_abi::shmem::copy(dst as *mut u8, src as *const u8, len) }
     }
 }

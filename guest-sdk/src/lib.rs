@@ -55,6 +55,8 @@ pub mod grant;
 pub mod heap;
 pub mod hypercall;
 pub mod irq;
+#[cfg(target_os = "none")]
+mod memcpy;
 pub mod memory;
 pub mod smp;
 pub mod store;

@@ -1,5 +1,6 @@
-//! `cargo parapet bench net` on QEMU: the three figures (raw ring, guest to
-//! guest TCP, host to guest TCP) are measured, the streams' checksums match,
+//! `cargo parapet bench net` on QEMU: the four figures (raw ring, guest to
+//! guest TCP, host to guest TCP, and host to the driver domain alone — QEMU's
+//! own limit on that path) are measured, the streams' checksums match,
 //! and the JSON report has every field. A small `--bytes` keeps it fast; no
 //! performance target is checked.
 #![deny(unsafe_code)]
@@ -33,6 +34,7 @@ fn bench_net_measures_ring_guest_and_host_throughput() {
         "raw ring, 4096 B messages, 2 CPUs",
         "guest to guest, TCP via the driver domain",
         "host to guest, TCP via the uplink",
+        "host to driver domain, virtio-net only (QEMU)",
     ] {
         let line = r
             .lines_starting(row)
@@ -70,7 +72,12 @@ fn bench_net_measures_ring_guest_and_host_throughput() {
     let names: Vec<&str> = results.iter().filter_map(|r| r["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["ring_4096_2cpu", "guest_to_guest_tcp", "host_to_guest_tcp"]
+        [
+            "ring_4096_2cpu",
+            "guest_to_guest_tcp",
+            "host_to_guest_tcp",
+            "host_to_driver_uplink_only"
+        ]
     );
     for r in results {
         for key in ["path", "scenario", "overrides", "secs", "mib_s", "bytes"] {
@@ -90,8 +97,10 @@ fn bench_net_measures_ring_guest_and_host_throughput() {
         results[1]["checksum"], results[2]["checksum"],
         "same pattern"
     );
+    assert_eq!(results[3]["checksum"], results[2]["checksum"]);
     assert_eq!(results[1]["overrides"][0], format!("source: bytes={bytes}"));
-    // Host to guest also has the host's clock.
+    // Host to guest (both) also has the host's clock.
     assert!(results[2]["wall_mib_s"].as_f64().unwrap() > 0.0, "{text}");
+    assert!(results[3]["wall_mib_s"].as_f64().unwrap() > 0.0, "{text}");
     assert!(results[1]["wall_mib_s"].is_null());
 }

@@ -15,6 +15,11 @@
 //!    down, then waits for the guest to close; the sink's `bench net rx`
 //!    line must report them all with the pattern's checksum.
 //!
+//! 4. [`NET_UPLINK_SCENARIO`]: the same host client against the driver
+//!    domain itself as the sink (`uplink_sink`: smoltcp straight on
+//!    virtio-net, no switch, no guest): QEMU's own limit on that path, printed
+//!    after host to guest.
+//!
 //! The figures are MiB/s by the receiving guest's counter (QEMU TCG without
 //! `-icount`, as for `bench ring`: guest time follows host time), plus the
 //! host's wall time for host to guest.
@@ -29,6 +34,10 @@ use crate::scenario::{Located, Scenario, ScenarioError};
 use crate::transcript::{split_prefix, EXIT_DOMAIN_FAILED, EXIT_OK};
 use crate::{boot, build, colour_stdout, load, prepare, prereq, qemu, run_prepared};
 use crate::{Error, Outcome, Running};
+
+/// QEMU's own limit on the host-to-guest path: the driver domain is the sink
+/// (named like the guest sink, so the same host client serves both).
+pub const NET_UPLINK_SCENARIO: &str = "scenarios/bench-net-uplink.toml";
 
 /// Options of `parapet bench net`.
 #[derive(Debug, Clone)]
@@ -374,13 +383,16 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
         &bytes.to_string(),
     )?];
     let h2g = load(Path::new(bench::NET_HOST_SCENARIO), &root)?;
+    let up = load(Path::new(NET_UPLINK_SCENARIO), &root)?;
     let qemu_path = prereq::ensure_qemu()?;
     let ring_what = what(bench::NET_RING_SCENARIO, &ring);
     let g2g_what = what(bench::NET_SCENARIO, &g2g);
     let h2g_what = what(bench::NET_HOST_SCENARIO, &h2g);
+    let up_what = what(NET_UPLINK_SCENARIO, &up);
     let p_ring = prepare(&root, ring, opts.no_build, qemu_path.clone())?;
     let p_g2g = prepare(&root, g2g, opts.no_build, qemu_path.clone())?;
-    let p_h2g = prepare(&root, h2g, opts.no_build, qemu_path)?;
+    let p_h2g = prepare(&root, h2g, opts.no_build, qemu_path.clone())?;
+    let p_up = prepare(&root, up, opts.no_build, qemu_path)?;
     let colour = colour_stdout();
     let mut summary = Vec::new();
     let failed = |mut summary: Vec<String>, code: i32, why: String| {
@@ -452,6 +464,32 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
         Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{h2g_what}: {e}")),
     };
 
+    // QEMU's own limit on the host-to-guest path: the same client, the driver
+    // domain as the sink.
+    eprintln!("parapet: bench net: running {up_what}");
+    let (outcome, client) = run_prepared(&p_up, timeout_secs, |r| host_client(r, bytes, limit))?;
+    summary.extend(outcome.summary.iter().map(|l| format!("{up_what}: {l}")));
+    let up_host = match (client, outcome.exit_code) {
+        (Ok(h), EXIT_OK) => h,
+        (Err(e), code) => {
+            let code = if code == EXIT_OK {
+                EXIT_DOMAIN_FAILED
+            } else {
+                code
+            };
+            return failed(
+                summary,
+                code,
+                format!("{up_what}: host to driver domain: {e}"),
+            );
+        }
+        (Ok(_), code) => return failed(summary, code, format!("{up_what} failed; no results")),
+    };
+    let up_t = match bench::net_host_to_guest(&up_host.lines, bytes) {
+        Ok(t) => t,
+        Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{up_what}: {e}")),
+    };
+
     let ring_row = NetResult::ring(&ring_result, bench::NET_RING_SCENARIO, ring_over);
     let g2g_row = NetResult::tcp(
         "guest_to_guest_tcp",
@@ -469,21 +507,30 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
         &h2g_t,
         Some(host.wall.as_secs_f64()),
     );
-    let report = NetReport::new(
+    let mut report = NetReport::new(
         format!("cargo parapet bench net --bytes {bytes}"),
         bench::net_clock(ring_result.freq),
         ring_row,
         g2g_row,
         h2g_row,
     );
+    report.results.push(NetResult::tcp(
+        "host_to_driver_uplink_only",
+        "host to driver domain, virtio-net only (QEMU)",
+        NET_UPLINK_SCENARIO,
+        Vec::new(),
+        &up_t,
+        Some(up_host.wall.as_secs_f64()),
+    ));
     print!("{}", report.text());
     let _ = io::stdout().flush();
     summary.push(format!(
-        "bench net: ring {:.2} MiB/s, guest to guest {:.2} MiB/s (ratio {:.4}), host to guest {:.2} MiB/s; checksums matched",
+        "bench net: ring {:.2} MiB/s, guest to guest {:.2} MiB/s (ratio {:.4}), host to guest {:.2} MiB/s (QEMU's own limit on that path {:.2}); checksums matched",
         report.results[0].mib_s,
         report.results[1].mib_s,
         report.ratio_tcp_to_ring,
-        report.results[2].mib_s
+        report.results[2].mib_s,
+        report.results[3].mib_s
     ));
     if let Some(path) = &opts.json {
         std::fs::write(path, report.json()).map_err(|source| Error::WriteReport {
@@ -522,7 +569,7 @@ mod tests {
         let source = g2g.domains.iter().find(|d| d.name == "source").unwrap();
         assert_eq!(
             source.cmdline.as_deref(),
-            Some("role=source peer=10.0.2.15 port=5001 bytes=4096 bench")
+            Some("role=source peer=10.0.2.15 port=5001 bytes=4096 sockbuf=196608 bench")
         );
         let sink = g2g.domains.iter().find(|d| d.name == "sink").unwrap();
         assert!(sink.cmdline.as_deref().unwrap().contains("bench"));
@@ -537,6 +584,17 @@ mod tests {
         let h2g = crate::scenario::load(&root().join(bench::NET_HOST_SCENARIO), &root())
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!h2g.machine.icount);
+        // QEMU's limit: the driver domain alone, named like the sink, with the
+        // forward the host client looks for.
+        let up = crate::scenario::load(&root().join(NET_UPLINK_SCENARIO), &root())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!up.machine.icount);
+        assert_eq!(up.domain_names(), [bench::NET_SINK]);
+        let d = &up.domains[0];
+        assert_eq!(d.role, crate::scenario::Role::Driver);
+        assert!(d.cmdline.as_deref().unwrap().contains("uplink_sink=5001"));
+        let fw = &d.net.as_ref().unwrap().forward;
+        assert_eq!(fw[0].guest, bench::NET_PORT);
         assert_eq!(h2g.domain_names(), ["driver", "sink"]);
         let plan = crate::nets::prepare(&h2g).unwrap();
         assert_eq!(plan.forwards.len(), 1);

@@ -170,16 +170,20 @@ pub fn prepare(s: &Scenario) -> Result<NetPlan, NetError> {
             )));
         }
         plan.guest_wiring.push((d.name.clone(), words));
-        if !plan.driver_wiring.is_empty() {
-            plan.driver_wiring.push(' ');
+        // The driver domain's own `net` is its address on the uplink (its
+        // `uplink_sink` mode), not a vif: only the words and the forwards.
+        if d.role != Role::Driver {
+            if !plan.driver_wiring.is_empty() {
+                plan.driver_wiring.push(' ');
+            }
+            let vif = VifWiring {
+                frontend: Name::new(&d.name)
+                    .ok_or_else(|| invalid(format!("{:?} cannot name a vif's frontend", d.name)))?,
+                dev: VIF_DEV,
+                mac: net.mac,
+            };
+            plan.driver_wiring += &vif.to_string();
         }
-        let vif = VifWiring {
-            frontend: Name::new(&d.name)
-                .ok_or_else(|| invalid(format!("{:?} cannot name a vif's frontend", d.name)))?,
-            dev: VIF_DEV,
-            mac: net.mac,
-        };
-        plan.driver_wiring += &vif.to_string();
         for fw in &net.forward {
             let NetIp::Static { addr, .. } = net.ip else {
                 // The scenario parser refuses forwards without a static address.

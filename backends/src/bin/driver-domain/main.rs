@@ -8,6 +8,9 @@
 //! the last domain alive — unless, as the control domain, a domain can still
 //! be created (then `shutdown` on its console ends it).
 //!
+//! With `uplink_sink=PORT` on its command line it does none of that: it is a
+//! TCP sink on the uplink (`sink.rs`), for `bench net`.
+//!
 //! Guests come and go while it runs: a destroyed (or crashed, or exited)
 //! guest's vif and vbd are detached when its store keys vanish, and
 //! advertised again for its next instance, which connects through the
@@ -26,6 +29,8 @@ fn main() {
 mod hal;
 #[cfg(target_os = "none")]
 mod nic;
+#[cfg(target_os = "none")]
+mod sink;
 #[cfg(target_os = "none")]
 mod vbd;
 #[cfg(target_os = "none")]
@@ -228,7 +233,7 @@ mod driver {
         for v in &net.vifs {
             let s = v.stats();
             println!(
-                "  vif {}/{}: {} frames ({} B) from it, {} ({} B) to it, {} dropped, {} malformed{}",
+                "  vif {}/{}: {} frames ({} B) from it, {} ({} B) to it, {} dropped, {} malformed, {} too long for it{}",
                 v.cfg.frontend,
                 v.cfg.dev,
                 s.tx_frames,
@@ -237,15 +242,17 @@ mod driver {
                 s.rx_bytes,
                 s.rx_dropped,
                 s.malformed,
+                s.rx_too_long,
                 if v.connected() { "" } else { ", disconnected" }
             );
         }
         let sw = net.switch.stats();
         println!(
-            "  switch: {} unicast, {} flooded, {} dropped",
+            "  switch: {} unicast, {} flooded, {} dropped, {} left out of the uplink as too long",
             sw.unicast,
             sw.flooded,
-            sw.dropped_total()
+            sw.dropped_total(),
+            sw.oversize[0]
         );
     }
 
@@ -443,6 +450,15 @@ mod driver {
             }
         }
         println!("driver domain: {present} virtio devices, {empty} empty slots");
+        // `bench net`'s measure of QEMU's own host-to-guest limit: nothing but
+        // a TCP sink on the uplink.
+        if let Some(port) = crate::sink::requested(info.cmdline()) {
+            let Some(nic) = nic else {
+                println!("uplink sink: no virtio-net device");
+                return 1;
+            };
+            return crate::sink::run(nic, info.cmdline(), port, &NIC_IRQ);
+        }
         let mut unwired = wire_disks(&wiring, &disks);
         unwired.extend(wiring.vifs.iter().map(|c| Unwired::Vif(*c)));
         // Only the control domain may list the domains.

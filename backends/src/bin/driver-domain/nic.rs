@@ -137,6 +137,34 @@ impl Nic {
 
     /// Hands each received frame to `deliver` and re-posts its buffer; returns
     /// how many.
+    /// Whether a received frame is waiting.
+    pub fn has_rx(&self) -> bool {
+        self.dev.poll_receive().is_some()
+    }
+
+    /// Hands the oldest received frame to `f` (an empty slice for a frame
+    /// the device got wrong, counted) and re-posts its buffer; `None` if no
+    /// frame was waiting.
+    pub fn receive_one<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let token = self.dev.poll_receive()?;
+        let r = match self.bufs.complete_rx(&mut self.dev, token) {
+            Ok(Some(frame)) => {
+                self.stats.rx_frames += 1;
+                f(frame)
+            }
+            Ok(None) | Err(_) => {
+                self.stats.errors += 1;
+                f(&[])
+            }
+        };
+        if let Some(i) = self.bufs.last_rx() {
+            if self.bufs.post_rx(&mut self.dev, i).is_err() {
+                self.stats.errors += 1;
+            }
+        }
+        Some(r)
+    }
+
     pub fn receive(&mut self, mut deliver: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
         while let Some(token) = self.dev.poll_receive() {
@@ -164,9 +192,12 @@ impl Nic {
 
     /// Queues `frame` for transmission; false (and counted) if no buffer is
     /// free.
-    pub fn send(&mut self, frame: &[u8]) -> bool {
+    /// Sends a frame of `len` bytes (at most `FRAME_MAX`) that `fill` writes
+    /// straight into a transmit buffer (netback copies a guest's frame there
+    /// once, from its granted buffer).
+    pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
         self.reclaim_tx();
-        match self.bufs.send(&mut self.dev, frame) {
+        match self.bufs.send(&mut self.dev, len, fill) {
             Ok(true) => {
                 self.stats.tx_frames += 1;
                 true
@@ -264,17 +295,22 @@ mod buffers {
 
         /// Copies `frame` into a free transmit buffer and lends it to the
         /// device; `Ok(false)` if none is free.
-        pub fn send(&mut self, dev: &mut Dev, frame: &[u8]) -> Result<bool, Error> {
+        pub fn send(
+            &mut self,
+            dev: &mut Dev,
+            frame_len: usize,
+            fill: impl FnOnce(&mut [u8]),
+        ) -> Result<bool, Error> {
             let Some(i) = self.tx_token.iter().position(Option::is_none) else {
                 return Ok(false);
             };
             let buf = &mut self.tx[i * BUF..(i + 1) * BUF];
             let hdr = dev.fill_buffer_header(buf)?;
-            if hdr + frame.len() > BUF {
+            if frame_len > FRAME_MAX || hdr + frame_len > BUF {
                 return Err(Error::InvalidParam);
             }
-            buf[hdr..hdr + frame.len()].copy_from_slice(frame);
-            let len = hdr + frame.len();
+            fill(&mut buf[hdr..hdr + frame_len]);
+            let len = hdr + frame_len;
             // SAFETY: buffer `i` is the pool's (no token), and the pool does not
             // touch it again until `complete_tx` returns it with this token.
             let token = unsafe { dev.transmit_begin(&buf[..len])? };

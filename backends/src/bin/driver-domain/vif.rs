@@ -7,23 +7,30 @@
 //! and its `2 * NET_BUFS` buffer pages once, and serves the rings with the
 //! portable [`VifBackend`]. Frames go through [`Switch`]: port 0 is the
 //! uplink (virtio-net on QEMU's user network), port `1 + i` is vif `i`.
+//!
+//! A vif whose frontend wrote `feature-sg = 1` (the backend offers it) takes
+//! and sends frames of up to `FRAME_MAX_SG` bytes; its switch port is given
+//! that limit, the uplink keeps 1514, and the switch leaves a longer frame out
+//! of the uplink (counted, and printed the first time). A guest's frame is
+//! copied once in the driver domain: the switch decides from a private copy of
+//! its header, then the frame goes straight from the sender's TX buffers to
+//! each receiver's RX buffers (or the NIC's transmit buffer).
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use parapet_abi::event::Port;
 use parapet_abi::netif::{
     keys, mac_to_u64, FramePages, NetifControl, RxRequest, RxResponse, TxRequest, TxResponse,
-    FRAME_MAX, NET_BUFS, NET_PAGES,
+    NET_BUFS, NET_PAGES,
 };
 use parapet_abi::ring::BackRing;
 use parapet_abi::xenbus::{backend_key, backend_step, frontend_key, BackAction, XenbusState};
 use parapet_abi::HvError;
 use parapet_backends::config::VifWiring;
-use parapet_backends::netback::{VifBackend, VifStats};
-use parapet_backends::switch::{Decision, MacAddr, PortId, Switch};
+use parapet_backends::netback::{TxFrame, VifBackend, VifStats};
+use parapet_backends::switch::{Decision, MacAddr, PortId, Switch, FRAME_MAX, MAX_PORTS};
 use parapet_guest::event::{self, DomId};
 use parapet_guest::grant::{self, Mapped, SharedBytes};
 use parapet_guest::{println, store, time};
@@ -47,6 +54,12 @@ impl FramePages for MappedPages {
     }
     fn write(&mut self, page: usize, offset: usize, data: &[u8]) {
         let _ = self.0.write_at(page * PAGE + offset, data);
+    }
+    fn copy_from(&mut self, page: usize, src: &Self, src_page: usize, offset: usize, len: usize) {
+        // Mapped page to mapped page, volatile words, no private copy.
+        let _ = self
+            .0
+            .copy_from(page * PAGE + offset, &src.0, src_page * PAGE + offset, len);
     }
 }
 
@@ -112,6 +125,13 @@ impl Vif {
         self.conn.is_some()
     }
 
+    /// The longest frame the connected frontend takes ([`FRAME_MAX`] when none).
+    fn frame_max(&self) -> usize {
+        self.conn
+            .as_ref()
+            .map_or(FRAME_MAX, |c| c.backend.frame_max())
+    }
+
     /// Counters over every connection so far.
     pub fn stats(&self) -> VifStats {
         let mut s = self.past;
@@ -162,6 +182,7 @@ impl Vif {
             self.key(keys::MAC)?.as_str(),
             mac_to_u64(self.cfg.mac.octets()),
         )?;
+        store::write_u64(self.key(keys::FEATURE_SG)?.as_str(), 1)?;
         self.set_state(XenbusState::InitWait)
     }
 
@@ -172,6 +193,8 @@ impl Vif {
             u32::try_from(store::read_u64(self.frontend, k.as_str())?).map_err(|_| HvError::Inval)
         };
         let (ctrl_ref, remote_port) = (read(keys::CTRL_REF)?, read(keys::PORT)?);
+        // Large frames only if the frontend asked (an absent key is a no).
+        let sg = read(keys::FEATURE_SG) == Ok(1);
         // The control page is copied out, then checked; it is not kept mapped.
         let ctrl_map = grant::map(self.frontend, &[ctrl_ref], true)?;
         let mut raw = [0u8; core::mem::size_of::<NetifControl>()];
@@ -208,14 +231,17 @@ impl Vif {
             }
         };
         self.conn = Some(Connection {
-            backend: VifBackend::new(tx, rx, MappedPages(bufs)),
+            backend: VifBackend::new(tx, rx, MappedPages(bufs)).with_sg(sg),
             rings,
             port,
         });
         self.set_state(XenbusState::Connected)?;
         println!(
-            "netback: {}/{} connected: MAC {}",
-            self.cfg.frontend, self.cfg.dev, self.cfg.mac
+            "netback: {}/{} connected: MAC {}{}",
+            self.cfg.frontend,
+            self.cfg.dev,
+            self.cfg.mac,
+            if sg { ", frames up to 16 KiB" } else { "" }
         );
         Ok(())
     }
@@ -244,13 +270,6 @@ impl Vif {
     }
 }
 
-/// Frames taken from one vif's TX ring, waiting to be switched.
-struct Staging {
-    frames: Box<[[u8; FRAME_MAX]]>,
-    lens: [usize; NET_BUFS],
-    count: usize,
-}
-
 /// The switch, the uplink and the vifs.
 pub struct Network {
     /// The uplink, if the machine has a virtio-net device.
@@ -259,10 +278,10 @@ pub struct Network {
     pub vifs: Vec<Vif>,
     /// The learning switch.
     pub switch: Switch,
-    staging: Staging,
-    scratch: Box<[u8; FRAME_MAX]>,
     /// Vifs whose responses must be published.
     dirty: u32,
+    /// Per switch port: frames left out for being too long, as last reported.
+    oversize_seen: [u64; MAX_PORTS],
 }
 
 fn now_ms() -> u64 {
@@ -281,13 +300,8 @@ impl Network {
             nic,
             vifs,
             switch,
-            staging: Staging {
-                frames: alloc::vec![[0u8; FRAME_MAX]; NET_BUFS].into_boxed_slice(),
-                lens: [0; NET_BUFS],
-                count: 0,
-            },
-            scratch: Box::new([0; FRAME_MAX]),
             dirty: 0,
+            oversize_seen: [0; MAX_PORTS],
         }
     }
 
@@ -299,7 +313,7 @@ impl Network {
     /// gets the next switch port, up once it connects. `false` (and nothing
     /// added) when every port is taken.
     pub fn add_vif(&mut self, vif: Vif) -> bool {
-        if Self::port_of(self.vifs.len()) as usize >= parapet_backends::switch::MAX_PORTS {
+        if Self::port_of(self.vifs.len()) as usize >= MAX_PORTS {
             return false;
         }
         self.vifs.push(vif);
@@ -315,13 +329,39 @@ impl Network {
     }
 
     /// Brings each vif's switch port up or down with its connection (a port
-    /// going down forgets the stations learned on it).
+    /// going down forgets the stations learned on it), with the longest frame
+    /// its frontend negotiated.
     fn sync_ports(&mut self) {
         for (i, v) in self.vifs.iter().enumerate() {
             let (port, up) = (Self::port_of(i), v.connected());
             if self.switch.is_up(port) != up {
                 self.switch.set_port(port, up, up.then_some(v.cfg.mac));
             }
+            if self.switch.frame_max(port) != v.frame_max() {
+                self.switch.set_frame_max(port, v.frame_max());
+            }
+        }
+    }
+
+    /// Says (once per port, then only in the counters) that the switch left
+    /// frames out of a port for being longer than it takes.
+    fn report_oversize(&mut self) {
+        let counts = self.switch.stats().oversize;
+        for (p, (&n, seen)) in counts.iter().zip(self.oversize_seen.iter_mut()).enumerate() {
+            if n > 0 && *seen == 0 {
+                let name = match p {
+                    0 => "the uplink",
+                    _ => self
+                        .vifs
+                        .get(p - 1)
+                        .map_or("a vif", |v| v.cfg.frontend.as_str()),
+                };
+                println!(
+                    "netback: frames longer than {} bytes are not sent to {name} (counted in `devices`)",
+                    self.switch.frame_max(p as PortId)
+                );
+            }
+            *seen = n;
         }
     }
 
@@ -336,26 +376,41 @@ impl Network {
             let (switch, vifs, dirty) = (&mut self.switch, &mut self.vifs, &mut self.dirty);
             nic.receive(|frame| {
                 let d = switch.forward(UPLINK, frame, now);
-                deliver_to_vifs(vifs, dirty, d, frame);
+                deliver_to_vifs(vifs, dirty, d, None, |b| b.deliver_rx(frame));
             });
         }
         let mut again = false;
         for i in 0..self.vifs.len() {
             let in_port = Self::port_of(i);
-            self.staging.count = 0;
-            let polled = {
-                let Some(c) = self.vifs[i].conn.as_mut() else {
-                    continue;
-                };
-                let st = &mut self.staging;
-                c.backend.poll_tx(&mut self.scratch, |frame| {
-                    if st.count < NET_BUFS {
-                        st.frames[st.count][..frame.len()].copy_from_slice(frame);
-                        st.lens[st.count] = frame.len();
-                        st.count += 1;
-                    }
-                })
+            // The sender apart from the others: frames are copied straight from
+            // its buffers to theirs.
+            let (before, rest) = self.vifs.split_at_mut(i);
+            let Some((me, after)) = rest.split_first_mut() else {
+                break;
             };
+            let Some(c) = me.conn.as_mut() else {
+                continue;
+            };
+            let (switch, nic, dirty) = (&mut self.switch, &mut self.nic, &mut self.dirty);
+            let polled = c.backend.poll_tx(|frame: &TxFrame<'_, MappedPages>| {
+                let d = switch.forward_header(in_port, frame.header(), frame.len(), now);
+                let to_uplink = match d {
+                    Decision::Unicast(p) => p == UPLINK,
+                    Decision::Flood(mask) => mask.contains(UPLINK),
+                    Decision::Drop(_) => false,
+                };
+                if to_uplink {
+                    if let Some(nic) = nic.as_mut() {
+                        nic.send_with(frame.len(), |buf| frame.read(0, buf));
+                    }
+                }
+                let mut others = Others {
+                    before: &mut *before,
+                    after: &mut *after,
+                    me: i,
+                };
+                deliver_to_vifs(&mut others, dirty, d, Some(i), |b| b.deliver_rx_from(frame));
+            });
             match polled {
                 Ok(n) if n > 0 => self.dirty |= 1 << i,
                 Ok(_) => {}
@@ -363,21 +418,6 @@ impl Network {
                     self.vifs[i].refuse(&e);
                     continue;
                 }
-            }
-            for k in 0..self.staging.count {
-                let frame = &self.staging.frames[k][..self.staging.lens[k]];
-                let d = self.switch.forward(in_port, frame, now);
-                let to_uplink = match d {
-                    Decision::Unicast(p) => p == UPLINK,
-                    Decision::Flood(mask) => mask.iter().any(|p| p == UPLINK),
-                    Decision::Drop(_) => false,
-                };
-                if to_uplink {
-                    if let Some(nic) = self.nic.as_mut() {
-                        nic.send(frame);
-                    }
-                }
-                deliver_to_vifs(&mut self.vifs, &mut self.dirty, d, frame);
             }
             if self.vifs[i]
                 .conn
@@ -401,6 +441,7 @@ impl Network {
         }
         self.dirty = 0;
         self.sync_ports();
+        self.report_oversize();
         if let Some(nic) = self.nic.as_mut() {
             nic.reclaim_tx();
         }
@@ -408,12 +449,52 @@ impl Network {
     }
 }
 
-/// Copies `frame` into the RX buffers of the vifs the decision names.
-fn deliver_to_vifs(vifs: &mut [Vif], dirty: &mut u32, d: Decision, frame: &[u8]) {
+/// The vifs other than the one whose frame is being switched (index `me`).
+struct Others<'v> {
+    before: &'v mut [Vif],
+    after: &'v mut [Vif],
+    me: usize,
+}
+
+/// The vifs a frame can be delivered to.
+trait VifSet {
+    fn get(&mut self, i: usize) -> Option<&mut Vif>;
+}
+
+impl VifSet for Vec<Vif> {
+    fn get(&mut self, i: usize) -> Option<&mut Vif> {
+        self.get_mut(i)
+    }
+}
+
+impl VifSet for Others<'_> {
+    fn get(&mut self, i: usize) -> Option<&mut Vif> {
+        match i.cmp(&self.me) {
+            core::cmp::Ordering::Less => self.before.get_mut(i),
+            core::cmp::Ordering::Equal => None,
+            core::cmp::Ordering::Greater => self.after.get_mut(i - self.me - 1),
+        }
+    }
+}
+
+/// Delivers a frame (with `deliver`, one copy each) to the vifs the decision
+/// names, other than `from`.
+fn deliver_to_vifs(
+    vifs: &mut impl VifSet,
+    dirty: &mut u32,
+    d: Decision,
+    from: Option<usize>,
+    mut deliver: impl FnMut(
+        &mut VifBackend<'static, MappedPages>,
+    ) -> Result<bool, parapet_backends::netback::VifError>,
+) {
     let mut one = |i: usize| {
-        let Some(v) = vifs.get_mut(i) else { return };
+        if Some(i) == from {
+            return;
+        }
+        let Some(v) = vifs.get(i) else { return };
         let Some(c) = v.conn.as_mut() else { return };
-        match c.backend.deliver_rx(frame) {
+        match deliver(&mut c.backend) {
             Ok(true) => *dirty |= 1 << i,
             Ok(false) => {}
             Err(e) if e.is_peer_fault() => v.refuse(&e),
