@@ -6,13 +6,15 @@ use parapet_tests::check::assert_has;
 use parapet_tests::{run_parapet_with_cues, serial, Cue};
 
 /// The `ps` row of thread `name` in the first `ps` output after `from`:
-/// (state, progress).
+/// (state, progress). Other domains' lines may land between the rows (the
+/// consoles interleave), so only toy-os's own lines are read.
 fn ps_row<'a>(transcript: &'a str, from: &str, name: &str) -> (&'a str, u64) {
     let start = transcript
         .find(from)
         .unwrap_or_else(|| panic!("no {from:?} in:\n{transcript}"));
     let row = transcript[start..]
         .lines()
+        .filter(|l| l.starts_with("[toy-os]"))
         .skip_while(|l| !l.contains("TID  NAME"))
         .skip(1)
         .take_while(|l| l.starts_with("[toy-os]   "))

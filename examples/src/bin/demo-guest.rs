@@ -104,7 +104,13 @@ mod guest {
             println!("timer: masked FAILED (set_timer: {e})");
             return Err(());
         }
+        // Until it is pending (at most 2 s: a loaded host may deschedule
+        // QEMU for longer than the timer's 2 ms), with interrupts masked.
+        let deadline = time::deadline_after(Duration::from_secs(2));
         time::busy_wait(Duration::from_millis(10));
+        while !irq::is_pending() && time::now() < deadline {
+            core::hint::spin_loop();
+        }
         let ran_while_masked = fired() != before;
         let pending = irq::is_pending();
         irq::restore(state);
