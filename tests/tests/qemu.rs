@@ -20,6 +20,8 @@ fn basics_scenario_runs_to_completion() {
             "timer: unmasked ok",
             "timer: masked ok",
             "fp: ok",
+            "fp upcall: handler without FP: FP state intact, 0 lazy-enable trap(s)",
+            "fp upcall: ok",
             "demo: done",
         ] {
             assert_has(&t, &format!("[{g}] {what}"));
