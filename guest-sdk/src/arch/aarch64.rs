@@ -21,11 +21,13 @@ const EMERGENCY_STACK: usize = 8 * 1024;
 
 /// Bytes saved by the lazy-FP trap path: x0–x17 and x30, rounded to 16.
 const FP_FRAME: usize = 160;
-/// Bytes of the IRQ path's frame: x0–x17, x30, the FP flags ([`IRQ_FP_ON`],
-/// [`IRQ_FP_SAVED`]), ELR, SPSR, then room for FPCR, FPSR and all of q0–q31
-/// (an interrupt is not a call boundary: the upper halves of v8–v15 are live
-/// too), filled only if the handler uses FP (see [`VPSR_FP_DEFERRED`]).
-const IRQ_FRAME: usize = 704;
+/// Bytes of the IRQ path's frame: x0–x18 (x18 is a temporary register for
+/// this target's Rust code, which the handler may clobber), x30, ELR, SPSR,
+/// the FP flags ([`IRQ_FP_ON`], [`IRQ_FP_SAVED`]), then room for FPCR, FPSR
+/// and all of q0–q31 (an interrupt is not a call boundary: the upper halves
+/// of v8–v15 are live too), filled only if the handler uses FP (see
+/// [`VPSR_FP_DEFERRED`]).
+const IRQ_FRAME: usize = 720;
 /// IRQ frame flag: the virtual FP bit was set when the upcall came, so the
 /// vector turned FP off and deferred saving the interrupted FP state.
 const IRQ_FP_ON: u64 = 1;
@@ -33,8 +35,8 @@ const IRQ_FP_ON: u64 = 1;
 /// (restore it on the way out).
 const IRQ_FP_SAVED: u64 = 2;
 /// Offset in the IRQ frame of the FP flags, and of FPCR/FPSR and q0–q31.
-const IRQ_FP_FLAGS: usize = 152;
-const IRQ_FP_REGS: usize = 176;
+const IRQ_FP_FLAGS: usize = 176;
+const IRQ_FP_REGS: usize = 192;
 /// `CPACR_EL1.FPEN`: FP/SIMD enabled at EL1 and EL0 (0b11), else trapped.
 const CPACR_FPEN: u64 = 0b11 << 20;
 
@@ -312,22 +314,22 @@ __parapet_fp_trap:
     mrs     x0, fpcr
     mrs     x2, fpsr
     stp     x0, x2, [x1, #{irq_fp_regs}]
-    stp     q0, q1, [x1, #192]
-    stp     q2, q3, [x1, #224]
-    stp     q4, q5, [x1, #256]
-    stp     q6, q7, [x1, #288]
-    stp     q8, q9, [x1, #320]
-    stp     q10, q11, [x1, #352]
-    stp     q12, q13, [x1, #384]
-    stp     q14, q15, [x1, #416]
-    stp     q16, q17, [x1, #448]
-    stp     q18, q19, [x1, #480]
-    stp     q20, q21, [x1, #512]
-    stp     q22, q23, [x1, #544]
-    stp     q24, q25, [x1, #576]
-    stp     q26, q27, [x1, #608]
-    stp     q28, q29, [x1, #640]
-    stp     q30, q31, [x1, #672]
+    stp     q0, q1, [x1, #208]
+    stp     q2, q3, [x1, #240]
+    stp     q4, q5, [x1, #272]
+    stp     q6, q7, [x1, #304]
+    stp     q8, q9, [x1, #336]
+    stp     q10, q11, [x1, #368]
+    stp     q12, q13, [x1, #400]
+    stp     q14, q15, [x1, #432]
+    stp     q16, q17, [x1, #464]
+    stp     q18, q19, [x1, #496]
+    stp     q20, q21, [x1, #528]
+    stp     q22, q23, [x1, #560]
+    stp     q24, q25, [x1, #592]
+    stp     q26, q27, [x1, #624]
+    stp     q28, q29, [x1, #656]
+    stp     q30, q31, [x1, #688]
     ldr     x0, [x1, #{irq_fp_flags}]
     orr     x0, x0, #{irq_fp_saved}
     str     x0, [x1, #{irq_fp_flags}]
@@ -353,11 +355,12 @@ __parapet_irq:
     mrs     x9, elr_el1
     mrs     x10, spsr_el1
     stp     x9, x10, [sp, #160]
+    stp     x18, x30, [sp, #144]
     mrs     x9, tpidr_el1
     ldrb    w10, [x9, #{vpsr_fp_enable}]
     cmp     w10, #0
     cset    x10, ne
-    stp     x30, x10, [sp, #144]
+    str     x10, [sp, #{irq_fp_flags}]
     cbz     x10, 1f
     // FP on: off for the handler (CPACR and the virtual bit agree), this
     // frame recorded as the one to save the interrupted state into.
@@ -395,22 +398,22 @@ __parapet_irq:
     ldp     x9, x11, [sp, #{irq_fp_regs}]
     msr     fpcr, x9
     msr     fpsr, x11
-    ldp     q0, q1, [sp, #192]
-    ldp     q2, q3, [sp, #224]
-    ldp     q4, q5, [sp, #256]
-    ldp     q6, q7, [sp, #288]
-    ldp     q8, q9, [sp, #320]
-    ldp     q10, q11, [sp, #352]
-    ldp     q12, q13, [sp, #384]
-    ldp     q14, q15, [sp, #416]
-    ldp     q16, q17, [sp, #448]
-    ldp     q18, q19, [sp, #480]
-    ldp     q20, q21, [sp, #512]
-    ldp     q22, q23, [sp, #544]
-    ldp     q24, q25, [sp, #576]
-    ldp     q26, q27, [sp, #608]
-    ldp     q28, q29, [sp, #640]
-    ldp     q30, q31, [sp, #672]
+    ldp     q0, q1, [sp, #208]
+    ldp     q2, q3, [sp, #240]
+    ldp     q4, q5, [sp, #272]
+    ldp     q6, q7, [sp, #304]
+    ldp     q8, q9, [sp, #336]
+    ldp     q10, q11, [sp, #368]
+    ldp     q12, q13, [sp, #400]
+    ldp     q14, q15, [sp, #432]
+    ldp     q16, q17, [sp, #464]
+    ldp     q18, q19, [sp, #496]
+    ldp     q20, q21, [sp, #528]
+    ldp     q22, q23, [sp, #560]
+    ldp     q24, q25, [sp, #592]
+    ldp     q26, q27, [sp, #624]
+    ldp     q28, q29, [sp, #656]
+    ldp     q30, q31, [sp, #688]
 2:  ldp     x9, x10, [sp, #160]
     msr     elr_el1, x9
     msr     spsr_el1, x10
@@ -422,7 +425,7 @@ __parapet_irq:
     ldp     x12, x13, [sp, #96]
     ldp     x14, x15, [sp, #112]
     ldp     x16, x17, [sp, #128]
-    ldr     x30, [sp, #144]
+    ldp     x18, x30, [sp, #144]
     ldp     x0, x1, [sp]
     add     sp, sp, #{irq_frame}
     eret
