@@ -41,7 +41,8 @@ const IRQ_FP_REGS: usize = 192;
 const CPACR_FPEN: u64 = 0b11 << 20;
 
 /// Offset in this vCPU's VPSR page (`TPIDR_EL1`) of a word of the SDK's own,
-/// beyond the shared [`Vpsr`] (the hypervisor never reads or writes it): the
+/// in the guest's part of the page (`VPSR_GUEST_AREA`, beyond the shared
+/// [`Vpsr`]: the hypervisor never reads or writes it): the
 /// address of the IRQ frame whose interrupted code's FP/SIMD state is still
 /// in the registers, unsaved, or 0.
 ///
@@ -58,8 +59,7 @@ const CPACR_FPEN: u64 = 0b11 << 20;
 /// same way first, so that at most one frame is ever recorded, it belongs to
 /// the running thread, and the thread switched to finds FP usable and its own
 /// state intact.
-const VPSR_FP_DEFERRED: usize = 2048;
-const _: () = assert!(VPSR_FP_DEFERRED >= core::mem::size_of::<Vpsr>());
+const VPSR_FP_DEFERRED: usize = parapet_abi::vpsr::VPSR_GUEST_AREA;
 const _: () = assert!(IRQ_FP_REGS + 16 + 32 * 16 == IRQ_FRAME);
 // The vector stores 0 or 1 (`cset`) as the flags and tests bit 1 with `tbnz`.
 const _: () = assert!(IRQ_FP_ON == 1 && IRQ_FP_SAVED == 1 << 1);
