@@ -19,10 +19,11 @@
 //! FPU of the hypervisor is not woken either.
 //!
 //! Thread switches inside handlers (`context::switch`): a switch while an
-//! upcall's save is still deferred saves it first (it reads FPCR, which
-//! traps), so the deferred state always belongs to the running thread, the
-//! thread switched to may use FP at once, and a thread resumed inside its
-//! handler gets its own interrupted state back from its own frame.
+//! upcall's save is still deferred does that save first (in the switch
+//! routine, as the trap would), so the deferred state always belongs to the
+//! running thread, the thread switched to may use FP at once, and a thread
+//! resumed inside its handler gets its own interrupted state back from its
+//! own frame.
 #![deny(unsafe_code)]
 
 use core::sync::atomic::Ordering;

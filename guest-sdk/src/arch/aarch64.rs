@@ -42,9 +42,9 @@ const CPACR_FPEN: u64 = 0b11 << 20;
 
 /// Offset in this vCPU's VPSR page (`TPIDR_EL1`) of a word of the SDK's own,
 /// in the guest's part of the page (`VPSR_GUEST_AREA`, beyond the shared
-/// [`Vpsr`]: the hypervisor never reads or writes it): the
-/// address of the IRQ frame whose interrupted code's FP/SIMD state is still
-/// in the registers, unsaved, or 0.
+/// [`Vpsr`]: the hypervisor never reads or writes it): the address of the IRQ
+/// frame whose interrupted code's FP/SIMD state is still in the registers,
+/// unsaved, or 0.
 ///
 /// The lazy upcall FP rule: an upcall that interrupts code with the virtual FP
 /// bit set saves no FP register. It clears the bit and `CPACR_EL1.FPEN`
@@ -55,10 +55,10 @@ const CPACR_FPEN: u64 = 0b11 << 20;
 /// FPCR, FPSR and q0–q31 into the frame, marks it [`IRQ_FP_SAVED`], clears
 /// this word and retries. On the way out the vector sets the bit and FPEN to
 /// their values at entry, and loads the saved registers if any. A thread
-/// switch (`__parapet_context_switch`) with a frame recorded here saves it the
-/// same way first, so that at most one frame is ever recorded, it belongs to
-/// the running thread, and the thread switched to finds FP usable and its own
-/// state intact.
+/// switch (`__parapet_context_switch`) with a frame recorded here saves the
+/// state into it first (inline, as the trap would), so that at most one frame
+/// is ever recorded, it belongs to the running thread, and the thread switched
+/// to finds FP usable and its own state intact.
 const VPSR_FP_DEFERRED: usize = parapet_abi::vpsr::VPSR_GUEST_AREA;
 const _: () = assert!(IRQ_FP_REGS + 16 + 32 * 16 == IRQ_FRAME);
 // The vector stores 0 or 1 (`cset`) as the flags and tests bit 1 with `tbnz`.
@@ -87,6 +87,33 @@ macro_rules! symbol_address {
         addr
     }};
 }
+
+/// The 16 `stp`/`ldp` lines that store or load q0–q31 at their place in an
+/// IRQ frame (`IRQ_FP_REGS + 16` onwards) whose address is in `base`.
+#[rustfmt::skip]
+macro_rules! q_regs {
+    ($op:literal, $base:literal) => {
+        concat!(
+            "    ", $op, " q0, q1, [", $base, ", #208]\n",
+            "    ", $op, " q2, q3, [", $base, ", #240]\n",
+            "    ", $op, " q4, q5, [", $base, ", #272]\n",
+            "    ", $op, " q6, q7, [", $base, ", #304]\n",
+            "    ", $op, " q8, q9, [", $base, ", #336]\n",
+            "    ", $op, " q10, q11, [", $base, ", #368]\n",
+            "    ", $op, " q12, q13, [", $base, ", #400]\n",
+            "    ", $op, " q14, q15, [", $base, ", #432]\n",
+            "    ", $op, " q16, q17, [", $base, ", #464]\n",
+            "    ", $op, " q18, q19, [", $base, ", #496]\n",
+            "    ", $op, " q20, q21, [", $base, ", #528]\n",
+            "    ", $op, " q22, q23, [", $base, ", #560]\n",
+            "    ", $op, " q24, q25, [", $base, ", #592]\n",
+            "    ", $op, " q26, q27, [", $base, ", #624]\n",
+            "    ", $op, " q28, q29, [", $base, ", #656]\n",
+            "    ", $op, " q30, q31, [", $base, ", #688]\n",
+        )
+    };
+}
+const _: () = assert!(IRQ_FP_REGS + 16 == 208);
 
 // Boot: `_start` (vCPU 0) and `__parapet_secondary` (vCPUs started with VcpuUp).
 // Both arrive at EL1h with the MMU and caches off; x0 = start info (primary) or the
@@ -314,23 +341,9 @@ __parapet_fp_trap:
     mrs     x0, fpcr
     mrs     x2, fpsr
     stp     x0, x2, [x1, #{irq_fp_regs}]
-    stp     q0, q1, [x1, #208]
-    stp     q2, q3, [x1, #240]
-    stp     q4, q5, [x1, #272]
-    stp     q6, q7, [x1, #304]
-    stp     q8, q9, [x1, #336]
-    stp     q10, q11, [x1, #368]
-    stp     q12, q13, [x1, #400]
-    stp     q14, q15, [x1, #432]
-    stp     q16, q17, [x1, #464]
-    stp     q18, q19, [x1, #496]
-    stp     q20, q21, [x1, #528]
-    stp     q22, q23, [x1, #560]
-    stp     q24, q25, [x1, #592]
-    stp     q26, q27, [x1, #624]
-    stp     q28, q29, [x1, #656]
-    stp     q30, q31, [x1, #688]
-    ldr     x0, [x1, #{irq_fp_flags}]
+"#,
+    q_regs!("stp", "x1"),
+    r#"    ldr     x0, [x1, #{irq_fp_flags}]
     orr     x0, x0, #{irq_fp_saved}
     str     x0, [x1, #{irq_fp_flags}]
     ldr     x2, [sp, #16]
@@ -398,23 +411,9 @@ __parapet_irq:
     ldp     x9, x11, [sp, #{irq_fp_regs}]
     msr     fpcr, x9
     msr     fpsr, x11
-    ldp     q0, q1, [sp, #208]
-    ldp     q2, q3, [sp, #240]
-    ldp     q4, q5, [sp, #272]
-    ldp     q6, q7, [sp, #304]
-    ldp     q8, q9, [sp, #336]
-    ldp     q10, q11, [sp, #368]
-    ldp     q12, q13, [sp, #400]
-    ldp     q14, q15, [sp, #432]
-    ldp     q16, q17, [sp, #464]
-    ldp     q18, q19, [sp, #496]
-    ldp     q20, q21, [sp, #528]
-    ldp     q22, q23, [sp, #560]
-    ldp     q24, q25, [sp, #592]
-    ldp     q26, q27, [sp, #624]
-    ldp     q28, q29, [sp, #656]
-    ldp     q30, q31, [sp, #688]
-2:  ldp     x9, x10, [sp, #160]
+"#,
+    q_regs!("ldp", "sp"),
+    r#"2:  ldp     x9, x10, [sp, #160]
     msr     elr_el1, x9
     msr     spsr_el1, x10
     ldp     x2, x3, [sp, #16]
@@ -482,8 +481,8 @@ __parapet_fatal:
 // last, so that a thread switched away inside the IRQ handler (PSTATE.I set)
 // gets it back, and any other thread runs with I clear. A switch inside an
 // upcall handler that has not used FP, with the interrupted state deferred
-// (VPSR_FP_DEFERRED), first reads FPCR: the FP trap saves that state into the
-// upcall's frame and turns FP on, so the thread switched to may use FP.
+// (VPSR_FP_DEFERRED), first saves that state into the upcall's frame and turns
+// FP on, as the FP trap would, so the thread switched to may use FP.
 global_asm!(
     r#"
     .section .text.parapet_switch, "ax"
@@ -493,7 +492,25 @@ __parapet_context_switch:
     mrs     x11, tpidr_el1
     ldr     x12, [x11, #{vpsr_fp_deferred}]
     cbz     x12, 0f
-    mrs     x12, fpcr
+    // x12: the IRQ frame of this thread's upcall, whose interrupted FP state
+    // is still in the registers: as the FP trap would, FP on, save it there,
+    // mark it saved, forget the frame.
+    mrs     x9, cpacr_el1
+    orr     x9, x9, #{cpacr_fpen}
+    msr     cpacr_el1, x9
+    isb
+    mov     w9, #1
+    strb    w9, [x11, #{vpsr_fp_enable}]
+    str     xzr, [x11, #{vpsr_fp_deferred}]
+    mrs     x9, fpcr
+    mrs     x10, fpsr
+    stp     x9, x10, [x12, #{irq_fp_regs}]
+"#,
+    q_regs!("stp", "x12"),
+    r#"
+    ldr     x9, [x12, #{irq_fp_flags}]
+    orr     x9, x9, #{irq_fp_saved}
+    str     x9, [x12, #{irq_fp_flags}]
 0:  stp     x19, x20, [x0, #0]
     stp     x21, x22, [x0, #16]
     stp     x23, x24, [x0, #32]
@@ -537,6 +554,10 @@ __parapet_thread_start:
 "#,
     vpsr_fp_enable = const VPSR_FP_ENABLE,
     vpsr_fp_deferred = const VPSR_FP_DEFERRED,
+    cpacr_fpen = const CPACR_FPEN,
+    irq_fp_regs = const IRQ_FP_REGS,
+    irq_fp_flags = const IRQ_FP_FLAGS,
+    irq_fp_saved = const IRQ_FP_SAVED,
     fp_saved = const crate::context::FP_SAVED_OFFSET,
     thread_entry = sym crate::context::thread_entry,
 );
