@@ -75,6 +75,8 @@ impl Virq {
 }
 
 /// The virtual processor status page of one vCPU (the first bytes of its page).
+/// The rest of the page, from [`VPSR_GUEST_AREA`], is the guest's own: the
+/// hypervisor never reads or writes it.
 #[derive(Debug, FromBytes, IntoBytes, KnownLayout)]
 #[repr(C)]
 pub struct Vpsr {
@@ -120,7 +122,13 @@ pub struct VpsrStats {
     pub fp_disabled_traps: AtomicU64,
 }
 
+/// Offset in a vCPU's VPSR page of the part that is the guest's own (the
+/// guest SDK keeps per-vCPU words there that its vectors reach through the
+/// page's address, e.g. the upcall frame whose FP state is still unsaved).
+pub const VPSR_GUEST_AREA: usize = 2048;
+
 const_assert!(size_of::<VpsrStats>() == 48);
+const_assert!(size_of::<Vpsr>() <= VPSR_GUEST_AREA);
 const_assert!(size_of::<Vpsr>() == 88);
 const_assert!(offset_of!(Vpsr, irq_mask) == 0);
 const_assert!(offset_of!(Vpsr, pending) == 1);

@@ -5,6 +5,25 @@
 //! instruction traps at EL1 (ESR class 0x07) to the SDK's vector, which counts it in
 //! `vpsr.stats.fp_disabled_traps`, sets the bit again and retries: FP is enabled
 //! lazily, without Rust code or FP registers in the trap path.
+//!
+//! Upcalls use the same trap so that a handler that uses no FP costs no FP
+//! work. When an upcall interrupts code with the bit set, the SDK's IRQ vector
+//! saves no FP/SIMD register: it clears the bit and `CPACR_EL1.FPEN` (both, so
+//! that a hypercall in the handler, which re-applies the bit, keeps FP off) and
+//! records its frame in a per-vCPU word of the VPSR page beyond the shared
+//! part. The handler's first FP instruction traps, and the trap saves the
+//! interrupted FPCR, FPSR and q0–q31 into that frame before it turns FP on and
+//! retries. On its way out the vector sets the bit and FPEN back to their
+//! values at entry and loads the saved registers, if the trap saved them.
+//! Without FP in the handler, no register is saved or loaded, and the lazy
+//! FPU of the hypervisor is not woken either.
+//!
+//! Thread switches inside handlers (`context::switch`): a switch while an
+//! upcall's save is still deferred does that save first (in the switch
+//! routine, as the trap would), so the deferred state always belongs to the
+//! running thread, the thread switched to may use FP at once, and a thread
+//! resumed inside its handler gets its own interrupted state back from its
+//! own frame.
 #![deny(unsafe_code)]
 
 use core::sync::atomic::Ordering;
@@ -14,7 +33,12 @@ use parapet_abi::HvError;
 use crate::hypercall;
 
 /// Sets this vCPU's virtual FP enable bit and applies it now (`VpsrSync`).
+/// Inside an upcall handler, turning it on first saves the interrupted code's
+/// FP state, which the upcall deferred (see below).
 pub fn set_enabled(enabled: bool) -> Result<(), HvError> {
+    if enabled {
+        crate::arch::save_deferred_fp();
+    }
     crate::vpsr()
         .fp_enable
         .store(enabled as u8, Ordering::SeqCst);

@@ -13,7 +13,7 @@ use parapet_abi::{StartInfo, ABI_VERSION};
 use crate::critical::{self, OwnerLock};
 use crate::exception::{Report, TrapFrame};
 use crate::heap::Heap;
-use crate::{arch, console, fpu, hypercall, irq};
+use crate::{arch, console, hypercall, irq};
 
 #[global_allocator]
 static HEAP: Heap = Heap::new();
@@ -119,12 +119,9 @@ pub(crate) extern "C" fn upcall() {
     if intid != UPCALL_INTID {
         return;
     }
-    let fp_was_enabled = fpu::is_enabled();
+    // The vector gives the interrupted code its FP state and its virtual FP
+    // bit back, whatever the handlers did (see `arch`).
     irq::handle_upcall();
-    if !fp_was_enabled && fpu::is_enabled() {
-        // A handler used FP lazily: give the interrupted code its state back.
-        let _ = fpu::set_enabled(false);
-    }
 }
 
 /// Any exception other than the upcall and the lazy-FP trap: report and crash.

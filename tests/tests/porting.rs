@@ -11,6 +11,7 @@ fn threads_switch_in_the_tick_and_an_overflow_is_reported_by_name() {
     let (status, t) = run_up("scenarios/threads.toml", 300);
     // `overflow` crashes on purpose.
     assert_eq!(status.code(), Some(1), "exit status {status}:\n{t}");
+    assert_has(&t, "[threads] core: threads: FP state intact");
     assert_has(&t, "[threads] core: threads: all three ran");
     assert_has(&t, "[hv] domain threads exited: poweroff (code 0)");
     assert_has(

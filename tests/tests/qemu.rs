@@ -20,6 +20,8 @@ fn basics_scenario_runs_to_completion() {
             "timer: unmasked ok",
             "timer: masked ok",
             "fp: ok",
+            "fp upcall: handler without FP: FP state intact, 0 lazy-enable trap(s)",
+            "fp upcall: ok",
             "demo: done",
         ] {
             assert_has(&t, &format!("[{g}] {what}"));
@@ -415,7 +417,13 @@ fn bench_micro_reports_every_path_as_json() {
     let _ = std::fs::remove_file(&json);
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let results = v["results"].as_array().expect("results");
-    for name in ["null_hypercall", "event_to_handler", "world_switch"] {
+    for name in [
+        "null_hypercall",
+        "event_to_handler",
+        "world_switch",
+        "pingpong_block",
+        "pingpong_upcall",
+    ] {
         let r = results
             .iter()
             .find(|r| r["name"] == name)

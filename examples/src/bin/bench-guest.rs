@@ -27,6 +27,18 @@
 //! | `event_send` | `main` before `event::send` waking the blocked `peer` | its return |
 //! | `event_to_handler_unmask` | as `event_to_handler` | the handler, run from the unmask dispatch after `Block` returns in `event::wait_until` |
 //! | `yield_no_switch` | `hvc` `Yield` with `peer` gone | the instruction after it (full trap path, no switch) |
+//! | `pingpong_block` | `main` before `event::send` | `main` after its `event::wait_until` saw the peer's answer: half of it (one way) |
+//! | `pingpong_upcall` | `main` before `event::send` | `main` after its spin loop (`Yield` until its handler, run from the upcall, set a flag) saw the answer: half of it |
+//!
+//! The two ping-pongs are symmetric: both sides answer the same way, with
+//! the SDK's defaults (the virtual FP bit on, as vCPUs start, and each side
+//! used FP once before, so that both hold FP state). In `pingpong_block`
+//! each side waits in `event::wait_until` (blocked; its port handler runs
+//! from the unmask dispatch); in `pingpong_upcall` each side is running, a
+//! loop on `Yield` that ends when its port handler, run from the upcall,
+//! set a flag. Each sample is a round trip from `main`'s reading before its
+//! send to its reading once it saw the answer, minus the calibration,
+//! halved.
 //!
 //! Domain control (`scenarios/bench-domctl.toml`): with cmdline `domctl
 //! targets=A,B… [rounds=N]`, a control domain (`control = true`) creates and
@@ -90,6 +102,12 @@ mod guest {
     /// `peer` loops on `Yield` and uses the FP registers after each, so that
     /// `main` no longer owns them when it runs again.
     const CMD_FP: u64 = 4;
+    /// `peer` answers each event from `main` with one on the same port,
+    /// waiting in `event::wait_until` (`pingpong_block`).
+    const CMD_PINGPONG_BLOCK: u64 = 5;
+    /// `peer` loops on `Yield` and answers when its handler, run from the
+    /// upcall, saw an event from `main` (`pingpong_upcall`).
+    const CMD_PINGPONG_UPCALL: u64 = 6;
 
     /// `peer`'s counter reading at the start of its port handler.
     static HANDLER_AT: AtomicU64 = AtomicU64::new(0);
@@ -274,6 +292,23 @@ mod guest {
         valid
     }
 
+    /// One round trip per element of `samples`: `round` reads the counter,
+    /// sends to `peer` and returns once `peer`'s answer was seen (`FIRED`).
+    /// Stores half of each round trip; returns the number of valid samples.
+    fn pingpong(samples: &mut [u64], calibration: u64, mut round: impl FnMut() -> u64) -> usize {
+        let mut valid = 0;
+        for _ in 0..samples.len() {
+            FIRED.store(false, Ordering::Relaxed);
+            let t0 = round();
+            let t1 = pmu::read_instructions();
+            if let Some(d) = counter_delta(t0, t1, calibration) {
+                samples[valid] = d / 2;
+                valid += 1;
+            }
+        }
+        valid
+    }
+
     /// Tells `peer` what to do next: it is either yielding (it sees the
     /// command as its `Yield` returns) or blocked (the event wakes it).
     fn command(page: &SharedPages, port: Port, cmd: u64) -> Result<(), HvError> {
@@ -375,6 +410,39 @@ mod guest {
             "send + yield_now here to the peer's handler, via the unmask in wait_until",
             &mut samples[..n],
         );
+
+        // The symmetric ping-pongs: `main` answers the peer's events with the
+        // same handler.
+        event::set_handler(port, on_event)?;
+        touch_fp();
+        command(&page, port, CMD_PINGPONG_BLOCK)?;
+        let n = pingpong(&mut samples, calibration, || {
+            let t0 = pmu::read_instructions();
+            let _ = event::send(port);
+            let _ = event::wait_until(|| FIRED.load(Ordering::Relaxed));
+            t0
+        });
+        out.report(
+            "pingpong_block",
+            "one way (half a round trip): event::send, then event::wait_until on both sides",
+            &mut samples[..n],
+        );
+
+        command(&page, port, CMD_PINGPONG_UPCALL)?;
+        let n = pingpong(&mut samples, calibration, || {
+            let t0 = pmu::read_instructions();
+            let _ = event::send(port);
+            while !FIRED.load(Ordering::Relaxed) {
+                let _ = hypercall::yield_now();
+            }
+            t0
+        });
+        out.report(
+            "pingpong_upcall",
+            "one way (half a round trip): event::send, then Yield until the upcall's handler saw the answer, on both sides",
+            &mut samples[..n],
+        );
+        event::clear_handler(port)?;
 
         command(&page, port, CMD_QUIT)?;
         // The peer unmaps the page before it says so (or it is gone already).
@@ -560,6 +628,21 @@ mod guest {
                 CMD_FP => {
                     let _ = yield_then_read();
                     touch_fp();
+                }
+                CMD_PINGPONG_BLOCK => {
+                    event::wait_until(|| FIRED.load(Ordering::Relaxed))?;
+                    FIRED.store(false, Ordering::Relaxed);
+                    if get(&page, CMD) == CMD_PINGPONG_BLOCK {
+                        event::send(port)?;
+                    }
+                }
+                CMD_PINGPONG_UPCALL => {
+                    hypercall::yield_now()?;
+                    if FIRED.swap(false, Ordering::Relaxed)
+                        && get(&page, CMD) == CMD_PINGPONG_UPCALL
+                    {
+                        event::send(port)?;
+                    }
                 }
                 CMD_QUIT => break,
                 other => {

@@ -14,7 +14,10 @@
 //!   (`scenarios/grant-spray.toml`).
 //! * `mode=threads`: two threads on `memory::Stack`s switched by a 10 ms
 //!   tick from the timer queue, inside the timer handler (preemption), each
-//!   counting; checks both made progress.
+//!   (and `main`) computing in f64 with its own operand; checks all three made
+//!   progress and every result was exact (the FP state of a thread
+//!   preempted in the middle of its work survives the other threads' FP
+//!   work).
 //! * `mode=overflow`: a thread on an 8 KiB stack recurses until it hits its
 //!   guard page: the SDK must report `stack overflow: deep-thread`.
 //! * `mode=control target=NAME [rounds=N] [first_ms=M]`: as the control
@@ -297,6 +300,7 @@ mod guest {
         use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
         use core::time::Duration;
 
+        use parapet_examples::fpwork;
         use parapet_guest::abi::HvError;
         use parapet_guest::context::{self, Context};
         use parapet_guest::memory::Stack;
@@ -308,6 +312,22 @@ mod guest {
         static CURRENT: AtomicUsize = AtomicUsize::new(0);
         static COUNTS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
         static TICKS: AtomicU64 = AtomicU64::new(0);
+        /// Each thread's `basel` operand, and the exact result (computed by
+        /// `main` before the tick starts).
+        const TERMS: [u64; 3] = [301, 502, 703];
+        static EXPECTED: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+        /// Results that differed from `EXPECTED`.
+        static WRONG: AtomicU64 = AtomicU64::new(0);
+
+        /// One round of f64 work, checked: several FP registers are live
+        /// most of the time, so the tick often preempts it mid-computation.
+        fn fp_round(me: usize) {
+            let v = fpwork::basel(black_box(TERMS[me]));
+            if v.to_bits() != EXPECTED[me].load(Ordering::Relaxed) {
+                WRONG.fetch_add(1, Ordering::Relaxed);
+            }
+            COUNTS[me].fetch_add(1, Ordering::Relaxed);
+        }
 
         fn switch_to(next: usize) {
             let prev = CURRENT.swap(next, Ordering::SeqCst);
@@ -334,8 +354,7 @@ mod guest {
 
         fn worker(me: usize) -> ! {
             loop {
-                COUNTS[me].fetch_add(1, Ordering::Relaxed);
-                core::hint::spin_loop();
+                fp_round(me);
             }
         }
 
@@ -353,12 +372,14 @@ mod guest {
                 (*all)[1] = Context::new(stacks[0].top(), worker, 1);
                 (*all)[2] = Context::new(stacks[1].top(), worker, 2);
             }
+            for (e, n) in EXPECTED.iter().zip(TERMS) {
+                e.store(fpwork::basel(black_box(n)).to_bits(), Ordering::Relaxed);
+            }
             let t = timer::add_periodic(Duration::from_millis(10), tick, 0)
                 .map_err(|_| HvError::Busy)?;
             let start = time::now();
             while time::since(start) < Duration::from_millis(500) {
-                COUNTS[0].fetch_add(1, Ordering::Relaxed);
-                core::hint::spin_loop();
+                fp_round(0);
             }
             timer::cancel(t);
             let c: [u64; 3] = core::array::from_fn(|i| COUNTS[i].load(Ordering::Relaxed));
@@ -370,6 +391,15 @@ mod guest {
                 c[2]
             );
             core::mem::forget(stacks);
+            let wrong = WRONG.load(Ordering::Relaxed);
+            if wrong != 0 {
+                println!("core: threads: FAILED: {wrong} f64 result(s) wrong");
+                return Err(HvError::Inval);
+            }
+            println!(
+                "core: threads: FP state intact ({} f64 rounds checked)",
+                c.iter().sum::<u64>()
+            );
             if c.iter().all(|&n| n > 0) {
                 println!("core: threads: all three ran");
                 Ok(())

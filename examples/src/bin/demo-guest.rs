@@ -1,6 +1,8 @@
 //! The demo guest: negotiates the ABI, checks timer upcalls while unmasked and
-//! while soft-masked, FP/SIMD (including the lazy-enable trap), shares the CPU
-//! doing f64 work, sleeps, and powers off.
+//! while soft-masked, FP/SIMD (including the lazy-enable trap), that code
+//! interrupted by an upcall finds its whole FP state intact (q0–q31, FPCR,
+//! FPSR) whether the handler used FP or not, and that a handler without FP
+//! takes no FP trap; shares the CPU doing f64 work, sleeps, and powers off.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
@@ -12,7 +14,7 @@ fn main() {
 #[cfg(target_os = "none")]
 mod guest {
     use core::hint::black_box;
-    use core::sync::atomic::{AtomicU64, Ordering};
+    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
     use parapet_examples::fpwork;
     use parapet_guest::abi::vpsr::Virq;
@@ -47,6 +49,7 @@ mod guest {
         timer_unmasked()?;
         timer_masked()?;
         fp()?;
+        fp_upcall()?;
         work()?;
         Ok(())
     }
@@ -149,6 +152,71 @@ mod guest {
             return Err(());
         }
         println!("fp: ok ({after} lazy-enable traps)");
+        Ok(())
+    }
+
+    /// 1 once `testing::fp_state_across_upcall` has its pattern in place, 2
+    /// once a timer handler of [`fp_upcall`] ran after that.
+    static UPCALL_DONE: AtomicU32 = AtomicU32::new(0);
+    /// What the FP-using handler computed (it runs with the interrupted
+    /// code's FPCR, so the value itself is not checked).
+    static HANDLER_RESULT: AtomicU64 = AtomicU64::new(0);
+
+    /// Moves `UPCALL_DONE` from 1 to 2, or, if the timer came before the
+    /// pattern was in place, arms it again.
+    fn upcall_seen() {
+        if UPCALL_DONE
+            .compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            let _ = time::set_timer_after(Duration::from_millis(1));
+        }
+    }
+
+    fn on_timer_without_fp() {
+        upcall_seen();
+    }
+
+    fn on_timer_with_fp() {
+        HANDLER_RESULT.store(fpwork::basel(black_box(50)).to_bits(), Ordering::SeqCst);
+        testing::clobber_fp(0x5a5a_5a5a_5a5a_5a5a);
+        upcall_seen();
+    }
+
+    /// A timer upcall interrupts code that holds a pattern in every FP/SIMD
+    /// register, FPCR and FPSR: with a handler that uses no FP (no FP trap
+    /// may be taken: the upcall saves no FP register), then with one that
+    /// computes in f64 and overwrites them all (one lazy-enable trap, which
+    /// saves the interrupted state). Both times it must all come back.
+    fn fp_upcall() -> Result<(), ()> {
+        let handlers: [(&str, fn(), bool); 2] = [
+            ("handler without FP", on_timer_without_fp, false),
+            ("handler with FP", on_timer_with_fp, true),
+        ];
+        for (i, (what, handler, uses_fp)) in handlers.into_iter().enumerate() {
+            irq::set_handler(Virq::Timer, handler);
+            UPCALL_DONE.store(0, Ordering::SeqCst);
+            let traps = fpu::lazy_traps();
+            time::set_timer_after(Duration::from_millis(1))
+                .map_err(|e| println!("fp upcall: set_timer failed: {e}"))?;
+            let seen =
+                testing::fp_state_across_upcall(&UPCALL_DONE, 200_000_000, 0x1234_0000 + i as u64);
+            let traps = fpu::lazy_traps() - traps;
+            let traps_ok = if uses_fp { traps >= 1 } else { traps == 0 };
+            if !seen.fired || seen.diff != 0 || !traps_ok || !fpu::is_enabled() {
+                println!(
+                    "fp upcall: FAILED ({what}: upcall seen {}, FP state differs by {:#x}, {traps} lazy-enable traps, FP enabled {})",
+                    seen.fired,
+                    seen.diff,
+                    fpu::is_enabled()
+                );
+                irq::set_handler(Virq::Timer, on_timer);
+                return Err(());
+            }
+            println!("fp upcall: {what}: FP state intact, {traps} lazy-enable trap(s)");
+        }
+        irq::set_handler(Virq::Timer, on_timer);
+        println!("fp upcall: ok");
         Ok(())
     }
 

@@ -21,10 +21,48 @@ const EMERGENCY_STACK: usize = 8 * 1024;
 
 /// Bytes saved by the lazy-FP trap path: x0–x17 and x30, rounded to 16.
 const FP_FRAME: usize = 160;
-/// Bytes saved by the IRQ path: x0–x17, x30, a flag, ELR, SPSR, FPCR, FPSR, and
-/// all of q0–q31 (an interrupt is not a call boundary: the upper halves of
-/// v8–v15 are live too).
-const IRQ_FRAME: usize = 704;
+/// Bytes of the IRQ path's frame: x0–x18 (x18 is a temporary register for
+/// this target's Rust code, which the handler may clobber), x30, ELR, SPSR,
+/// the FP flags ([`IRQ_FP_ON`], [`IRQ_FP_SAVED`]), then room for FPCR, FPSR
+/// and all of q0–q31 (an interrupt is not a call boundary: the upper halves
+/// of v8–v15 are live too), filled only if the handler uses FP (see
+/// [`VPSR_FP_DEFERRED`]).
+const IRQ_FRAME: usize = 720;
+/// IRQ frame flag: the virtual FP bit was set when the upcall came, so the
+/// vector turned FP off and deferred saving the interrupted FP state.
+const IRQ_FP_ON: u64 = 1;
+/// IRQ frame flag: the FP trap saved the interrupted FP state in the frame
+/// (restore it on the way out).
+const IRQ_FP_SAVED: u64 = 2;
+/// Offset in the IRQ frame of the FP flags, and of FPCR/FPSR and q0–q31.
+const IRQ_FP_FLAGS: usize = 176;
+const IRQ_FP_REGS: usize = 192;
+/// `CPACR_EL1.FPEN`: FP/SIMD enabled at EL1 and EL0 (0b11), else trapped.
+const CPACR_FPEN: u64 = 0b11 << 20;
+
+/// Offset in this vCPU's VPSR page (`TPIDR_EL1`) of a word of the SDK's own,
+/// in the guest's part of the page (`VPSR_GUEST_AREA`, beyond the shared
+/// [`Vpsr`]: the hypervisor never reads or writes it): the address of the IRQ
+/// frame whose interrupted code's FP/SIMD state is still in the registers,
+/// unsaved, or 0.
+///
+/// The lazy upcall FP rule: an upcall that interrupts code with the virtual FP
+/// bit set saves no FP register. It clears the bit and `CPACR_EL1.FPEN`
+/// together (so that a hypercall inside the handler, which re-applies the bit,
+/// keeps FP off), marks its frame [`IRQ_FP_ON`] and stores the frame's address
+/// here. The first FP instruction of the handler traps (class 0x07) to
+/// `__parapet_fp_trap`, which finds the frame here: it turns FP on, saves
+/// FPCR, FPSR and q0–q31 into the frame, marks it [`IRQ_FP_SAVED`], clears
+/// this word and retries. On the way out the vector sets the bit and FPEN to
+/// their values at entry, and loads the saved registers if any. A thread
+/// switch (`__parapet_context_switch`) with a frame recorded here saves the
+/// state into it first (inline, as the trap would), so that at most one frame
+/// is ever recorded, it belongs to the running thread, and the thread switched
+/// to finds FP usable and its own state intact.
+const VPSR_FP_DEFERRED: usize = parapet_abi::vpsr::VPSR_GUEST_AREA;
+const _: () = assert!(IRQ_FP_REGS + 16 + 32 * 16 == IRQ_FRAME);
+// The vector stores 0 or 1 (`cset`) as the flags and tests bit 1 with `tbnz`.
+const _: () = assert!(IRQ_FP_ON == 1 && IRQ_FP_SAVED == 1 << 1);
 /// Bytes saved by the fatal-exception path ([`TrapFrame`]).
 const TRAP_FRAME: usize = core::mem::size_of::<TrapFrame>();
 const _: () = assert!(TRAP_FRAME == 288 && TRAP_FRAME.is_multiple_of(16));
@@ -49,6 +87,33 @@ macro_rules! symbol_address {
         addr
     }};
 }
+
+/// The 16 `stp`/`ldp` lines that store or load q0–q31 at their place in an
+/// IRQ frame (`IRQ_FP_REGS + 16` onwards) whose address is in `base`.
+#[rustfmt::skip]
+macro_rules! q_regs {
+    ($op:literal, $base:literal) => {
+        concat!(
+            "    ", $op, " q0, q1, [", $base, ", #208]\n",
+            "    ", $op, " q2, q3, [", $base, ", #240]\n",
+            "    ", $op, " q4, q5, [", $base, ", #272]\n",
+            "    ", $op, " q6, q7, [", $base, ", #304]\n",
+            "    ", $op, " q8, q9, [", $base, ", #336]\n",
+            "    ", $op, " q10, q11, [", $base, ", #368]\n",
+            "    ", $op, " q12, q13, [", $base, ", #400]\n",
+            "    ", $op, " q14, q15, [", $base, ", #432]\n",
+            "    ", $op, " q16, q17, [", $base, ", #464]\n",
+            "    ", $op, " q18, q19, [", $base, ", #496]\n",
+            "    ", $op, " q20, q21, [", $base, ", #528]\n",
+            "    ", $op, " q22, q23, [", $base, ", #560]\n",
+            "    ", $op, " q24, q25, [", $base, ", #592]\n",
+            "    ", $op, " q26, q27, [", $base, ", #624]\n",
+            "    ", $op, " q28, q29, [", $base, ", #656]\n",
+            "    ", $op, " q30, q31, [", $base, ", #688]\n",
+        )
+    };
+}
+const _: () = assert!(IRQ_FP_REGS + 16 == 208);
 
 // Boot: `_start` (vCPU 0) and `__parapet_secondary` (vCPUs started with VcpuUp).
 // Both arrive at EL1h with the MMU and caches off; x0 = start info (primary) or the
@@ -122,6 +187,8 @@ __parapet_cpu_init:
     movk    x9, #0x30d0, lsl #16
     msr     sctlr_el1, x9
     isb
+    // No upcall has deferred FP state yet (see VPSR_FP_DEFERRED).
+    str     xzr, [x1, #{vpsr_fp_deferred}]
     ret
 
     .section .bss.parapet_stacks, "aw", %nobits
@@ -150,6 +217,7 @@ __parapet_l1_table:
     stacks_total = const STACK_SLOT * MAX_VCPUS as usize,
     emergency_stack = const EMERGENCY_STACK,
     emergency_total = const EMERGENCY_STACK * MAX_VCPUS as usize,
+    vpsr_fp_deferred = const VPSR_FP_DEFERRED,
     sdk_start = sym crate::rt::sdk_start,
     sdk_secondary = sym crate::rt::sdk_secondary_start,
 );
@@ -220,7 +288,12 @@ __parapet_vectors:
 
 // FP/SIMD used while the virtual FP bit is clear (ESR class 0x07): count it, set
 // the bit, apply it with VpsrSync and retry the instruction. No FP, no Rust.
+// Inside an upcall that deferred the interrupted FP state (VPSR_FP_DEFERRED),
+// save that state into its frame first (label 5).
 __parapet_fp_trap:
+    mrs     x0, tpidr_el1
+    ldr     x1, [x0, #{vpsr_fp_deferred}]
+    cbnz    x1, 5f
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
@@ -251,8 +324,38 @@ __parapet_fp_trap:
     add     sp, sp, #{fp_frame}
     eret
 
-// The upcall: save what a C call may clobber (and the FP/SIMD caller-saved
-// registers when FP is on), call Rust, restore, return.
+    // x0: the VPSR page, x1: the deferring IRQ frame. FP on (CPACR directly,
+    // then the virtual bit, which agrees), save the interrupted state, mark
+    // the frame, forget it, retry.
+5:  str     x2, [sp, #16]
+    ldr     x2, [x0, #{vpsr_fp_traps}]
+    add     x2, x2, #1
+    str     x2, [x0, #{vpsr_fp_traps}]
+    mrs     x2, cpacr_el1
+    orr     x2, x2, #{cpacr_fpen}
+    msr     cpacr_el1, x2
+    isb
+    mov     w2, #1
+    strb    w2, [x0, #{vpsr_fp_enable}]
+    str     xzr, [x0, #{vpsr_fp_deferred}]
+    mrs     x0, fpcr
+    mrs     x2, fpsr
+    stp     x0, x2, [x1, #{irq_fp_regs}]
+"#,
+    q_regs!("stp", "x1"),
+    r#"    ldr     x0, [x1, #{irq_fp_flags}]
+    orr     x0, x0, #{irq_fp_saved}
+    str     x0, [x1, #{irq_fp_flags}]
+    ldr     x2, [sp, #16]
+    ldp     x0, x1, [sp]
+    add     sp, sp, #{fp_frame}
+    eret
+
+// The upcall: save what a C call may clobber, call Rust, restore, return. With
+// the virtual FP bit set, no FP register is saved here: FP is turned off for
+// the handler and the save deferred to its first FP instruction, if any (see
+// VPSR_FP_DEFERRED). FP instructions come before ELR/SPSR are loaded back: a
+// trap they take at EL1 overwrites ELR_EL1 and SPSR_EL1.
 __parapet_irq:
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
@@ -265,54 +368,52 @@ __parapet_irq:
     mrs     x9, elr_el1
     mrs     x10, spsr_el1
     stp     x9, x10, [sp, #160]
+    stp     x18, x30, [sp, #144]
     mrs     x9, tpidr_el1
     ldrb    w10, [x9, #{vpsr_fp_enable}]
-    stp     x30, x10, [sp, #144]
+    cmp     w10, #0
+    cset    x10, ne
+    str     x10, [sp, #{irq_fp_flags}]
     cbz     x10, 1f
-    mrs     x9, fpcr
-    mrs     x11, fpsr
-    stp     x9, x11, [sp, #176]
-    stp     q0, q1, [sp, #192]
-    stp     q2, q3, [sp, #224]
-    stp     q4, q5, [sp, #256]
-    stp     q6, q7, [sp, #288]
-    stp     q16, q17, [sp, #320]
-    stp     q18, q19, [sp, #352]
-    stp     q20, q21, [sp, #384]
-    stp     q22, q23, [sp, #416]
-    stp     q24, q25, [sp, #448]
-    stp     q26, q27, [sp, #480]
-    stp     q28, q29, [sp, #512]
-    stp     q30, q31, [sp, #544]
-    // All of v8-v15 too: the interrupted code is not at a call boundary, and
-    // the handler preserves only their low halves (d8-d15).
-    stp     q8, q9, [sp, #576]
-    stp     q10, q11, [sp, #608]
-    stp     q12, q13, [sp, #640]
-    stp     q14, q15, [sp, #672]
+    // FP on: off for the handler (CPACR and the virtual bit agree), this
+    // frame recorded as the one to save the interrupted state into.
+    mrs     x11, cpacr_el1
+    bic     x11, x11, #{cpacr_fpen}
+    msr     cpacr_el1, x11
+    isb
+    strb    wzr, [x9, #{vpsr_fp_enable}]
+    mov     x11, sp
+    str     x11, [x9, #{vpsr_fp_deferred}]
 1:  bl      {upcall}
-    ldr     x10, [sp, #152]
-    cbz     x10, 2f
-    ldp     q0, q1, [sp, #192]
-    ldp     q2, q3, [sp, #224]
-    ldp     q4, q5, [sp, #256]
-    ldp     q6, q7, [sp, #288]
-    ldp     q16, q17, [sp, #320]
-    ldp     q18, q19, [sp, #352]
-    ldp     q20, q21, [sp, #384]
-    ldp     q22, q23, [sp, #416]
-    ldp     q24, q25, [sp, #448]
-    ldp     q26, q27, [sp, #480]
-    ldp     q28, q29, [sp, #512]
-    ldp     q30, q31, [sp, #544]
-    ldp     q8, q9, [sp, #576]
-    ldp     q10, q11, [sp, #608]
-    ldp     q12, q13, [sp, #640]
-    ldp     q14, q15, [sp, #672]
-    ldp     x9, x11, [sp, #176]
+    mrs     x9, tpidr_el1
+    ldr     x10, [sp, #{irq_fp_flags}]
+    cbnz    x10, 3f
+    // FP was off: off again if the handler turned it on.
+    ldrb    w11, [x9, #{vpsr_fp_enable}]
+    cbz     w11, 2f
+    strb    wzr, [x9, #{vpsr_fp_enable}]
+    mrs     x11, cpacr_el1
+    bic     x11, x11, #{cpacr_fpen}
+    msr     cpacr_el1, x11
+    b       2f
+    // FP was on: on again; the interrupted state is either still in the
+    // registers (then this frame is the one recorded: forget it) or saved
+    // in the frame by the FP trap (load it).
+3:  mrs     x11, cpacr_el1
+    orr     x11, x11, #{cpacr_fpen}
+    msr     cpacr_el1, x11
+    mov     w11, #1
+    strb    w11, [x9, #{vpsr_fp_enable}]
+    tbnz    x10, #1, 4f
+    str     xzr, [x9, #{vpsr_fp_deferred}]
+    b       2f
+4:  isb
+    ldp     x9, x11, [sp, #{irq_fp_regs}]
     msr     fpcr, x9
     msr     fpsr, x11
-2:  ldp     x9, x10, [sp, #160]
+"#,
+    q_regs!("ldp", "sp"),
+    r#"2:  ldp     x9, x10, [sp, #160]
     msr     elr_el1, x9
     msr     spsr_el1, x10
     ldp     x2, x3, [sp, #16]
@@ -323,7 +424,7 @@ __parapet_irq:
     ldp     x12, x13, [sp, #96]
     ldp     x14, x15, [sp, #112]
     ldp     x16, x17, [sp, #128]
-    ldr     x30, [sp, #144]
+    ldp     x18, x30, [sp, #144]
     ldp     x0, x1, [sp]
     add     sp, sp, #{irq_frame}
     eret
@@ -363,6 +464,11 @@ __parapet_fatal:
     irq_frame = const IRQ_FRAME,
     vpsr_fp_traps = const VPSR_FP_TRAPS,
     vpsr_fp_enable = const VPSR_FP_ENABLE,
+    vpsr_fp_deferred = const VPSR_FP_DEFERRED,
+    cpacr_fpen = const CPACR_FPEN,
+    irq_fp_flags = const IRQ_FP_FLAGS,
+    irq_fp_regs = const IRQ_FP_REGS,
+    irq_fp_saved = const IRQ_FP_SAVED,
     vpsr_sync = const Hypercall::VpsrSync as u64,
     hvc_imm = const HVC_IMM,
     upcall = sym crate::rt::upcall,
@@ -373,14 +479,39 @@ __parapet_fatal:
 // registers, sp, lr, DAIF and (when this vCPU's virtual FP bit is set)
 // d8-d15 into x0's context, loads x1's, and returns into it. DAIF is loaded
 // last, so that a thread switched away inside the IRQ handler (PSTATE.I set)
-// gets it back, and any other thread runs with I clear.
+// gets it back, and any other thread runs with I clear. A switch inside an
+// upcall handler that has not used FP, with the interrupted state deferred
+// (VPSR_FP_DEFERRED), first saves that state into the upcall's frame and turns
+// FP on, as the FP trap would, so the thread switched to may use FP.
 global_asm!(
     r#"
     .section .text.parapet_switch, "ax"
     .global __parapet_context_switch
     .type __parapet_context_switch, %function
 __parapet_context_switch:
-    stp     x19, x20, [x0, #0]
+    mrs     x11, tpidr_el1
+    ldr     x12, [x11, #{vpsr_fp_deferred}]
+    cbz     x12, 0f
+    // x12: the IRQ frame of this thread's upcall, whose interrupted FP state
+    // is still in the registers: as the FP trap would, FP on, save it there,
+    // mark it saved, forget the frame.
+    mrs     x9, cpacr_el1
+    orr     x9, x9, #{cpacr_fpen}
+    msr     cpacr_el1, x9
+    isb
+    mov     w9, #1
+    strb    w9, [x11, #{vpsr_fp_enable}]
+    str     xzr, [x11, #{vpsr_fp_deferred}]
+    mrs     x9, fpcr
+    mrs     x10, fpsr
+    stp     x9, x10, [x12, #{irq_fp_regs}]
+"#,
+    q_regs!("stp", "x12"),
+    r#"
+    ldr     x9, [x12, #{irq_fp_flags}]
+    orr     x9, x9, #{irq_fp_saved}
+    str     x9, [x12, #{irq_fp_flags}]
+0:  stp     x19, x20, [x0, #0]
     stp     x21, x22, [x0, #16]
     stp     x23, x24, [x0, #32]
     stp     x25, x26, [x0, #48]
@@ -389,7 +520,6 @@ __parapet_context_switch:
     mov     x9, sp
     mrs     x10, daif
     stp     x9, x10, [x0, #96]
-    mrs     x11, tpidr_el1
     ldrb    w12, [x11, #{vpsr_fp_enable}]
     str     x12, [x0, #{fp_saved}]
     cbz     x12, 1f
@@ -423,6 +553,11 @@ __parapet_thread_start:
     b       {thread_entry}
 "#,
     vpsr_fp_enable = const VPSR_FP_ENABLE,
+    vpsr_fp_deferred = const VPSR_FP_DEFERRED,
+    cpacr_fpen = const CPACR_FPEN,
+    irq_fp_regs = const IRQ_FP_REGS,
+    irq_fp_flags = const IRQ_FP_FLAGS,
+    irq_fp_saved = const IRQ_FP_SAVED,
     fp_saved = const crate::context::FP_SAVED_OFFSET,
     thread_entry = sym crate::context::thread_entry,
 );
@@ -567,6 +702,30 @@ pub unsafe fn hvc(nr: u64, args: [u64; 6]) -> [u64; 4] {
         );
     }
     [r0, r1, r2, r3]
+}
+
+/// If an upcall on this vCPU deferred saving the interrupted code's FP/SIMD
+/// state (see `VPSR_FP_DEFERRED`), saves it into the upcall's frame now and
+/// turns FP on: a read of FPCR traps to `__parapet_fp_trap`, which does it.
+/// Call before turning the virtual FP bit on by other means.
+pub fn save_deferred_fp() {
+    let vpsr = vpsr() as *const Vpsr as usize;
+    // SAFETY: reads this vCPU's own VPSR page (mapped for the domain's
+    // lifetime; the word at VPSR_FP_DEFERRED is the SDK's) and, if a frame is
+    // recorded there, FPCR: that traps (FP is off) to the SDK's vector, which
+    // preserves every register but turns FP on.
+    unsafe {
+        asm!(
+            "ldr {t}, [{vpsr}, #{deferred}]",
+            "cbz {t}, 1f",
+            "mrs {t}, fpcr",
+            "1:",
+            vpsr = in(reg) vpsr,
+            deferred = const VPSR_FP_DEFERRED,
+            t = out(reg) _,
+            options(nostack),
+        )
+    };
 }
 
 /// The virtual counter `CNTVCT_EL0`.
@@ -721,6 +880,7 @@ pub mod pmu {
 /// Provoking CPU behaviour on purpose.
 pub mod testing {
     use core::arch::asm;
+    use core::sync::atomic::AtomicU32;
     use parapet_abi::hypercall::{Hypercall, HVC_IMM};
 
     /// In one sequence: clears the virtual FP bit, applies it with `VpsrSync`, and
@@ -744,6 +904,198 @@ pub mod testing {
                 imm = const HVC_IMM,
                 clobber_abi("C"),
                 options(nostack),
+            )
+        };
+    }
+
+    /// FPCR while [`fp_state_across_upcall`] waits: round toward zero, flush
+    /// to zero (not the reset value).
+    pub const FPCR_PATTERN: u64 = 0b111 << 22;
+    /// FPSR while it waits: QC, IXC and IOC set.
+    pub const FPSR_PATTERN: u64 = (1 << 27) | (1 << 4) | 1;
+
+    /// What [`fp_state_across_upcall`] saw.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct FpAcross {
+        /// `flag` became 2 before the spin budget ran out.
+        pub fired: bool,
+        /// The OR of the XOR of every q register, FPCR and FPSR with what it
+        /// held before the wait: 0 when the FP state came through intact.
+        pub diff: u64,
+    }
+
+    /// Fills q0–q31 with a pattern from `seed` (each register different,
+    /// both halves), sets FPCR to [`FPCR_PATTERN`] and FPSR to
+    /// [`FPSR_PATTERN`], stores 1 to `flag` (the pattern is in place), spins
+    /// without FP instructions until `flag` is 2 (an upcall's handler moves it
+    /// from 1 to 2) or `spins` rounds passed, then compares every one of them
+    /// with what it held; restores FPCR and FPSR. The interrupted FP state of
+    /// an upcall, checked whole.
+    pub fn fp_state_across_upcall(flag: &AtomicU32, spins: u64, seed: u64) -> FpAcross {
+        let (left, diff): (u64, u64);
+        // SAFETY: writes and reads only the FP/SIMD registers (all declared
+        // clobbered), FPCR and FPSR (restored before the end) and reads
+        // `flag`, a valid atomic; the FP/SIMD instructions may trap to the
+        // SDK's lazy-FP path, which preserves every register.
+        unsafe {
+            asm!(
+            "mrs {ofpcr}, fpcr",
+            "mrs {ofpsr}, fpsr",
+            "mov {a}, {seed}",
+            "mvn {b}, {seed}",
+            "dup v0.2d, {a}", "ins v0.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v1.2d, {a}", "ins v1.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v2.2d, {a}", "ins v2.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v3.2d, {a}", "ins v3.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v4.2d, {a}", "ins v4.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v5.2d, {a}", "ins v5.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v6.2d, {a}", "ins v6.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v7.2d, {a}", "ins v7.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v8.2d, {a}", "ins v8.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v9.2d, {a}", "ins v9.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v10.2d, {a}", "ins v10.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v11.2d, {a}", "ins v11.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v12.2d, {a}", "ins v12.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v13.2d, {a}", "ins v13.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v14.2d, {a}", "ins v14.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v15.2d, {a}", "ins v15.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v16.2d, {a}", "ins v16.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v17.2d, {a}", "ins v17.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v18.2d, {a}", "ins v18.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v19.2d, {a}", "ins v19.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v20.2d, {a}", "ins v20.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v21.2d, {a}", "ins v21.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v22.2d, {a}", "ins v22.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v23.2d, {a}", "ins v23.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v24.2d, {a}", "ins v24.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v25.2d, {a}", "ins v25.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v26.2d, {a}", "ins v26.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v27.2d, {a}", "ins v27.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v28.2d, {a}", "ins v28.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v29.2d, {a}", "ins v29.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v30.2d, {a}", "ins v30.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "dup v31.2d, {a}", "ins v31.d[1], {b}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "msr fpcr, {fpcr}",
+            "msr fpsr, {fpsr}",
+            "mov {tw:w}, #1",
+            "str {tw:w}, [{flag}]",
+            "2:",
+            "ldr {tw:w}, [{flag}]",
+            "cmp {tw:w}, #2",
+            "b.eq 3f",
+            "subs {left}, {left}, #1",
+            "b.ne 2b",
+            "3:",
+            "mrs {t}, fpcr",
+            "eor {bad}, {t}, {fpcr}",
+            "mrs {t}, fpsr",
+            "eor {t}, {t}, {fpsr}",
+            "orr {bad}, {bad}, {t}",
+            "mov {a}, {seed}",
+            "mvn {b}, {seed}",
+            "umov {t}, v0.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v0.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v1.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v1.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v2.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v2.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v3.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v3.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v4.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v4.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v5.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v5.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v6.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v6.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v7.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v7.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v8.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v8.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v9.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v9.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v10.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v10.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v11.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v11.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v12.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v12.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v13.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v13.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v14.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v14.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v15.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v15.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v16.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v16.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v17.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v17.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v18.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v18.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v19.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v19.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v20.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v20.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v21.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v21.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v22.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v22.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v23.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v23.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v24.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v24.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v25.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v25.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v26.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v26.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v27.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v27.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v28.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v28.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v29.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v29.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v30.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v30.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "umov {t}, v31.d[0]", "eor {t}, {t}, {a}", "orr {bad}, {bad}, {t}", "umov {t}, v31.d[1]", "eor {t}, {t}, {b}", "orr {bad}, {bad}, {t}", "add {a}, {a}, #1", "sub {b}, {b}, #1",
+            "msr fpcr, {ofpcr}",
+            "msr fpsr, {ofpsr}",
+            seed = in(reg) seed,
+            flag = in(reg) flag.as_ptr(),
+            fpcr = in(reg) FPCR_PATTERN,
+            fpsr = in(reg) FPSR_PATTERN,
+            left = inout(reg) spins.max(1) => left,
+            bad = out(reg) diff,
+            a = out(reg) _,
+            b = out(reg) _,
+            t = out(reg) _,
+            tw = out(reg) _,
+            ofpcr = out(reg) _,
+            ofpsr = out(reg) _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _, out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _, out("v12") _, out("v13") _, out("v14") _, out("v15") _, out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _, out("v23") _, out("v24") _, out("v25") _, out("v26") _, out("v27") _, out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+            )
+        };
+        FpAcross {
+            fired: left != 0,
+            diff,
+        }
+    }
+
+    /// Overwrites q0–q31, FPCR (round toward plus infinity) and FPSR (DZC):
+    /// what an upcall handler that uses FP may leave behind.
+    pub fn clobber_fp(value: u64) {
+        // SAFETY: writes only the FP/SIMD registers (declared clobbered),
+        // FPCR and FPSR, which the code around an upcall handler does not
+        // rely on (the upcall restores the interrupted code's).
+        unsafe {
+            asm!(
+            "dup v0.2d, {t}",
+            "dup v1.2d, {t}",
+            "dup v2.2d, {t}",
+            "dup v3.2d, {t}",
+            "dup v4.2d, {t}",
+            "dup v5.2d, {t}",
+            "dup v6.2d, {t}",
+            "dup v7.2d, {t}",
+            "dup v8.2d, {t}",
+            "dup v9.2d, {t}",
+            "dup v10.2d, {t}",
+            "dup v11.2d, {t}",
+            "dup v12.2d, {t}",
+            "dup v13.2d, {t}",
+            "dup v14.2d, {t}",
+            "dup v15.2d, {t}",
+            "dup v16.2d, {t}",
+            "dup v17.2d, {t}",
+            "dup v18.2d, {t}",
+            "dup v19.2d, {t}",
+            "dup v20.2d, {t}",
+            "dup v21.2d, {t}",
+            "dup v22.2d, {t}",
+            "dup v23.2d, {t}",
+            "dup v24.2d, {t}",
+            "dup v25.2d, {t}",
+            "dup v26.2d, {t}",
+            "dup v27.2d, {t}",
+            "dup v28.2d, {t}",
+            "dup v29.2d, {t}",
+            "dup v30.2d, {t}",
+            "dup v31.2d, {t}",
+            "msr fpcr, {fpcr}",
+            "msr fpsr, {fpsr}",
+            t = in(reg) value,
+            fpcr = in(reg) 1u64 << 22,
+            fpsr = in(reg) 1u64 << 1,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _, out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _, out("v12") _, out("v13") _, out("v14") _, out("v15") _, out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _, out("v23") _, out("v24") _, out("v25") _, out("v26") _, out("v27") _, out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nomem, nostack),
             )
         };
     }

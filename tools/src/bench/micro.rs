@@ -10,10 +10,13 @@ use super::{bench_tokens, met_text, pretty, BenchError, Fields};
 /// The scenario `bench micro` runs.
 pub const MICRO_SCENARIO: &str = "scenarios/bench-micro.toml";
 /// Targets of `bench micro`: (name, most instructions allowed).
-pub const MICRO_TARGETS: [(&str, u64); 3] = [
+pub const MICRO_TARGETS: [(&str, u64); 5] = [
     ("null_hypercall", 64),
     ("event_to_handler", 2000),
     ("world_switch", 400),
+    // One way of a symmetric event ping-pong with the SDK's defaults.
+    ("pingpong_block", 900),
+    ("pingpong_upcall", 900),
 ];
 
 /// One `bench micro <name> …` line, with its target.
@@ -177,7 +180,9 @@ mod tests {
         [bench] bench micro unknown_hypercall samples=1000 instructions=40 min=38
         [bench] bench micro event_to_handler instructions=2500 samples=100
         [bench] bench micro world_switch instructions=400 samples=100
-        [bench] bench micro done count=4
+        [bench] bench micro pingpong_block instructions=901 samples=200
+        [bench] bench micro pingpong_upcall instructions=900 samples=200
+        [bench] bench micro done count=6
         [hv] domain bench exited: poweroff (code 0)";
 
     /// name, instructions, samples, target, met.
@@ -197,6 +202,8 @@ mod tests {
                 ("unknown_hypercall", 40, 1000, None, None),
                 ("event_to_handler", 2500, 100, Some(2000), Some(false)),
                 ("world_switch", 400, 100, Some(400), Some(true)),
+                ("pingpong_block", 901, 200, Some(900), Some(false)),
+                ("pingpong_upcall", 900, 200, Some(900), Some(true)),
             ]
         );
         assert!(micro_unmeasured(&r).is_empty());
@@ -280,7 +287,15 @@ mod tests {
                 {"name": "custom", "instructions": 5, "samples": 1, "target": null, "met": null},
             ], "icount": []})
         );
-        assert_eq!(micro_unmeasured(&r), ["event_to_handler", "world_switch"]);
+        assert_eq!(
+            micro_unmeasured(&r),
+            [
+                "event_to_handler",
+                "world_switch",
+                "pingpong_block",
+                "pingpong_upcall"
+            ]
+        );
         let report = micro_report(&r);
         assert!(report.contains("note: no result for world_switch (target <= 400)"));
     }
