@@ -186,12 +186,16 @@ enum BenchCmd {
     /// Runs scenarios/bench-ring-2cpu.toml at 4096-byte messages with the TCP
     /// path's work (the sender writes the same byte pattern, the receiver
     /// checksums every byte with FNV-1a: `work=net`) over 5 windows of at
-    /// least 250 ms (the raw ring), scenarios/bench-net.toml (one guest sends
-    /// --bytes to another over TCP) and scenarios/bench-net-host.toml (the
-    /// host sends --bytes to a guest through a forwarded port). Every
-    /// stream's byte count and checksum are checked. Prints MiB/s by the
-    /// receiving guest's clock (and the host's for host to guest) and the
-    /// guest-TCP / ring ratio; no targets.
+    /// least 250 ms (the raw ring), scenarios/bench-net.toml (one guest
+    /// streams to another over TCP), scenarios/bench-net-host.toml (the host
+    /// streams to a guest through a forwarded port) and
+    /// scenarios/bench-net-uplink.toml (the host streams to the driver domain
+    /// itself: QEMU's own limit). Each stream lasts until the receiver has
+    /// timed 5 windows of at least 250 ms (and the host 5 of its own).
+    /// Every stream's byte count and checksum are checked. Prints MiB/s as
+    /// median (min–max) by the receiving guest's clock (and the host's for
+    /// host to a sink) and the guest-TCP / ring ratio of the medians; no
+    /// targets.
     Net(NetArgs),
     /// A bounded load test of the web server a scenario forwards to the host.
     ///
@@ -245,10 +249,6 @@ struct MicroArgs {
 struct NetArgs {
     #[command(flatten)]
     common: BenchArgs,
-    /// Bytes to send over each TCP path.
-    #[arg(long, value_name = "N", default_value_t = bench::NET_DEFAULT_BYTES,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    bytes: u64,
     /// Also write an SVG chart (bench-net.svg) into DIR.
     #[arg(long, value_name = "DIR")]
     plot: Option<PathBuf>,
@@ -323,7 +323,6 @@ fn main() -> ExitCode {
                         json: n.common.json,
                         no_build: n.common.no_build,
                         timeout: timeout(n.common.timeout),
-                        bytes: n.bytes,
                         plot: n.plot,
                     };
                     return finish(parapet_tools::bench_net(&opts));

@@ -2,31 +2,38 @@
 //! domain, next to the raw ring throughput measured in the same invocation,
 //! and host-to-guest TCP throughput through the uplink.
 //!
-//! Three boots, one after another, each like `parapet up`:
+//! Four boots, one after another, each like `parapet up`:
 //!
 //! 1. [`bench::NET_RING_SCENARIO`] (bench ring's 2-CPU scenario) with the
 //!    ring sender limited to 4096-byte messages: the raw ring figure, read
 //!    and checked as `bench ring` does.
-//! 2. [`bench::NET_SCENARIO`]: `source` sends `--bytes` of a pattern to
-//!    `sink` over TCP; both print a `bench net tx|rx` line, whose byte counts
-//!    and FNV-1a checksums must match the pattern's.
+//! 2. [`bench::NET_SCENARIO`]: `source` streams a pattern to `sink` over TCP
+//!    (`bytes=unlimited`); the sink times its windows (`windows=5`), prints a
+//!    `bench net window` line per window, then says `stop` on the
+//!    connection; the source ends the stream there, and both print a `bench
+//!    net tx|rx` line over the whole stream, whose byte counts and FNV-1a
+//!    checksums must match the pattern's.
 //! 3. [`bench::NET_HOST_SCENARIO`]: the host connects to the port forwarded
-//!    to `sink`, sends `--bytes` of the same pattern and shuts its side
-//!    down, then waits for the guest to close; the sink's `bench net rx`
-//!    line must report them all with the pattern's checksum.
-//!
+//!    to `sink` and streams the same pattern, timing its own windows, until
+//!    the sink has said `stop` (after its windows) and the host has at least
+//!    [`bench::MIN_WINDOWS`]; then it shuts its side down and waits for the
+//!    guest to close; the sink's `bench net rx` line must report every byte
+//!    sent with the pattern's checksum.
 //! 4. [`NET_UPLINK_SCENARIO`]: the same host client against the driver
 //!    domain itself as the sink (`uplink_sink`: smoltcp straight on
 //!    virtio-net, no switch, no guest): QEMU's own limit on that path, printed
 //!    after host to guest.
 //!
-//! The figures are MiB/s by the receiving guest's counter (QEMU TCG without
-//! `-icount`, as for `bench ring`: guest time follows host time), plus the
-//! host's wall time for host to guest.
+//! Every figure is MiB/s over at least [`bench::MIN_WINDOWS`] windows of at
+//! least [`bench::MIN_WINDOW_MS`] (median, min, max, every sample), by the
+//! receiving guest's counter (QEMU TCG without `-icount`, as for `bench
+//! ring`: guest time follows host time), plus, host to a sink, by the host's
+//! clock over the host's own windows.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bench::{self, NetReport, NetResult};
@@ -48,8 +55,6 @@ pub struct BenchNetOptions {
     pub no_build: bool,
     /// Kill QEMU after this long, per run (`None`: never).
     pub timeout: Option<Duration>,
-    /// Bytes sent over each TCP path (at least 1).
-    pub bytes: u64,
     /// Where to write the SVG chart, if anywhere.
     pub plot: Option<PathBuf>,
 }
@@ -76,6 +81,17 @@ pub enum HostError {
         /// How long.
         secs: u64,
     },
+    /// The guest closed the connection while the host still had windows to
+    /// send, or before it said `stop`.
+    #[error("the guest closed the connection after {bytes} bytes and {windows} host window(s), {}", if *stopped { "after its stop" } else { "before it said stop (its windows done)" })]
+    ClosedEarly {
+        /// Bytes sent.
+        bytes: u64,
+        /// The host's windows so far.
+        windows: usize,
+        /// Whether the guest had said `stop`.
+        stopped: bool,
+    },
     /// A socket operation failed.
     #[error("{what} ({addr}): {source}")]
     Io {
@@ -92,8 +108,10 @@ pub enum HostError {
 /// What the host client measured.
 #[derive(Debug)]
 struct HostRun {
-    /// Connect to the guest's close, by the host's clock.
-    wall: Duration,
+    /// Bytes sent: the whole stream.
+    sent: u64,
+    /// The host's windows.
+    windows: Vec<bench::HostWindow>,
     /// The console lines up to the sink's `bench net rx` line.
     lines: Vec<String>,
 }
@@ -190,16 +208,19 @@ const SOCKET_SLICE: Duration = Duration::from_secs(1);
 /// power off by itself.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
 
-/// Sends `bytes` of the pattern to `addr`, shuts the sending side down and
-/// reads until the guest closes. QEMU's user network accepts a connection
-/// before it reaches the guest, so a connection it resets before the guest
-/// said anything is tried again (a few times).
+/// Sends the pattern to `addr` in windows of at least
+/// [`bench::MIN_WINDOW_MS`] by the host's clock, until the sink has said
+/// `stop` on the connection (after its own windows) and the host has at least
+/// [`bench::MIN_WINDOWS`] windows; then shuts the sending side down and waits
+/// until the guest closes. Returns the bytes sent and the host's windows. A
+/// thread reads the connection meanwhile. QEMU's user network accepts a
+/// connection before it reaches the guest, so a connection it resets before
+/// the guest said anything is tried again (a few times).
 fn send_stream(
     r: &Running<'_>,
     addr: SocketAddr,
-    bytes: u64,
     deadline: Option<Instant>,
-) -> Result<Duration, HostError> {
+) -> Result<(u64, Vec<bench::HostWindow>), HostError> {
     let io_err = |what: &str, source: io::Error| HostError::Io {
         what: what.to_owned(),
         addr,
@@ -217,69 +238,94 @@ fn send_stream(
             }
         }
     };
+    let window = Duration::from_millis(bench::MIN_WINDOW_MS);
     let mut attempt = 0;
     loop {
         attempt += 1;
         let start = Instant::now();
-        let result = (|| -> Result<Duration, HostError> {
+        let result = (|| -> Result<(u64, Vec<bench::HostWindow>), HostError> {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
                 .map_err(|e| io_err("cannot connect", e))?;
             let _ = s.set_nodelay(true);
             s.set_write_timeout(Some(SOCKET_SLICE))
                 .and_then(|()| s.set_read_timeout(Some(SOCKET_SLICE)))
                 .map_err(|e| io_err("cannot set socket timeouts", e))?;
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut sent = 0u64;
-            while sent < bytes {
-                let k = (bytes - sent).min(buf.len() as u64) as usize;
-                bench::fill_pattern(sent, &mut buf[..k]);
-                let mut chunk = &buf[..k];
-                while !chunk.is_empty() {
-                    match s.write(chunk) {
-                        Ok(0) => {
-                            return Err(io_err(
-                                &format!("the connection closed after {sent} bytes"),
-                                io::ErrorKind::WriteZero.into(),
-                            ))
-                        }
-                        Ok(n) => {
-                            chunk = &chunk[n..];
-                            sent += n as u64;
-                        }
-                        Err(e) if is_timeout(&e) && !r.ended() && !expired() => {}
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) if is_timeout(&e) => {
-                            return Err(gave_up(
-                                format!("the guest to take more data (after {sent} bytes)"),
-                                start,
-                            ))
-                        }
-                        Err(e) => {
-                            return Err(io_err(&format!("sending failed after {sent} bytes"), e))
+            let mut reader = s
+                .try_clone()
+                .map_err(|e| io_err("cannot clone the socket", e))?;
+            // Set by the reader: the sink said something (`stop`); the
+            // connection ended (the guest's close, or an error). Set by us:
+            // stop reading.
+            let (said, closed, quit) = (
+                AtomicBool::new(false),
+                AtomicBool::new(false),
+                AtomicBool::new(false),
+            );
+            std::thread::scope(|scope| {
+                let read = scope.spawn(|| -> io::Result<()> {
+                    let mut scratch = [0u8; 512];
+                    let end = |r: io::Result<()>| {
+                        closed.store(true, Ordering::SeqCst);
+                        r
+                    };
+                    loop {
+                        match reader.read(&mut scratch) {
+                            Ok(0) => return end(Ok(())),
+                            Ok(_) => said.store(true, Ordering::SeqCst),
+                            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
+                                if quit.load(Ordering::SeqCst) {
+                                    return Ok(());
+                                }
+                            }
+                            // A reset after the guest's `stop` and our FIN
+                            // still means the guest is done.
+                            Err(e)
+                                if e.kind() == io::ErrorKind::ConnectionReset
+                                    && said.load(Ordering::SeqCst) =>
+                            {
+                                return end(Ok(()))
+                            }
+                            Err(e) => return end(Err(e)),
                         }
                     }
+                });
+                let sent = send_windows(&mut s, &said, &closed, window, |sent, e| {
+                    if is_timeout(&e) && !r.ended() && !expired() {
+                        Ok(())
+                    } else if is_timeout(&e) {
+                        Err(gave_up(
+                            format!("the guest to take more data (after {sent} bytes)"),
+                            start,
+                        ))
+                    } else {
+                        Err(io_err(&format!("sending failed after {sent} bytes"), e))
+                    }
+                });
+                let sent = sent.and_then(|got| {
+                    s.shutdown(Shutdown::Write)
+                        .map_err(|e| io_err("cannot shut down the sending side", e))?;
+                    // The sink closes once it has seen our FIN, after all the data.
+                    while !closed.load(Ordering::SeqCst) {
+                        if r.ended() || expired() {
+                            return Err(gave_up("the guest to close the connection".into(), start));
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Ok(got)
+                });
+                quit.store(true, Ordering::SeqCst);
+                let read = read
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("the reading thread panicked")));
+                match (sent, read) {
+                    // The connection ended under the sender: say why.
+                    (Err(HostError::Io { .. } | HostError::ClosedEarly { .. }) | Ok(_), Err(e)) => {
+                        Err(io_err("receiving from the guest failed", e))
+                    }
+                    (Err(e), _) => Err(e),
+                    (Ok(got), Ok(())) => Ok(got),
                 }
-            }
-            s.shutdown(Shutdown::Write)
-                .map_err(|e| io_err("cannot shut down the sending side", e))?;
-            // The sink closes once it has seen our FIN, after all the data.
-            let mut scratch = [0u8; 512];
-            loop {
-                match s.read(&mut scratch) {
-                    Ok(0) => return Ok(start.elapsed()),
-                    Ok(_) => {}
-                    Err(e) if is_timeout(&e) && !r.ended() && !expired() => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if is_timeout(&e) => {
-                        return Err(gave_up("the guest to close the connection".into(), start))
-                    }
-                    // A reset after our FIN still means the guest is done.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                        return Ok(start.elapsed())
-                    }
-                    Err(e) => return Err(io_err("waiting for the guest to close", e)),
-                }
-            }
+            })
         })();
         match result {
             Err(HostError::Io { source, .. })
@@ -295,13 +341,66 @@ fn send_stream(
                     && !r
                         .console(0)
                         .iter()
-                        .any(|l| from_domain(l, bench::NET_SINK, "bench net rx")) =>
+                        .any(|l| from_domain(l, bench::NET_SINK, "bench net")) =>
             {
                 std::thread::sleep(Duration::from_millis(500));
             }
             other => return other,
         }
     }
+}
+
+/// The sending loop of [`send_stream`]: writes the pattern to `s` until
+/// `said` and at least [`bench::MIN_WINDOWS`] windows of at least `window`
+/// are done; a window ends at the first write after `window`. `on_error`
+/// decides whether a write error is waited out (`Ok`) or ends the stream.
+/// The connection ending first (`closed`) is an error.
+fn send_windows(
+    s: &mut TcpStream,
+    said: &AtomicBool,
+    closed: &AtomicBool,
+    window: Duration,
+    on_error: impl Fn(u64, io::Error) -> Result<(), HostError>,
+) -> Result<(u64, Vec<bench::HostWindow>), HostError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut sent, mut windows) = (0u64, Vec::new());
+    // The current window: when it started and the bytes sent then.
+    let mut current: Option<(Instant, u64)> = None;
+    while !(said.load(Ordering::SeqCst) && windows.len() >= bench::MIN_WINDOWS) {
+        if closed.load(Ordering::SeqCst) {
+            return Err(HostError::ClosedEarly {
+                bytes: sent,
+                windows: windows.len(),
+                stopped: said.load(Ordering::SeqCst),
+            });
+        }
+        bench::fill_pattern(sent, &mut buf);
+        let mut chunk = &buf[..];
+        while !chunk.is_empty() {
+            match s.write(chunk) {
+                Ok(0) => on_error(sent, io::ErrorKind::WriteZero.into())?,
+                Ok(n) => {
+                    chunk = &chunk[n..];
+                    sent += n as u64;
+                    let now = Instant::now();
+                    match current {
+                        None => current = Some((now, sent)),
+                        Some((at, from)) if now - at >= window => {
+                            windows.push(bench::HostWindow {
+                                bytes: sent - from,
+                                elapsed: now - at,
+                            });
+                            current = Some((now, sent));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => on_error(sent, e)?,
+            }
+        }
+    }
+    Ok((sent, windows))
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -312,8 +411,9 @@ fn is_timeout(e: &io::Error) -> bool {
 }
 
 /// The host's side of the host-to-guest run: waits for the sink to listen,
-/// sends the stream, then waits for the sink's `bench net rx` line.
-fn host_client(r: &Running<'_>, bytes: u64, limit: Option<Duration>) -> Result<HostRun, HostError> {
+/// sends the stream in windows until the sink says stop ([`send_stream`]),
+/// then waits for the sink's `bench net rx` line.
+fn host_client(r: &Running<'_>, limit: Option<Duration>) -> Result<HostRun, HostError> {
     let deadline = limit.map(|l| Instant::now() + l);
     let sink = bench::NET_SINK;
     let addr = r
@@ -330,7 +430,7 @@ fn host_client(r: &Running<'_>, bytes: u64, limit: Option<Duration>) -> Result<H
         &format!("{sink} listened on port {}", bench::NET_PORT),
         |l| from_domain(l, sink, &listening),
     )?;
-    let wall = send_stream(r, addr, bytes, deadline)?;
+    let (sent, windows) = send_stream(r, addr, deadline)?;
     let (more, _) = wait_for_line(
         r,
         at,
@@ -345,7 +445,11 @@ fn host_client(r: &Running<'_>, bytes: u64, limit: Option<Duration>) -> Result<H
     while !r.ended() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(HostRun { wall, lines })
+    Ok(HostRun {
+        sent,
+        windows,
+        lines,
+    })
 }
 
 /// `n CPU(s)` for the progress lines.
@@ -369,19 +473,12 @@ fn what(path: &str, s: &Scenario) -> String {
 pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
     let root = build::workspace_root()?;
     check_report_dir(opts.json.as_deref())?;
-    let bytes = opts.bytes.max(1);
     let mut ring = load(Path::new(bench::NET_RING_SCENARIO), &root)?;
     let ring_over = vec![
         set_cmdline(&mut ring, "ring-tx", "sizes", bench::NET_RING_SIZES)?,
         set_cmdline(&mut ring, "ring-tx", "work", bench::NET_RING_WORK)?,
     ];
-    let mut g2g = load(Path::new(bench::NET_SCENARIO), &root)?;
-    let g2g_over = vec![set_cmdline(
-        &mut g2g,
-        bench::NET_SOURCE,
-        "bytes",
-        &bytes.to_string(),
-    )?];
+    let g2g = load(Path::new(bench::NET_SCENARIO), &root)?;
     let h2g = load(Path::new(bench::NET_HOST_SCENARIO), &root)?;
     let up = load(Path::new(NET_UPLINK_SCENARIO), &root)?;
     let qemu_path = prereq::ensure_qemu()?;
@@ -430,7 +527,7 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
         Ok(r) => r,
         Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{ring_what}: {e}")),
     };
-    let g2g_t = match bench::net_guest_to_guest(g2g_lines, bytes) {
+    let g2g_t = match bench::net_guest_to_guest(g2g_lines) {
         Ok(t) => t,
         Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{g2g_what}: {e}")),
     };
@@ -439,7 +536,7 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
     eprintln!("parapet: bench net: running {h2g_what}");
     let limit = opts.timeout;
     let timeout_secs = Some(limit.map_or(0, |t| t.as_secs().max(1)));
-    let (outcome, client) = run_prepared(&p_h2g, timeout_secs, |r| host_client(r, bytes, limit))?;
+    let (outcome, client) = run_prepared(&p_h2g, timeout_secs, |r| host_client(r, limit))?;
     summary.extend(outcome.summary.iter().map(|l| format!("{h2g_what}: {l}")));
     let host = match client {
         Ok(h) => h,
@@ -459,7 +556,9 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
             format!("{h2g_what} failed; no results"),
         );
     }
-    let h2g_t = match bench::net_host_to_guest(&host.lines, bytes) {
+    let h2g_t = match bench::net_host_to_sink(bench::HOST_TO_GUEST, &host.lines, host.sent)
+        .and_then(|t| Ok((t, bench::host_figure(bench::HOST_TO_GUEST, &host.windows)?)))
+    {
         Ok(t) => t,
         Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{h2g_what}: {e}")),
     };
@@ -467,7 +566,7 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
     // QEMU's own limit on the host-to-guest path: the same client, the driver
     // domain as the sink.
     eprintln!("parapet: bench net: running {up_what}");
-    let (outcome, client) = run_prepared(&p_up, timeout_secs, |r| host_client(r, bytes, limit))?;
+    let (outcome, client) = run_prepared(&p_up, timeout_secs, |r| host_client(r, limit))?;
     summary.extend(outcome.summary.iter().map(|l| format!("{up_what}: {l}")));
     let up_host = match (client, outcome.exit_code) {
         (Ok(h), EXIT_OK) => h,
@@ -485,7 +584,13 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
         }
         (Ok(_), code) => return failed(summary, code, format!("{up_what} failed; no results")),
     };
-    let up_t = match bench::net_host_to_guest(&up_host.lines, bytes) {
+    let up_t = match bench::net_host_to_sink(bench::HOST_TO_DRIVER, &up_host.lines, up_host.sent)
+        .and_then(|t| {
+            Ok((
+                t,
+                bench::host_figure(bench::HOST_TO_DRIVER, &up_host.windows)?,
+            ))
+        }) {
         Ok(t) => t,
         Err(e) => return failed(summary, EXIT_DOMAIN_FAILED, format!("{up_what}: {e}")),
     };
@@ -495,7 +600,7 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
         "guest_to_guest_tcp",
         "guest to guest, TCP via the driver domain",
         bench::NET_SCENARIO,
-        g2g_over,
+        Vec::new(),
         &g2g_t,
         None,
     );
@@ -504,11 +609,11 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
         "host to guest, TCP via the uplink",
         bench::NET_HOST_SCENARIO,
         Vec::new(),
-        &h2g_t,
-        Some(host.wall.as_secs_f64()),
+        &h2g_t.0,
+        Some(h2g_t.1),
     );
     let mut report = NetReport::new(
-        format!("cargo parapet bench net --bytes {bytes}"),
+        "cargo parapet bench net".to_owned(),
         bench::net_clock(ring_result.freq),
         ring_row,
         g2g_row,
@@ -519,18 +624,18 @@ pub fn bench_net(opts: &BenchNetOptions) -> Result<Outcome, Error> {
         "host to driver domain, virtio-net only (QEMU)",
         NET_UPLINK_SCENARIO,
         Vec::new(),
-        &up_t,
-        Some(up_host.wall.as_secs_f64()),
+        &up_t.0,
+        Some(up_t.1),
     ));
     print!("{}", report.text());
     let _ = io::stdout().flush();
     summary.push(format!(
-        "bench net: ring {:.2} MiB/s, guest to guest {:.2} MiB/s (ratio {:.4}), host to guest {:.2} MiB/s (QEMU's own limit on that path {:.2}); checksums matched",
-        report.results[0].mib_s,
-        report.results[1].mib_s,
+        "bench net: MiB/s, medians of the receivers' windows: ring {:.2}, guest to guest {:.2} (ratio {:.4}), host to guest {:.2} (QEMU's own limit on that path {:.2}); checksums matched",
+        report.results[0].mib_s.median,
+        report.results[1].mib_s.median,
         report.ratio_tcp_to_ring,
-        report.results[2].mib_s,
-        report.results[3].mib_s
+        report.results[2].mib_s.median,
+        report.results[3].mib_s.median
     ));
     if let Some(path) = &opts.json {
         std::fs::write(path, report.json()).map_err(|source| Error::WriteReport {
@@ -571,8 +676,20 @@ mod tests {
             source.cmdline.as_deref(),
             Some("role=source peer=10.0.2.15 port=5001 bytes=4096 sockbuf=196608 bench")
         );
-        let sink = g2g.domains.iter().find(|d| d.name == "sink").unwrap();
-        assert!(sink.cmdline.as_deref().unwrap().contains("bench"));
+        // As the scenario has it: the source streams until the sink, after
+        // its windows, says stop.
+        let file = crate::scenario::load(&root().join(bench::NET_SCENARIO), &root())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cmd = |s: &Scenario, d: &str| {
+            s.domains
+                .iter()
+                .find(|x| x.name == d)
+                .and_then(|x| x.cmdline.clone())
+                .unwrap()
+        };
+        assert!(cmd(&file, "source").contains(" bytes=unlimited "));
+        let windows = format!("bench windows={}", bench::MIN_WINDOWS);
+        assert!(cmd(&file, "sink").ends_with(&windows));
         // The same placement as the ring's 2-CPU run.
         let pins: Vec<Option<u32>> = g2g.domains.iter().map(|d| d.cpu).collect();
         assert_eq!(pins, [Some(0), Some(1), Some(0)]);
@@ -584,6 +701,7 @@ mod tests {
         let h2g = crate::scenario::load(&root().join(bench::NET_HOST_SCENARIO), &root())
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!h2g.machine.icount);
+        assert!(cmd(&h2g, "sink").ends_with(&windows));
         // QEMU's limit: the driver domain alone, named like the sink, with the
         // forward the host client looks for.
         let up = crate::scenario::load(&root().join(NET_UPLINK_SCENARIO), &root())
@@ -592,7 +710,10 @@ mod tests {
         assert_eq!(up.domain_names(), [bench::NET_SINK]);
         let d = &up.domains[0];
         assert_eq!(d.role, crate::scenario::Role::Driver);
-        assert!(d.cmdline.as_deref().unwrap().contains("uplink_sink=5001"));
+        assert_eq!(
+            d.cmdline.as_deref(),
+            Some(format!("uplink_sink=5001 windows={}", bench::MIN_WINDOWS).as_str())
+        );
         let fw = &d.net.as_ref().unwrap().forward;
         assert_eq!(fw[0].guest, bench::NET_PORT);
         assert_eq!(h2g.domain_names(), ["driver", "sink"]);
@@ -646,47 +767,89 @@ mod tests {
     }
 
     #[test]
-    fn the_host_client_sends_the_pattern_and_reads_the_report() {
-        let bytes = 300_000u64;
-        let sum = bench::pattern_checksum(bytes);
+    fn the_host_client_sends_in_windows_until_stop_and_reads_the_report() {
         // The guest's lines; the "guest" itself is a thread on the port.
-        let p = fake(&format!(
+        let p = fake(
             "echo '[hv] domain d (id 0, driver domain)'; echo '[hv] domain sink (id 1, guest)'; \
-             echo '[sink] net: sink listening on TCP port 5001, UDP echo on port 7'; sleep 1; \
-             echo '[sink] bench net rx bytes={bytes} checksum={sum:016x} ticks=1 freq=1 frames=1 notify=1 complete=yes'; \
+             echo '[sink] net: sink listening on TCP port 5001, UDP echo on port 7'; sleep 4; \
+             echo '[sink] bench net rx bytes=1 checksum=0000000000000001 ticks=1 freq=1 frames=1 notify=1 complete=yes windows=0'; \
              sleep 1; echo '[hv] domain sink exited: poweroff (code 0)'; \
              echo '[hv] domain d exited: poweroff (code 0)'; \
-             echo '[hv] all domains stopped: 2 ok, 0 failed'"
-        ));
+             echo '[hv] all domains stopped: 2 ok, 0 failed'",
+        );
         let (outcome, (client, got)) = run_prepared(&p, Some(60), |r| {
             let addr = r.addr(bench::NET_SINK, bench::NET_PORT).unwrap();
             let server = std::net::TcpListener::bind(addr).unwrap();
             let guest = std::thread::spawn(move || {
                 let (mut c, _) = server.accept().unwrap();
-                let mut data = Vec::new();
+                // Read for 0.6 s, say stop, read to the end.
+                let start = Instant::now();
+                let (mut data, mut buf) = (Vec::new(), vec![0u8; 65536]);
+                while start.elapsed() < Duration::from_millis(600) {
+                    let n = c.read(&mut buf).unwrap();
+                    data.extend_from_slice(&buf[..n]);
+                }
+                c.write_all(b"stop").unwrap();
                 c.read_to_end(&mut data).unwrap();
                 (data.len() as u64, bench::fnv1a64(bench::FNV_START, &data))
             });
-            let client = host_client(r, bytes, Some(Duration::from_secs(30)));
+            let client = host_client(r, Some(Duration::from_secs(30)));
             (client, guest.join().unwrap())
         })
         .unwrap();
-        assert_eq!(got, (bytes, sum), "the stream is the pattern");
         let run = client.unwrap();
-        assert!(run.wall > Duration::ZERO);
+        assert_eq!(
+            got,
+            (run.sent, bench::pattern_checksum(run.sent)),
+            "the stream is the pattern, all of it"
+        );
+        // The guest said stop after 0.6 s: the host went on to 5 windows.
+        assert_eq!(run.windows.len(), bench::MIN_WINDOWS, "{:?}", run.windows);
+        assert!(run
+            .windows
+            .iter()
+            .all(|w| w.elapsed >= Duration::from_millis(bench::MIN_WINDOW_MS)));
+        assert!(run.windows.iter().map(|w| w.bytes).sum::<u64>() <= run.sent);
+        bench::host_figure("x", &run.windows).unwrap();
         assert!(run.lines[2].contains("sink listening"), "{:?}", run.lines);
-        let t = bench::net_host_to_guest(&run.lines, bytes).unwrap();
-        assert_eq!(t.checksum, sum);
+        assert!(run.lines.last().unwrap().contains("bench net rx"));
         // The client waited for the machine to power off by itself.
         assert_eq!(outcome.exit_code, EXIT_OK, "{outcome:?}");
         assert_eq!(outcome.summary, ["all domains stopped: 2 ok, 0 failed"]);
     }
 
     #[test]
+    fn a_guest_that_closes_before_stop_fails_the_host_client() {
+        let p = fake("echo '[sink] net: sink listening on TCP port 5001'; exec sleep 30");
+        let (_, client) = run_prepared(&p, Some(60), |r| {
+            let addr = r.addr(bench::NET_SINK, bench::NET_PORT).unwrap();
+            let server = std::net::TcpListener::bind(addr).unwrap();
+            let guest = std::thread::spawn(move || {
+                let (mut c, _) = server.accept().unwrap();
+                let mut buf = vec![0u8; 100_000];
+                c.read_exact(&mut buf).unwrap();
+                // Closes its side without a word, then drains.
+                c.shutdown(Shutdown::Write).unwrap();
+                let _ = io::copy(&mut c, &mut io::sink());
+            });
+            let client = host_client(r, Some(Duration::from_secs(30)));
+            guest.join().unwrap();
+            client
+        })
+        .unwrap();
+        let e = client.unwrap_err();
+        assert!(
+            matches!(e, HostError::ClosedEarly { stopped: false, windows, bytes } if windows < 5 && bytes >= 100_000),
+            "{e}"
+        );
+        assert!(e.to_string().contains("before it said stop"), "{e}");
+    }
+
+    #[test]
     fn the_host_client_gives_up_when_qemu_ends() {
         let p = fake("echo '[sink] net: cannot listen on port 5001'");
         let (_, client) = run_prepared(&p, Some(60), |r| {
-            host_client(r, 10, Some(Duration::from_secs(30)))
+            host_client(r, Some(Duration::from_secs(30)))
         })
         .unwrap();
         let e = client.unwrap_err();
@@ -698,7 +861,7 @@ mod tests {
         // No forward to the sink: said at once.
         let mut p = fake("exec sleep 30");
         p.forwards.clear();
-        let (_, client) = run_prepared(&p, Some(60), |r| host_client(r, 10, None)).unwrap();
+        let (_, client) = run_prepared(&p, Some(60), |r| host_client(r, None)).unwrap();
         assert_eq!(
             client.unwrap_err().to_string(),
             "the scenario forwards no host port to sink:5001"

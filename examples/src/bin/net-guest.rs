@@ -3,16 +3,23 @@
 //! from the command line `parapet` writes from the scenario (`ip=A.B.C.D/N
 //! gw=…`, or `ip=dhcp`). What it does is chosen with `role=`:
 //!
-//! * `role=sink [port=5001]`: accepts one TCP connection and counts and
-//!   checksums what arrives until the peer closes; also answers UDP echo on
-//!   port 7. Prints the byte count and checksum.
-//! * `role=source peer=A.B.C.D [port=5001] [bytes=N] [stop_port=P]`: pings
-//!   the peer (ICMP echo), sends it a UDP datagram to echo, then sends `N`
-//!   bytes of a pattern over TCP and prints their checksum and the
-//!   throughput. With `stop_port`, it also listens on TCP port `P`, and a
-//!   connection there ends the stream early (at once, after what was sent):
-//!   a test that forwards a host port to `P` decides when a long stream
-//!   ends.
+//! * `role=sink [port=5001] [windows=N [window_ms=MS]]`: accepts one TCP
+//!   connection and counts and checksums what arrives until the peer closes;
+//!   also answers UDP echo on port 7. Prints the byte count and checksum.
+//!   With `windows=N` it also times `N` windows of at least `MS` (default
+//!   250) ms of its counter each, back to back from the first byte, each
+//!   ending at the first poll after `MS`; after the last one it sends the
+//!   peer `stop` on the same connection and goes on reading (and
+//!   checksumming) until the peer closes.
+//! * `role=source peer=A.B.C.D [port=5001] [bytes=N|unlimited]
+//!   [stop_port=P]`: pings the peer (ICMP echo), sends it a UDP datagram to
+//!   echo, then sends `N` bytes (default 4 MiB; `unlimited`: until stopped)
+//!   of a pattern over TCP and prints their checksum and the throughput.
+//!   Anything the peer sends on the connection (a windowed sink's `stop`)
+//!   ends the stream at once, after what was sent. With `stop_port`, it
+//!   also listens on TCP port `P`, and a connection there ends the stream
+//!   the same way: a test that forwards a host port to `P` decides when a
+//!   long stream ends.
 //!
 //!   Both also take `sockbuf=BYTES` (the TCP socket's receive and send
 //!   buffers, default 65536: a window much larger overflows the 64 receive
@@ -21,7 +28,10 @@
 //!   exact counter ticks:
 //!   `bench net rx|tx bytes=N checksum=HEX ticks=T freq=HZ frames=N
 //!   notify=N complete=yes|no` (`frames`: frames the guest received for rx,
-//!   sent for tx; `notify`: notifications it sent the backend).
+//!   sent for tx; `notify`: notifications it sent the backend; the sink's
+//!   also `windows=N`, the window lines it printed). A windowed sink prints
+//!   one `bench net window n=K bytes=B ticks=T freq=HZ` line per window as it
+//!   ends (`B` bytes arrived in the window's `T` ticks).
 //! * `role=http [disk [boots]] [quit]`: a small HTTP server on port 80 whose
 //!   page shows live numbers: uptime, requests and bytes served, and a visit
 //!   counter kept on its virtual disk `vbd0` (with `disk`), so it survives
@@ -120,6 +130,59 @@ mod guest {
         bench: bool,
         /// `source`: a connection to this port ends the stream.
         stop_port: Option<u16>,
+        /// `sink`: windows to time (0: none).
+        windows: u64,
+        /// `sink`: the least length of a window, counter ticks.
+        window_ticks: u64,
+    }
+
+    /// A windowed sink's timing (see the module docs).
+    struct Windows {
+        /// Windows wanted.
+        want: u64,
+        /// Windows printed.
+        n: u64,
+        /// The least length of a window, ticks.
+        len: u64,
+        /// When the current window started (`None`: no byte yet).
+        start: Option<u64>,
+        /// The stream's byte count when it started.
+        from: u64,
+        /// `stop` is in the socket's send buffer.
+        stopped: bool,
+    }
+
+    impl Windows {
+        /// After receiving: ends the current window if it is long enough.
+        fn tick(&mut self, bytes: u64) {
+            if self.n >= self.want || bytes == 0 {
+                return;
+            }
+            let now = time::now();
+            let Some(start) = self.start else {
+                // The first byte(s): the first window starts now.
+                self.start = Some(now);
+                self.from = bytes;
+                return;
+            };
+            let ticks = now.saturating_sub(start);
+            if ticks >= self.len {
+                println!(
+                    "bench net window n={} bytes={} ticks={ticks} freq={}",
+                    self.n,
+                    bytes - self.from,
+                    time::frequency()
+                );
+                self.n += 1;
+                self.start = Some(now);
+                self.from = bytes;
+            }
+        }
+
+        /// All windows done and `stop` not yet sent.
+        fn stop_due(&self) -> bool {
+            self.want > 0 && self.n >= self.want && !self.stopped
+        }
     }
 
     /// The `bench net rx|tx …` line (see the module docs).
@@ -128,12 +191,16 @@ mod guest {
         bytes: u64,
         sum: u64,
         ticks: u64,
-        frames: u64,
-        notify: u64,
+        (frames, notify): (u64, u64),
         done: bool,
+        windows: Option<u64>,
     ) {
+        let mut w = String::new();
+        if let Some(n) = windows {
+            let _ = write!(w, " windows={n}");
+        }
         println!(
-            "bench net {dir} bytes={bytes} checksum={sum:016x} ticks={ticks} freq={} frames={frames} notify={notify} complete={}",
+            "bench net {dir} bytes={bytes} checksum={sum:016x} ticks={ticks} freq={} frames={frames} notify={notify} complete={}{w}",
             time::frequency(),
             if done { "yes" } else { "no" }
         );
@@ -155,6 +222,14 @@ mod guest {
         let udp_h = net.sockets.add(udp_sock);
         println!("net: sink listening on TCP port {port}, UDP echo on port 7");
         let (mut bytes, mut sum, mut start, mut seen_open) = (0u64, FNV_START, 0u64, false);
+        let mut win = Windows {
+            want: opts.windows,
+            n: 0,
+            len: opts.window_ticks,
+            start: None,
+            from: 0,
+            stopped: false,
+        };
         let done = net.run_until(deadline(600), |net| {
             // UDP echo.
             let u = net.sockets.get_mut::<udp::Socket>(udp_h);
@@ -177,6 +252,10 @@ mod guest {
                     Ok(0) | Err(_) => break,
                     Ok(n) => bytes += n as u64,
                 }
+            }
+            win.tick(bytes);
+            if win.stop_due() && s.may_send() {
+                win.stopped = s.send_slice(b"stop").is_ok_and(|n| n == 4);
             }
             if seen_open && !s.may_recv() {
                 s.close();
@@ -207,9 +286,9 @@ mod guest {
                 bytes,
                 sum,
                 ticks,
-                st.rx_frames,
-                st.notifications,
+                (st.rx_frames, st.notifications),
                 done,
+                Some(win.n),
             );
         }
         Ok(done)
@@ -354,6 +433,14 @@ mod guest {
                 }
             }
             let s = net.sockets.get_mut::<tcp::Socket>(h);
+            // Anything from the peer (a windowed sink's `stop`) ends the stream.
+            if s.can_recv() {
+                let _ = s.recv(|d| (d.len(), ()));
+                if sent < total {
+                    total = sent;
+                    println!("net: source: the peer said stop: ending the stream at {sent} bytes");
+                }
+            }
             // The pattern is written straight into the socket's free space
             // (no staging copy, and no more of it than fits).
             while sent < total && s.can_send() {
@@ -392,7 +479,15 @@ mod guest {
             st.notifications
         );
         if opts.bench {
-            bench_line("tx", sent, sum, ticks, st.tx_frames, st.notifications, done);
+            bench_line(
+                "tx",
+                sent,
+                sum,
+                ticks,
+                (st.tx_frames, st.notifications),
+                done,
+                None,
+            );
         }
         Ok(done && sent == total && echoed)
     }
@@ -872,6 +967,16 @@ mod guest {
                 .unwrap_or(64 * 1024),
             bench: cmdline::has(cmd, "bench"),
             stop_port: cmdline::get(cmd, "stop_port").and_then(|p| p.parse().ok()),
+            windows: cmdline::get(cmd, "windows")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(0),
+            // Rounded up: a window is never a fraction of a tick short.
+            window_ticks: (time::frequency()
+                * cmdline::get(cmd, "window_ms")
+                    .and_then(|w| w.parse::<u64>().ok())
+                    .unwrap_or(250)
+                    .clamp(1, 60_000))
+            .div_ceil(1000),
         };
         let result = match role {
             "sink" => sink(&mut net, stream),
@@ -880,9 +985,10 @@ mod guest {
                     println!("net: role=source needs peer=A.B.C.D");
                     return 2;
                 };
-                let bytes = cmdline::get(cmd, "bytes")
-                    .and_then(|b| b.parse().ok())
-                    .unwrap_or(4 << 20);
+                let bytes = match cmdline::get(cmd, "bytes") {
+                    Some("unlimited") => u64::MAX,
+                    b => b.and_then(|b| b.parse().ok()).unwrap_or(4 << 20),
+                };
                 source(&mut net, peer, stream, bytes)
             }
             "http" => http(

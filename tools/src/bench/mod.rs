@@ -23,7 +23,10 @@
 //! bench ring done sizes=<u64>
 //! bench micro <name> instructions=<u64> samples=<u64>
 //! bench micro done count=<u64>
-//! bench net rx|tx bytes=<u64> checksum=<16 hex digits> ticks=<u64> freq=<u64>
+//! bench net window n=<u64> bytes=<u64> ticks=<u64> freq=<u64>
+//! bench net rx bytes=<u64> checksum=<16 hex digits> ticks=<u64> freq=<u64>
+//!               frames=<u64> notify=<u64> complete=<yes|no> windows=<u64>
+//! bench net tx bytes=<u64> checksum=<16 hex digits> ticks=<u64> freq=<u64>
 //!               frames=<u64> notify=<u64> complete=<yes|no>
 //! ```
 //!
@@ -33,7 +36,15 @@
 //! [`MIN_WINDOWS`] of each ([`stats`]). `rx` sums up the size (its `msgs`
 //! include those read after the last window, and equal the sender's).
 //! `icount` replaces the windows under `-icount` ([`icount`]).
-//! ```
+//!
+//! `bench net window` lines come from a TCP stream's receiver, once per
+//! window `n` = 0, 1, … as it ends: `bytes` arrived in its `ticks`; the same
+//! rules ([`MIN_WINDOWS`] of at least [`MIN_WINDOW_MS`]). Its `rx` line
+//! sums up the whole stream, the windows and what arrived before and after
+//! them (`bytes`, the FNV-1a 64 `checksum` of every byte, `ticks` from the
+//! connection's establishment to the sender's FIN, `windows` the window
+//! lines it printed); the sending guest's `tx` line (guest to guest) the
+//! same from its side. All lines of one stream come from the same domain.
 
 pub mod capture;
 pub mod gate;

@@ -5,9 +5,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use std::time::Duration;
+
+use super::stats::{figure, Window};
 use super::{
     bench_tokens, cpus_text, pretty, ring_run, BenchError, Fields, Figure, RingResult, MIB,
-    RING_SCENARIOS, RING_TARGET_SIZE,
+    MIN_WINDOWS, MIN_WINDOW_MS, RING_SCENARIOS, RING_TARGET_SIZE,
 };
 use crate::transcript::split_prefix;
 
@@ -31,8 +34,6 @@ pub const NET_SINK: &str = "sink";
 pub const NET_SOURCE: &str = "source";
 /// The sink's TCP port (forwarded from the host in [`NET_HOST_SCENARIO`]).
 pub const NET_PORT: u16 = 5001;
-/// Bytes sent over each TCP path unless `--bytes` says otherwise.
-pub const NET_DEFAULT_BYTES: u64 = 16 << 20;
 /// FNV-1a 64 offset basis.
 pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -112,6 +113,26 @@ pub struct NetLine {
     pub notify: u64,
     /// `complete=yes`: the transfer ended normally (not on the guest's timeout).
     pub complete: bool,
+    /// `windows=`: the window lines the receiver printed (rx; `None` if absent).
+    pub windows: Option<u64>,
+}
+
+/// A `bench net window …` line: one window of a stream, by the receiver's
+/// counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetWindow {
+    /// The console line.
+    pub line: String,
+    /// The domain that printed it.
+    pub domain: String,
+    /// Window number, from 0.
+    pub n: u64,
+    /// Bytes that arrived in the window.
+    pub bytes: u64,
+    /// Counter ticks of the window.
+    pub ticks: u64,
+    /// Counter frequency, Hz.
+    pub freq: u64,
 }
 
 /// The `bench net` lines of one run.
@@ -121,10 +142,13 @@ pub struct NetLines {
     pub rx: Vec<NetLine>,
     /// Senders' lines, in order.
     pub tx: Vec<NetLine>,
+    /// Window lines, in order.
+    pub windows: Vec<NetWindow>,
 }
 
-/// Reads the `bench net rx|tx …` lines of one run's console; other lines
-/// are ignored, a `bench net rx|tx` line that cannot be read is an error.
+/// Reads the `bench net rx|tx|window …` lines of one run's console; other
+/// lines are ignored, a `bench net rx|tx|window` line that cannot be read is
+/// an error.
 pub fn parse_net<S: AsRef<str>>(lines: &[S]) -> Result<NetLines, BenchError> {
     let mut out = NetLines::default();
     for line in lines {
@@ -135,10 +159,22 @@ pub fn parse_net<S: AsRef<str>>(lines: &[S]) -> Result<NetLines, BenchError> {
         let Some((&dir, rest)) = tokens.split_first() else {
             continue;
         };
-        if dir != "rx" && dir != "tx" {
+        if dir != "rx" && dir != "tx" && dir != "window" {
             continue;
         }
         let f = Fields::parse(line, rest)?;
+        let domain = split_prefix(line).map_or("", |(p, _)| p).to_owned();
+        if dir == "window" {
+            out.windows.push(NetWindow {
+                line: line.to_owned(),
+                domain,
+                n: f.u64("n")?,
+                bytes: f.u64("bytes")?,
+                ticks: f.u64("ticks")?,
+                freq: f.u64("freq")?,
+            });
+            continue;
+        }
         let sum = f.str("checksum")?;
         let checksum = u64::from_str_radix(sum, 16)
             .map_err(|_| f.malformed(format!("`checksum={sum}`: expected 16 hex digits")))?;
@@ -148,7 +184,7 @@ pub fn parse_net<S: AsRef<str>>(lines: &[S]) -> Result<NetLines, BenchError> {
             other => return Err(f.malformed(format!("`complete={other}`: expected `yes` or `no`"))),
         };
         let parsed = NetLine {
-            domain: split_prefix(line).map_or("", |(p, _)| p).to_owned(),
+            domain,
             bytes: f.u64("bytes")?,
             checksum,
             ticks: f.u64("ticks")?,
@@ -156,6 +192,10 @@ pub fn parse_net<S: AsRef<str>>(lines: &[S]) -> Result<NetLines, BenchError> {
             frames: f.u64("frames")?,
             notify: f.u64("notify")?,
             complete,
+            windows: match f.str("windows") {
+                Ok(_) => Some(f.u64("windows")?),
+                Err(_) => None,
+            },
         };
         if dir == "rx" {
             out.rx.push(parsed);
@@ -166,28 +206,25 @@ pub fn parse_net<S: AsRef<str>>(lines: &[S]) -> Result<NetLines, BenchError> {
     Ok(out)
 }
 
-/// One TCP transfer as checked: what arrived, in how long.
+/// One TCP stream as checked: every byte that arrived, and the receiver's
+/// windows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transfer {
-    /// Bytes that arrived (and were checked).
+    /// Bytes that arrived and were checked: the whole stream (the windows,
+    /// and what arrived before and after them).
     pub bytes: u64,
     /// Their FNV-1a 64, equal to the pattern's.
     pub checksum: u64,
-    /// Seconds by the receiver's counter.
+    /// MiB/s by the receiver's counter, over its windows.
+    pub mib_s: Figure,
+    /// Seconds the windows took, by the receiver's counter.
     pub secs: f64,
     /// Counter frequency, Hz.
     pub freq: u64,
-    /// Frames the receiver got.
+    /// Frames the receiver got (the whole stream).
     pub frames: u64,
     /// Notifications the guests sent their backend (receiver + sender).
     pub notify: u64,
-}
-
-impl Transfer {
-    /// MiB/s by the receiver's counter.
-    pub fn mib_s(&self) -> f64 {
-        self.bytes as f64 / self.secs / MIB
-    }
 }
 
 fn one<'a>(lines: &'a [NetLine], dir: &str, what: &str) -> Result<&'a NetLine, BenchError> {
@@ -204,7 +241,7 @@ fn one<'a>(lines: &'a [NetLine], dir: &str, what: &str) -> Result<&'a NetLine, B
 }
 
 /// Checks what the receiver reports against `sent` pattern bytes: the whole
-/// transfer arrived, with the pattern's checksum, in a non-zero time.
+/// stream arrived, with the pattern's checksum.
 fn check_rx(path: &str, rx: &NetLine, sent: u64, expected_sum: u64) -> Result<(), BenchError> {
     let fail = |problem: String| BenchError::Transfer {
         path: path.to_owned(),
@@ -230,43 +267,123 @@ fn check_rx(path: &str, rx: &NetLine, sent: u64, expected_sum: u64) -> Result<()
             got: format!("{:016x}", rx.checksum),
         });
     }
-    if rx.ticks == 0 || rx.freq == 0 {
+    Ok(())
+}
+
+/// The receiver's windows: its `bench net window` lines, numbered 0, 1, … as
+/// many as its `windows=` says, at least [`super::MIN_WINDOWS`] of at least
+/// [`super::MIN_WINDOW_MS`] each ([`figure`]). MiB/s over them, and their
+/// seconds.
+fn rx_windows(path: &str, rx: &NetLine, all: &[NetWindow]) -> Result<(Figure, f64), BenchError> {
+    let fail = |problem: String| BenchError::Transfer {
+        path: path.to_owned(),
+        problem,
+    };
+    let said = rx.windows.ok_or_else(|| {
+        fail(format!(
+            "{}'s `bench net rx` line has no `windows=` (a sink without `windows=N` times no windows)",
+            rx.domain
+        ))
+    })?;
+    let ws: Vec<&NetWindow> = all.iter().filter(|w| w.domain == rx.domain).collect();
+    for (i, w) in ws.iter().enumerate() {
+        if w.n != i as u64 {
+            return Err(fail(format!(
+                "{} printed window n={} where n={i} was due",
+                rx.domain, w.n
+            )));
+        }
+    }
+    if ws.len() as u64 != said {
         return Err(fail(format!(
-            "{} reports ticks={} freq={}: no time to divide by",
-            rx.domain, rx.ticks, rx.freq
+            "{} says windows={said} but printed {} window line(s)",
+            rx.domain,
+            ws.len()
         )));
     }
-    Ok(())
+    let secs = |w: &NetWindow| w.ticks as f64 / w.freq.max(1) as f64;
+    let fig = figure(
+        &format!("{path} MiB/s"),
+        &ws.iter()
+            .map(|w| Window {
+                line: &w.line,
+                ticks: w.ticks,
+                freq: w.freq,
+                value: w.bytes as f64 / secs(w) / MIB,
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    if ws.iter().map(|w| w.bytes).sum::<u64>() == 0 {
+        return Err(fail("no bytes arrived in the windows".into()));
+    }
+    Ok((fig, ws.iter().map(|w| secs(w)).sum()))
+}
+
+/// One window of the host's sending, by the host's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostWindow {
+    /// Bytes the host's socket took in the window.
+    pub bytes: u64,
+    /// How long the window took.
+    pub elapsed: Duration,
+}
+
+/// The host's figure over its windows (at least [`super::MIN_WINDOWS`] of at
+/// least [`super::MIN_WINDOW_MS`]): MiB/s, and their seconds.
+pub fn host_figure(path: &str, windows: &[HostWindow]) -> Result<(Figure, f64), BenchError> {
+    let lines: Vec<String> = windows
+        .iter()
+        .enumerate()
+        .map(|(n, w)| {
+            format!(
+                "host window n={n} bytes={} ns={}",
+                w.bytes,
+                w.elapsed.as_nanos()
+            )
+        })
+        .collect();
+    let fig = figure(
+        &format!("{path} MiB/s by the host's clock"),
+        &windows
+            .iter()
+            .zip(&lines)
+            .map(|(w, line)| Window {
+                line,
+                ticks: u64::try_from(w.elapsed.as_nanos()).unwrap_or(u64::MAX),
+                freq: 1_000_000_000,
+                value: w.bytes as f64 / w.elapsed.as_secs_f64().max(1e-9) / MIB,
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    Ok((fig, windows.iter().map(|w| w.elapsed.as_secs_f64()).sum()))
 }
 
 /// The label of the guest-to-guest path in errors and reports.
 pub const GUEST_TO_GUEST: &str = "guest to guest";
 /// The label of the host-to-guest path in errors and reports.
 pub const HOST_TO_GUEST: &str = "host to guest";
+/// The label of the host-to-driver-domain path in errors and reports.
+pub const HOST_TO_DRIVER: &str = "host to driver domain";
 
-/// Guest-to-guest TCP: one `bench net tx` line (the source) and one `bench
-/// net rx` line (the sink). Both must report `bytes` bytes, complete, with
-/// the pattern's checksum ([`pattern_checksum`]); the time is the sink's.
-pub fn net_guest_to_guest<S: AsRef<str>>(lines: &[S], bytes: u64) -> Result<Transfer, BenchError> {
+/// Guest-to-guest TCP: one `bench net tx` line (the source), one `bench net
+/// rx` line (the sink) and the sink's window lines. The source must have
+/// completed; both must report the same byte count with the pattern's
+/// checksum over it ([`pattern_checksum`]); the figure is the sink's windows'.
+pub fn net_guest_to_guest<S: AsRef<str>>(lines: &[S]) -> Result<Transfer, BenchError> {
     let l = parse_net(lines)?;
     let tx = one(&l.tx, "tx", "the sender")?;
     let rx = one(&l.rx, "rx", "the receiver")?;
-    let expected = pattern_checksum(bytes);
-    if !tx.complete || tx.bytes != bytes {
+    let bytes = tx.bytes;
+    if !tx.complete {
         return Err(BenchError::Transfer {
             path: GUEST_TO_GUEST.to_owned(),
             problem: format!(
-                "{} sent {} of {bytes} bytes{}",
-                tx.domain,
-                tx.bytes,
-                if tx.complete {
-                    ""
-                } else {
-                    " and gave up (complete=no)"
-                }
+                "{} gave up after sending {bytes} bytes (complete=no)",
+                tx.domain
             ),
         });
     }
+    let expected = pattern_checksum(bytes);
     if tx.checksum != expected {
         return Err(BenchError::ChecksumMismatch {
             path: format!("{GUEST_TO_GUEST} ({} sent)", tx.domain),
@@ -276,27 +393,36 @@ pub fn net_guest_to_guest<S: AsRef<str>>(lines: &[S], bytes: u64) -> Result<Tran
         });
     }
     check_rx(GUEST_TO_GUEST, rx, bytes, expected)?;
+    let (mib_s, secs) = rx_windows(GUEST_TO_GUEST, rx, &l.windows)?;
     Ok(Transfer {
         bytes,
         checksum: expected,
-        secs: rx.ticks as f64 / rx.freq as f64,
+        mib_s,
+        secs,
         freq: rx.freq,
         frames: rx.frames,
         notify: rx.notify + tx.notify,
     })
 }
 
-/// Host-to-guest TCP: the host sent `sent` pattern bytes; one `bench net rx`
-/// line must report them all, with the pattern's checksum.
-pub fn net_host_to_guest<S: AsRef<str>>(lines: &[S], sent: u64) -> Result<Transfer, BenchError> {
+/// Host to a sink (`path`: [`HOST_TO_GUEST`] or [`HOST_TO_DRIVER`]): the
+/// host sent `sent` pattern bytes; one `bench net rx` line must report them
+/// all, with the pattern's checksum; the figure is the sink's windows'.
+pub fn net_host_to_sink<S: AsRef<str>>(
+    path: &str,
+    lines: &[S],
+    sent: u64,
+) -> Result<Transfer, BenchError> {
     let l = parse_net(lines)?;
     let rx = one(&l.rx, "rx", "the receiver")?;
     let expected = pattern_checksum(sent);
-    check_rx(HOST_TO_GUEST, rx, sent, expected)?;
+    check_rx(path, rx, sent, expected)?;
+    let (mib_s, secs) = rx_windows(path, rx, &l.windows)?;
     Ok(Transfer {
         bytes: sent,
         checksum: expected,
-        secs: rx.ticks as f64 / rx.freq as f64,
+        mib_s,
+        secs,
         freq: rx.freq,
         frames: rx.frames,
         notify: rx.notify,
@@ -331,7 +457,8 @@ pub fn net_ring<S: AsRef<str>>(lines: &[S]) -> Result<RingResult, BenchError> {
 /// One row of `bench net`. Field order is the JSON order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NetResult {
-    /// `ring_4096_2cpu`, `guest_to_guest_tcp` or `host_to_guest_tcp`.
+    /// `ring_4096_2cpu`, `guest_to_guest_tcp`, `host_to_guest_tcp` or
+    /// `host_to_driver_uplink_only`.
     pub name: String,
     /// For humans.
     pub path: String,
@@ -340,27 +467,28 @@ pub struct NetResult {
     /// What `bench net` changed in the guests' command lines, as
     /// `DOMAIN: key=value`.
     pub overrides: Vec<String>,
-    /// Bytes moved and checked.
+    /// Bytes checked: TCP the whole stream (its windows and what came before
+    /// and after them), the ring its windows'.
     pub bytes: u64,
     /// FNV-1a 64 of the TCP stream as checked (hex); `None` for the ring,
-    /// whose receiver checks the sender's digest itself.
+    /// whose receiver checks every byte itself (`work=net`).
     pub checksum: Option<String>,
-    /// Seconds by the receiving guest's counter.
+    /// Seconds the receiver's windows took, by its counter.
     pub secs: f64,
-    /// MiB/s by the receiving guest's counter.
-    pub mib_s: f64,
-    /// Seconds by the host's clock, from connecting to the guest's close
-    /// (host to guest only).
+    /// MiB/s by the receiving guest's counter: median, min, max and every
+    /// window's sample.
+    pub mib_s: Figure,
+    /// Seconds the host's windows took, by the host's clock (host to a sink
+    /// only).
     pub wall_secs: Option<f64>,
-    /// MiB/s by the host's clock (host to guest only).
-    pub wall_mib_s: Option<f64>,
-    /// Frames the receiving guest got (TCP only).
+    /// MiB/s the host sent by its clock, over its own windows (host to a
+    /// sink only).
+    pub wall_mib_s: Option<Figure>,
+    /// Frames the receiving guest got (TCP only, the whole stream).
     pub frames: Option<u64>,
     /// Event notifications the guests sent (ring: both ends; TCP: both
     /// guests to their backend).
     pub notify: Option<u64>,
-    /// The ring's MiB/s over its windows (`mib_s` is their median).
-    pub windows: Option<Figure>,
     /// The ring's work besides the copies (`net`: the pattern and FNV-1a,
     /// as on the TCP path).
     pub work: Option<String>,
@@ -377,25 +505,26 @@ impl NetResult {
             bytes: r.bytes,
             checksum: None,
             secs: r.secs,
-            mib_s: r.mib_s.median,
+            mib_s: r.mib_s.clone(),
             wall_secs: None,
             wall_mib_s: None,
             frames: None,
             notify: Some((r.notify_per_msg * r.msgs as f64).round() as u64),
-            windows: Some(r.mib_s.clone()),
             work: Some(r.work.clone()),
         }
     }
 
-    /// A TCP row; `wall` is the host's time for host to guest.
+    /// A TCP row; `host` is the host's figure and its seconds (host to a
+    /// sink).
     pub fn tcp(
         name: &str,
         path: &str,
         scenario: &str,
         overrides: Vec<String>,
         t: &Transfer,
-        wall: Option<f64>,
+        host: Option<(Figure, f64)>,
     ) -> Self {
+        let (wall_mib_s, wall_secs) = host.unzip();
         NetResult {
             name: name.to_owned(),
             path: path.to_owned(),
@@ -404,12 +533,11 @@ impl NetResult {
             bytes: t.bytes,
             checksum: Some(format!("{:016x}", t.checksum)),
             secs: t.secs,
-            mib_s: t.mib_s(),
-            wall_secs: wall,
-            wall_mib_s: wall.filter(|&w| w > 0.0).map(|w| t.bytes as f64 / w / MIB),
+            mib_s: t.mib_s.clone(),
+            wall_secs,
+            wall_mib_s,
             frames: Some(t.frames),
             notify: Some(t.notify),
-            windows: None,
             work: None,
         }
     }
@@ -418,11 +546,11 @@ impl NetResult {
 /// The clock the `bench net` figures use, for the report and the JSON.
 pub fn net_clock(freq: u64) -> String {
     format!(
-        "guest counter at {freq} Hz, QEMU TCG without -icount (guest time follows host time, as in bench ring); host figures by the host's clock"
+        "guest counter at {freq} Hz, QEMU TCG without -icount (guest time follows host time, as in bench ring); every figure the median (min–max) of at least {MIN_WINDOWS} windows of at least {MIN_WINDOW_MS} ms; host figures by the host's clock over its own windows"
     )
 }
 
-/// What `bench net` reports: the three rows and the ratio.
+/// What `bench net` reports: the rows and the ratio.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NetReport {
     /// `bench net`, for the JSON.
@@ -431,9 +559,10 @@ pub struct NetReport {
     pub command: String,
     /// Which clock the figures use.
     pub clock: String,
-    /// The ring, guest to guest, host to guest.
+    /// The ring, guest to guest, host to guest (then host to the driver
+    /// domain).
     pub results: Vec<NetResult>,
-    /// Guest-to-guest TCP MiB/s over raw ring MiB/s.
+    /// Guest-to-guest TCP MiB/s over raw ring MiB/s, medians.
     pub ratio_tcp_to_ring: f64,
 }
 
@@ -446,8 +575,8 @@ impl NetReport {
         g2g: NetResult,
         h2g: NetResult,
     ) -> Self {
-        let ratio = if ring.mib_s > 0.0 {
-            g2g.mib_s / ring.mib_s
+        let ratio = if ring.mib_s.median > 0.0 {
+            g2g.mib_s.median / ring.mib_s.median
         } else {
             0.0
         };
@@ -460,7 +589,9 @@ impl NetReport {
         }
     }
 
-    /// The table, for stdout.
+    /// The table, for stdout: per path the bytes checked, the windows, MiB/s
+    /// by the receiver's counter and by the host's clock as `median
+    /// (min–max)`, and what was checked; then the ratio of the medians.
     pub fn text(&self) -> String {
         let mut s = String::from("bench net: results\n");
         let _ = writeln!(s, "  clock: {}", self.clock);
@@ -473,40 +604,38 @@ impl NetReport {
             .unwrap_or(4);
         let _ = writeln!(
             s,
-            "{:<width$} {:>10} {:>9} {:>9} {:>11}  checked",
-            "path", "bytes", "secs", "MiB/s", "host MiB/s"
+            "{:<width$} {:>10} {:>7} {:>26} {:>26}  checked",
+            "path", "bytes", "windows", "MiB/s (min–max)", "host MiB/s (min–max)"
         );
         for r in &self.results {
             let host = r
                 .wall_mib_s
-                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |f| f.text(2));
             let checked = match (&r.checksum, r.work.as_deref()) {
                 (Some(c), _) => format!("fnv1a64 {c} ok"),
                 (None, Some("net")) => "fnv1a64 of every byte ok".to_owned(),
                 (None, _) => "digest ok".to_owned(),
             };
+            let windows = match &r.wall_mib_s {
+                Some(h) => format!("{}/{}", r.mib_s.samples.len(), h.samples.len()),
+                None => r.mib_s.samples.len().to_string(),
+            };
             let _ = writeln!(
                 s,
-                "{:<width$} {:>10} {:>9.3} {:>9.2} {:>11}  {}",
-                r.path, r.bytes, r.secs, r.mib_s, host, checked
+                "{:<width$} {:>10} {:>7} {:>26} {:>26}  {}",
+                r.path,
+                r.bytes,
+                windows,
+                r.mib_s.text(2),
+                host,
+                checked
             );
         }
-        for r in &self.results {
-            if let Some(w) = &r.windows {
-                let _ = writeln!(
-                    s,
-                    "  {}: MiB/s is the median of {} windows, {} (min–max){}",
-                    r.path,
-                    w.samples.len(),
-                    w.text(2),
-                    if r.work.as_deref() == Some("net") {
-                        "; the same work as the TCP path (the pattern written, FNV-1a over every byte received)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
+        let _ = writeln!(
+            s,
+            "  windows: the receiver's (/the host's); bytes: TCP the whole stream, every byte checked; the raw ring does the TCP path's work (the pattern written, FNV-1a over every byte received)"
+        );
         let _ = writeln!(
             s,
             "guest-to-guest TCP / raw ring: {:.4}",

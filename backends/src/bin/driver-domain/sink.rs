@@ -6,11 +6,16 @@
 //! host-to-guest path (slirp → virtio-net → a sink) next to the figure through
 //! the switch and a guest's vif.
 //!
-//! It prints what `net-guest`'s `role=sink bench` prints for the host client:
-//! `net: sink listening on TCP port P` once listening, and after the peer's FIN
-//! `bench net rx bytes=N checksum=HEX ticks=T freq=HZ frames=N notify=0
-//! complete=yes|no` (the FNV-1a 64 of the bytes, counter ticks from the
-//! connection's establishment to the FIN), then the driver domain powers off.
+//! It prints what `net-guest`'s `role=sink bench windows=N` prints for the
+//! host client: `net: sink listening on TCP port P` once listening; with
+//! `windows=N [window_ms=MS]` on its command line, one `bench net window n=K
+//! bytes=B ticks=T freq=HZ` line per window of at least `MS` (default 250) ms
+//! of its counter, back to back from the first byte, then `stop` to the peer
+//! on the same connection; and after the peer's FIN `bench net rx bytes=N
+//! checksum=HEX ticks=T freq=HZ frames=N notify=0 complete=yes|no windows=N`
+//! (the FNV-1a 64 of every byte, windows and the rest; counter ticks from
+//! the connection's establishment to the FIN), then the driver domain powers
+//! off.
 
 extern crate alloc;
 
@@ -148,6 +153,17 @@ pub fn run(nic: Nic, cmd: &str, port: &str, irq: &AtomicBool) -> i32 {
         println!("uplink sink: cannot listen on port {port}");
         return 1;
     }
+    let num = |key: &str, default: u64| {
+        cmdline::get(cmd, key)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let want = num("windows", 0);
+    // Rounded up: a window is never a fraction of a tick short.
+    let window_ticks = (time::frequency() * num("window_ms", 250).clamp(1, 60_000)).div_ceil(1000);
+    // Windows printed; the current one's start (`None`: no byte yet) and the
+    // byte count then; `stop` sent.
+    let (mut n, mut w_start, mut w_from, mut stopped) = (0u64, None::<u64>, 0u64, false);
     let mut sockets = SocketSet::new(Vec::new());
     let h = sockets.add(sock);
     println!("net: sink listening on TCP port {port} (the driver domain, on the uplink at {cidr})");
@@ -169,6 +185,26 @@ pub fn run(nic: Nic, cmd: &str, port: &str, irq: &AtomicBool) -> i32 {
                 Ok(0) | Err(_) => break,
                 Ok(n) => bytes += n as u64,
             }
+        }
+        if n < want && bytes > 0 {
+            let t = time::now();
+            match w_start {
+                None => (w_start, w_from) = (Some(t), bytes),
+                Some(at) if t.saturating_sub(at) >= window_ticks => {
+                    println!(
+                        "bench net window n={n} bytes={} ticks={} freq={}",
+                        bytes - w_from,
+                        t - at,
+                        time::frequency()
+                    );
+                    n += 1;
+                    (w_start, w_from) = (Some(t), bytes);
+                }
+                Some(_) => {}
+            }
+        }
+        if want > 0 && n >= want && !stopped && s.may_send() {
+            stopped = s.send_slice(b"stop").is_ok_and(|k| k == 4);
         }
         if open && !s.may_recv() {
             if end == 0 {
@@ -203,7 +239,7 @@ pub fn run(nic: Nic, cmd: &str, port: &str, irq: &AtomicBool) -> i32 {
     let ticks = end.max(start).saturating_sub(start);
     let st = dev.0.get_mut().stats;
     println!(
-        "bench net rx bytes={bytes} checksum={sum:016x} ticks={ticks} freq={} frames={} notify=0 complete={}",
+        "bench net rx bytes={bytes} checksum={sum:016x} ticks={ticks} freq={} frames={} notify=0 complete={} windows={n}",
         time::frequency(),
         st.rx_frames,
         if done { "yes" } else { "no" }
