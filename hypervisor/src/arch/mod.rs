@@ -41,9 +41,16 @@ pub fn wait_for_interrupt() {
 }
 
 /// Index of the calling CPU (`MPIDR_EL1.Aff0`; QEMU virt numbers CPUs 0..n).
+///
+/// Always below [`boot::MAX_CPUS`]: boot starts no CPU beyond it, so the mask
+/// changes nothing for the CPUs that run, and lets the compiler drop the
+/// bounds checks of every per-CPU array on the trap path.
+#[inline(always)]
 pub fn cpu_index() -> usize {
-    (sysregs::read_mpidr() & 0xff) as usize
+    (sysregs::read_mpidr() & 0xff) as usize & (boot::MAX_CPUS - 1)
 }
+
+const _: () = assert!(boot::MAX_CPUS.is_power_of_two());
 
 /// Whether a virtio-mmio slot holds a device (magic "virt" and a non-zero
 /// device id), so that only real devices are passed to the driver domain.

@@ -6,8 +6,9 @@
 //!   the Rust handler preserves `x19`–`x29` — calls [`hvc_fast`](crate::hv)
 //!   and returns with `eret`.
 //! * **Everything else** (slow hypercalls, aborts, IRQs): the full register
-//!   file is saved into the current vCPU's [`GuestRegs`], Rust decides what to
-//!   run next, and the chosen vCPU's registers are restored.
+//!   file is saved into the current vCPU's [`GuestRegs`] (for a slow
+//!   hypercall, all but `x8`–`x17`, which the ABI lets it clobber), Rust
+//!   decides what to run next, and the chosen vCPU's registers are restored.
 
 use core::sync::atomic::{AtomicPtr, AtomicU32};
 
@@ -132,8 +133,9 @@ macro_rules! vector_table {
 }
 
 /// The synchronous entry from a guest, labelled `$label`: a fast hypercall
-/// calls `$handler` and returns with `eret`; anything else ends with `x18 = 0`
-/// (the kind) and the guest's `x18`/`x30` on the stack, for `full_trap`.
+/// calls `$handler` and returns with `eret`; a slow hypercall goes to
+/// `full_trap_hvc`; anything else ends with `x18 = 0` (the kind) and the
+/// guest's `x18`/`x30` on the stack, for `full_trap`.
 macro_rules! el1_sync {
     ($label:literal, $handler:literal) => {
         concat!(
@@ -148,7 +150,7 @@ macro_rules! el1_sync {
     b.hi    1f
     mov     x18, #{slow}
     lsr     x18, x18, x0
-    tbnz    x18, #0, 2f
+    tbnz    x18, #0, full_trap_hvc
 1:  sub     sp, sp, #32
     mov     x7, sp
     bl      ",
@@ -178,15 +180,25 @@ core::arch::global_asm!(
 full_trap:
     mrs     x30, tpidr_el2
     ldr     x30, [x30]
-    stp     x0, x1, [x30, #0]
-    stp     x2, x3, [x30, #16]
-    stp     x4, x5, [x30, #32]
-    stp     x6, x7, [x30, #48]
     stp     x8, x9, [x30, #64]
     stp     x10, x11, [x30, #80]
     stp     x12, x13, [x30, #96]
     stp     x14, x15, [x30, #112]
     stp     x16, x17, [x30, #128]
+    b       full_trap_low
+
+    // A slow hypercall: the ABI lets it clobber x0-x17, and x8-x17 carry no
+    // argument, so they are not saved (their slot keeps this vCPU's own older
+    // values, which the entry restores).
+full_trap_hvc:
+    mov     x18, #0
+    mrs     x30, tpidr_el2
+    ldr     x30, [x30]
+full_trap_low:
+    stp     x0, x1, [x30, #0]
+    stp     x2, x3, [x30, #16]
+    stp     x4, x5, [x30, #32]
+    stp     x6, x7, [x30, #48]
     mov     x1, x18
     ldp     x0, x2, [sp], #16
     stp     x0, x19, [x30, #144]

@@ -100,7 +100,7 @@ use hvprintln;
 // The state behind the lock
 
 /// One physical CPU's scheduling state.
-struct CpuSched {
+pub(super) struct CpuSched {
     queue: RunQueue,
     current: Option<VcpuRef>,
     /// Whose EL1 state is in this CPU's registers.

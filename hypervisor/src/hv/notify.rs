@@ -11,7 +11,7 @@ use parapet_abi::vpsr::Virq;
 
 use super::trace::{self, trace_event, tv};
 use super::vcpu::Vcpu;
-use super::{domain_id, vcpu_id, Hypervisor, CONSOLE};
+use super::{domain_id, vcpu_id, CpuSched, Hypervisor, CONSOLE};
 use crate::arch::{gic, timer};
 use crate::bootargs::Role;
 use crate::evtchn::{Target, FIRST_SPI};
@@ -189,11 +189,7 @@ impl Hypervisor {
     /// Arms the EL2 timer for the earliest of: the end of the time slice (if
     /// another vCPU waits) and the one-shot timers of this CPU's vCPUs.
     pub(super) fn program_timer(&self, cpu: usize) {
-        let c = &self.cpus[cpu];
-        match crate::sched::timer_deadline(!c.queue.is_empty(), c.slice_end, c.next_timer) {
-            u64::MAX => timer::disable(),
-            deadline => timer::set_deadline(deadline),
-        }
+        program_cpu_timer(&self.cpus[cpu]);
     }
 
     // -----------------------------------------------------------------------
@@ -281,5 +277,14 @@ impl Hypervisor {
                 Virq::Console,
             );
         }
+    }
+}
+
+/// [`Hypervisor::program_timer`] for one CPU's scheduling state.
+#[inline(always)]
+pub(super) fn program_cpu_timer(c: &CpuSched) {
+    match crate::sched::timer_deadline(!c.queue.is_empty(), c.slice_end, c.next_timer) {
+        u64::MAX => timer::disable(),
+        deadline => timer::set_deadline(deadline),
     }
 }

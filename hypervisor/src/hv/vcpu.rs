@@ -8,6 +8,7 @@ use parapet_abi::layout::{self, MAX_DOMAINS};
 use parapet_abi::trace::TraceEvent;
 use parapet_abi::Vpsr;
 
+use super::notify::program_cpu_timer;
 use super::trace::{self, trace_event, tv};
 use super::{domain_id, Hypervisor, MAX_VCPUS};
 use crate::arch::boot::MAX_CPUS;
@@ -147,40 +148,48 @@ impl Hypervisor {
     }
 
     /// Makes `next` the running vCPU of `cpu`, switching EL1 state if another
-    /// vCPU's is loaded, and prepares the entry.
+    /// vCPU's is loaded, and prepares the entry: the VPSR's FP bit, the
+    /// lazy-FPU trap, a pending upcall, the CPU's timer. Each vCPU is looked
+    /// up once (this is the world switch's path).
+    #[inline(always)]
     pub(super) fn switch_to(&mut self, cpu: usize, next: VcpuRef, now: u64) -> *mut GuestRegs {
-        let current = self.cpus[cpu].current;
+        let timeslice = self.timeslice;
+        let Hypervisor { domains, cpus, .. } = self;
+        let c = &mut cpus[cpu];
+        let current = c.current;
         if current != Some(next) {
             if let Some(prev) = current {
-                let p = self.vcpu_mut(prev);
+                let p = &mut domains[prev.domain as usize].vcpus[prev.vcpu as usize];
                 if p.state == VcpuState::Running {
                     p.state = VcpuState::Runnable;
                 }
             }
-            self.cpus[cpu].slice_end = now + self.timeslice;
+            c.slice_end = now + timeslice;
             trace_event!(TraceEvent::Run { v: tv(next) });
         }
-        if self.cpus[cpu].loaded != Some(next) {
-            let from = self.cpus[cpu].loaded;
+        let from = c.loaded;
+        if from != Some(next) {
             if let Some(prev) = from {
                 if trace::on() {
                     trace::unloaded(cpu, prev);
                 }
-                let p = self.vcpu_mut(prev);
+                let p = &mut domains[prev.domain as usize].vcpus[prev.vcpu as usize];
                 p.el1.save();
                 p.stats.switches_out += 1;
             }
-            let n = self.vcpu_mut(next);
+        }
+        let n = &mut domains[next.domain as usize].vcpus[next.vcpu as usize];
+        if from != Some(next) {
             n.el1.load();
             n.stats.switches_in += 1;
-            self.cpus[cpu].loaded = Some(next);
+            c.loaded = Some(next);
             trace_event!(TraceEvent::Switch {
                 from: from.map(tv),
                 to: tv(next),
             });
         }
-        self.cpus[cpu].current = Some(next);
-        self.vcpu_mut(next).state = VcpuState::Running;
+        c.current = Some(next);
+        n.state = VcpuState::Running;
         let regs = regs_ptr(next);
         if current != Some(next) {
             // Unchanged while the same vCPU stays current.
@@ -190,22 +199,17 @@ impl Hypervisor {
                 Ordering::Relaxed,
             );
         }
-        self.prepare_entry(cpu, next);
-        regs
-    }
-
-    /// Applies the VPSR's virtual state and pending work before entering `v`.
-    fn prepare_entry(&self, cpu: usize, v: VcpuRef) {
-        let vcpu = self.vcpu(v);
-        apply_fp_enable(vcpu);
-        let trap_fp = if self.cpus[cpu].fp_owner == Some(v) {
+        // The entry.
+        apply_fp_enable(n);
+        let trap_fp = if c.fp_owner == Some(next) {
             0
         } else {
             cptr::TFP
         };
         sysregs::write_cptr_el2(cptr::BASE | trap_fp);
-        Self::deliver_now(v, vcpu);
-        self.program_timer(cpu);
+        Self::deliver_now(next, n);
+        program_cpu_timer(c);
+        regs
     }
 
     /// `v` waits for an event (`Block`, `wfi`) unless one is pending;

@@ -27,8 +27,10 @@ impl Hypervisor {
         let call = if esr & 0xffff != u64::from(HVC_IMM) {
             Err(HvError::NoSys)
         } else if regs.x[0] == Hypercall::Yield as u64 {
-            // The world switch's own call: no arguments to decode.
+            // The world switch's own calls: no arguments to decode.
             Ok(Call::Yield)
+        } else if regs.x[0] == Hypercall::Block as u64 {
+            Ok(Call::Block)
         } else {
             let x = &regs.x;
             Call::decode(x[0], [x[1], x[2], x[3], x[4], x[5], x[6]])
