@@ -631,6 +631,7 @@ impl Hypervisor {
             held += s.upcalls_while_masked.load(Ordering::Relaxed);
             fp_traps += s.fp_disabled_traps.load(Ordering::Relaxed);
         }
+        total.hypercalls += self.pending_hypercalls(index);
         let eager = total.switches_in + total.switches_out;
         let lazy = total.fp_loads + total.fp_saves;
         hvprintln!(

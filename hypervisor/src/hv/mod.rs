@@ -112,6 +112,10 @@ pub(super) struct CpuSched {
     /// than the earliest; `u64::MAX` when none is armed), so that a trap
     /// looks at the vCPUs' timers only when one may be due.
     next_timer: u64,
+    /// Hypercalls and traps of the current vCPU not yet added to its
+    /// `VcpuStats::hypercalls` (added when another vCPU becomes current):
+    /// counting here spares the trap path a lookup of the vCPU.
+    hypercalls: u64,
 }
 
 impl CpuSched {
@@ -122,6 +126,7 @@ impl CpuSched {
         fp_owner: None,
         slice_end: 0,
         next_timer: u64::MAX,
+        hypercalls: 0,
     };
 }
 
@@ -210,6 +215,16 @@ impl Hypervisor {
 
     fn vcpu_mut(&mut self, v: VcpuRef) -> &mut Vcpu {
         &mut self.domains[v.domain as usize].vcpus[v.vcpu as usize]
+    }
+
+    /// Hypercalls of domain `d`'s vCPUs that are current somewhere and not
+    /// yet in their stats (`CpuSched::hypercalls`).
+    fn pending_hypercalls(&self, d: usize) -> u64 {
+        self.cpus[..self.cpu_count]
+            .iter()
+            .filter(|c| c.current.is_some_and(|v| v.domain as usize == d))
+            .map(|c| c.hypercalls)
+            .sum()
     }
 
     /// Whether `id` names a running domain.

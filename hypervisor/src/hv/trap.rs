@@ -50,7 +50,9 @@ pub(super) fn dispatch(
         if let Some(next) = pick_next(&mut hv.cpus[cpu].queue, current, expired) {
             return hv.switch_to(cpu, next, now);
         }
-        if hv.cpus[cpu].current.take().is_some() {
+        if let Some(prev) = hv.cpus[cpu].current.take() {
+            let n = core::mem::take(&mut hv.cpus[cpu].hypercalls);
+            hv.vcpu_mut(prev).stats.hypercalls += n;
             trace_event!(TraceEvent::Idle);
         }
         PERCPU[cpu].current.store(u32::MAX, Ordering::Relaxed);
@@ -190,7 +192,7 @@ fn fast_locked(call: Hypercall, args: [u64; 6], out: &mut [u64; 3]) -> u64 {
     let [vcpu, domain, ..] = cur.to_le_bytes();
     let v = VcpuRef { domain, vcpu };
     let mut hv = HV.lock();
-    hv.vcpu_mut(v).stats.hypercalls += 1;
+    hv.cpus[cpu].hypercalls += 1;
     match hv.fast_hypercall(cpu, v, call, args, out) {
         Ok(value) => value,
         Err(e) => e.to_raw() as u64,
@@ -228,8 +230,8 @@ impl Hypervisor {
             return false;
         }
         regs.x[0] = 0;
+        self.cpus[cpu].hypercalls += 1;
         let vcpu = self.vcpu_mut(v);
-        vcpu.stats.hypercalls += 1;
         super::vcpu::apply_fp_enable(vcpu);
         Self::deliver_now(v, vcpu);
         true
@@ -245,7 +247,7 @@ impl Hypervisor {
         {
             return After::Resume;
         }
-        self.vcpu_mut(v).stats.hypercalls += 1;
+        self.cpus[cpu].hypercalls += 1;
         let gives_up = match class {
             ec::HVC64 => self.slow_hypercall(v, regs, esr),
             ec::FP => {

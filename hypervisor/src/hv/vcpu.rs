@@ -157,9 +157,12 @@ impl Hypervisor {
         let Hypervisor { domains, cpus, .. } = self;
         let c = &mut cpus[cpu];
         let current = c.current;
-        if current != Some(next) {
+        let other = current != Some(next);
+        if other {
+            let counted = core::mem::take(&mut c.hypercalls);
             if let Some(prev) = current {
                 let p = &mut domains[prev.domain as usize].vcpus[prev.vcpu as usize];
+                p.stats.hypercalls += counted;
                 if p.state == VcpuState::Running {
                     p.state = VcpuState::Runnable;
                 }
@@ -168,7 +171,8 @@ impl Hypervisor {
             trace_event!(TraceEvent::Run { v: tv(next) });
         }
         let from = c.loaded;
-        if from != Some(next) {
+        let switching = from != Some(next);
+        if switching {
             if let Some(prev) = from {
                 if trace::on() {
                     trace::unloaded(cpu, prev);
@@ -179,7 +183,7 @@ impl Hypervisor {
             }
         }
         let n = &mut domains[next.domain as usize].vcpus[next.vcpu as usize];
-        if from != Some(next) {
+        if switching {
             n.el1.load();
             n.stats.switches_in += 1;
             c.loaded = Some(next);
@@ -191,7 +195,7 @@ impl Hypervisor {
         c.current = Some(next);
         n.state = VcpuState::Running;
         let regs = regs_ptr(next);
-        if current != Some(next) {
+        if other {
             // Unchanged while the same vCPU stays current.
             PERCPU[cpu].current_regs.store(regs, Ordering::Relaxed);
             PERCPU[cpu].current.store(
@@ -258,7 +262,9 @@ impl Hypervisor {
                 c.fp_owner = None;
             }
             if gone(&c.current) {
+                // Its stats were reported when it stopped.
                 c.current = None;
+                c.hypercalls = 0;
             }
             c.queue.remove_domain(domain_id(index));
         }

@@ -52,7 +52,8 @@ impl Hypervisor {
         let own: u64 = self.domains[d].vcpus[..self.domains[d].vcpu_count]
             .iter()
             .map(|vc| vc.stats.hypercalls)
-            .sum();
+            .sum::<u64>()
+            + self.pending_hypercalls(d);
         [switches, self.events.table(v.domain).sends, own]
     }
 }
