@@ -176,6 +176,13 @@ impl<'a> ByteWriter<'a> {
         self.mask + 1
     }
 
+    /// Bytes written so far (published or not), modulo 2^32: the stream offset
+    /// of the next byte, at data offset `position() % size()`.
+    #[inline]
+    pub fn position(&self) -> u32 {
+        self.prod
+    }
+
     /// Bytes written but not yet published.
     #[inline]
     pub fn unpublished(&self) -> u32 {
@@ -216,9 +223,9 @@ impl<'a> ByteWriter<'a> {
         let off = self.prod & self.mask;
         let (a, b) = wrap_split(off, n as u32, size);
         let (first, second) = data[..n].split_at(a as usize);
-        self.region.write_bytes(HEADER_SIZE + off as usize, first);
+        self.region.write_shared(HEADER_SIZE + off as usize, first);
         if b > 0 {
-            self.region.write_bytes(HEADER_SIZE, second);
+            self.region.write_shared(HEADER_SIZE, second);
         }
         self.prod = self.prod.wrapping_add(n as u32);
         Ok(n)
@@ -352,9 +359,9 @@ impl<'a> ByteReader<'a> {
         let off = self.cons & self.mask;
         let (a, b) = wrap_split(off, n as u32, self.size());
         let (first, second) = buf[..n].split_at_mut(a as usize);
-        self.region.read_bytes(HEADER_SIZE + off as usize, first);
+        self.region.read_shared(HEADER_SIZE + off as usize, first);
         if b > 0 {
-            self.region.read_bytes(HEADER_SIZE, second);
+            self.region.read_shared(HEADER_SIZE, second);
         }
         self.cons = self.cons.wrapping_add(n as u32);
         Ok(n)

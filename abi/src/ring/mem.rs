@@ -5,10 +5,12 @@
 //!
 //! * [`Region::atomic`]: a `&AtomicU32` at a 4-aligned, in-bounds offset (the header's
 //!   index fields);
-//! * [`Region::write_bytes`], [`Region::read_bytes`], [`Region::write_obj`],
-//!   [`Region::read_obj`]: `memcpy` (`copy_nonoverlapping`) to or from the region, every
-//!   one bounds-checked against the region length, so no index a peer can make us
-//!   compute reaches outside it (an out-of-bounds offset panics, it is never UB).
+//! * [`Region::write_bytes`], [`Region::write_obj`], [`Region::read_obj`]: `memcpy`
+//!   (`copy_nonoverlapping`) to or from the region (the request rings' slots), and
+//!   [`Region::write_shared`], [`Region::read_shared`]: [`crate::shmem`]'s word copies
+//!   (the byte rings' data); every one bounds-checked against the region length, so no
+//!   index a peer can make us compute reaches outside it (an out-of-bounds offset
+//!   panics, it is never UB).
 //!
 //! Soundness rests on three facts. (1) Whoever creates a `Region` promises that the
 //! memory stays valid for as long as the region is used and that, in this address space,
@@ -33,6 +35,15 @@ use super::sync::AtomicU32;
 #[cfg(not(loom))]
 use super::sync::Ordering;
 use super::{BackRing, ByteReader, ByteWriter, FrontRing, RingEntry, RingError, PAGE_SIZE};
+
+/// The failure of [`Region::check`], out of line so that the copies' fast path
+/// keeps no panic arguments around.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn out_of_bounds(off: usize, n: usize, len: usize) -> ! {
+    panic!("ring access out of bounds: {off}+{n} > {len}")
+}
 
 /// A shared header made only of `AtomicU32`s and padding (a multiple of 4 bytes).
 pub(crate) trait SharedHeader: Sized {
@@ -95,21 +106,24 @@ impl Region {
     #[inline]
     #[track_caller]
     fn check(&self, off: usize, n: usize) {
-        assert!(
-            off <= self.len && n <= self.len - off,
-            "ring access out of bounds: {off}+{n} > {}",
-            self.len
-        );
+        if !(off <= self.len && n <= self.len - off) {
+            out_of_bounds(off, n, self.len);
+        }
     }
 
     /// The atomic `u32` at byte offset `off` (4-aligned, in bounds; panics otherwise).
     #[inline]
     pub(crate) fn atomic(&self, off: usize) -> &AtomicU32 {
         assert!(off.is_multiple_of(4), "unaligned ring atomic");
-        self.check(off, size_of::<AtomicU32>());
+        // A region is at least a page long (`new`), so a word in the first page needs
+        // no look at `len`: for the headers' constant offsets the check folds away.
+        if off + size_of::<AtomicU32>() > PAGE_SIZE {
+            self.check(off, size_of::<AtomicU32>());
+        }
         #[cfg(not(loom))]
         const _: () = assert!(size_of::<AtomicU32>() == 4 && align_of::<AtomicU32>() == 4);
-        // SAFETY: the 4 bytes at `off` are in bounds (checked) and 4-aligned (the base
+        // SAFETY: the 4 bytes at `off` are in bounds (checked, or in the first page,
+        // which every region has) and 4-aligned (the base
         // is page-aligned and `off % 4 == 0`), and valid for as long as `&self` (the
         // `new` contract). Without loom, `AtomicU32` has the layout of `u32`, every bit
         // pattern is valid, and the contract allows only atomic accesses to this word
@@ -148,19 +162,27 @@ impl Region {
         }
     }
 
-    /// Copies bytes at `off` in the region into `dst` (panics if out of bounds).
+    /// Copies `src` into the region at `off` (panics if it does not fit) with
+    /// [`crate::shmem::write`]: aligned volatile words on the shared side. For the byte
+    /// rings' data, which a peer may read (or, if hostile, write) at any time.
     #[inline]
-    pub(crate) fn read_bytes(&self, off: usize, dst: &mut [u8]) {
+    pub(crate) fn write_shared(&self, off: usize, src: &[u8]) {
+        self.check(off, src.len());
+        // SAFETY: the destination is in bounds (checked) and valid for writes (`new`
+        // contract); `src` is a Rust slice, which cannot point into the region; the peer
+        // may access the bytes concurrently, which `shmem::write` allows (volatile).
+        unsafe { crate::shmem::write(self.base.as_ptr().add(off), src) }
+    }
+
+    /// Copies bytes at `off` in the region into `dst` (panics if out of bounds) with
+    /// [`crate::shmem::read`]: every shared byte fetched once, by aligned volatile words.
+    #[inline]
+    pub(crate) fn read_shared(&self, off: usize, dst: &mut [u8]) {
         self.check(off, dst.len());
         // SAFETY: the source is in bounds (checked) and valid for reads (`new`
-        // contract); `dst` is private memory (a `&mut` cannot alias the region).
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                self.base.as_ptr().add(off),
-                dst.as_mut_ptr(),
-                dst.len(),
-            );
-        }
+        // contract); `dst` is private memory (a `&mut` cannot alias the region); a
+        // concurrent writer is allowed by `shmem::read` (volatile).
+        unsafe { crate::shmem::read(self.base.as_ptr().add(off), dst) }
     }
 
     /// Copies `value`'s bytes into the region at `off`.
