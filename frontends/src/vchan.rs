@@ -83,8 +83,11 @@ const MAGIC: u32 = u32::from_le_bytes(*b"VCHN");
 /// Times a waiting end yields and looks again before it sleeps on the event.
 const POLL_YIELDS: u32 = 32;
 
-/// Most pages per ring (data is `ring_pages - 1` pages, a power of two).
-pub const MAX_RING_PAGES: u32 = 33;
+/// Most pages per ring (data is `ring_pages - 1` pages, a power of two): 64
+/// pages of data, 64 slots of 4 KiB. A channel is `1 + 2 * ring_pages` granted
+/// pages, within the SDK's [`grant::heapless_vec::MAX`].
+pub const MAX_RING_PAGES: u32 = 65;
+const _: () = assert!(1 + 2 * MAX_RING_PAGES as usize <= grant::heapless_vec::MAX);
 
 /// Connection state of one side, in the control page.
 mod state {
@@ -283,7 +286,7 @@ fn key<'a>(name: &str, buf: &'a mut [u8; 32]) -> Result<&'a str, ChanError> {
 
 impl Vchan {
     /// Server side: offers channel `name` to domain `client` with rings of
-    /// `ring_pages` pages each (2..=33; the data area is a power of two), and
+    /// `ring_pages` pages each (2..=65; the data area is a power of two), and
     /// waits until the client has connected.
     pub fn listen(client: DomId, name: &str, ring_pages: u32) -> Result<Vchan, ChanError> {
         if !(2..=MAX_RING_PAGES).contains(&ring_pages) {
@@ -427,6 +430,13 @@ impl Vchan {
         self.port
     }
 
+    /// Where the next byte written lands in the stream: bytes written so far,
+    /// modulo 2^32 (the ring offset is this modulo [`Vchan::ring_size`]). A
+    /// writer can pad to keep records aligned in the ring.
+    pub fn tx_position(&self) -> u32 {
+        self.tx.position()
+    }
+
     /// Bytes each direction's ring holds.
     pub fn ring_size(&self) -> u32 {
         self.tx.size()
@@ -437,6 +447,8 @@ impl Vchan {
             .map_or(state::CLOSED, |s| s.load(Ordering::Acquire))
     }
 
+    #[cold]
+    #[inline(never)]
     fn notify(&mut self) -> Result<(), ChanError> {
         self.stats.notifications += 1;
         match event::send(self.port) {
@@ -464,6 +476,8 @@ impl Vchan {
         peer_gone_at(&self.pages, self.is_server, self.port)
     }
 
+    #[cold]
+    #[inline(never)]
     fn ring_err(&self, e: RingError) -> ChanError {
         if self.peer_alive() {
             ChanError::Protocol(e)
@@ -474,6 +488,7 @@ impl Vchan {
 
     /// Writes as much of `data` as fits, without blocking; notifies the
     /// reader if it waits. Returns the bytes written (0 if the ring is full).
+    #[inline]
     pub fn write(&mut self, data: &[u8]) -> Result<usize, ChanError> {
         if self.closed {
             return Err(ChanError::Closed);
@@ -486,7 +501,22 @@ impl Vchan {
     }
 
     /// Writes all of `data`, blocking while the ring is full.
-    pub fn write_all(&mut self, mut data: &[u8]) -> Result<(), ChanError> {
+    #[inline]
+    pub fn write_all(&mut self, data: &[u8]) -> Result<(), ChanError> {
+        // The common case, all of it fits, inline; waiting out of line.
+        if data.is_empty() {
+            return Ok(());
+        }
+        let n = self.write(data)?;
+        match data.get(n..) {
+            Some([]) | None => Ok(()),
+            Some(rest) => self.write_all_waiting(rest),
+        }
+    }
+
+    #[inline(never)]
+    fn write_all_waiting(&mut self, mut data: &[u8]) -> Result<(), ChanError> {
+        self.wait_space(data.len())?;
         while !data.is_empty() {
             let n = self.write(data)?;
             data = &data[n..];
@@ -562,6 +592,7 @@ impl Vchan {
 
     /// Reads what is available into `buf`, without blocking. `Ok(0)` means
     /// nothing is available yet, or (if [`Self::eof`]) the stream ended.
+    #[inline]
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, ChanError> {
         let n = self.rx.read(buf).map_err(|e| self.ring_err(e))?;
         if n > 0 && self.rx.publish() {
@@ -592,7 +623,19 @@ impl Vchan {
     }
 
     /// Fills `buf`, blocking as needed. `Closed` if the stream ends first.
-    pub fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), ChanError> {
+    #[inline]
+    pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ChanError> {
+        // The common case, all of it there, inline; waiting out of line.
+        let n = self.read(buf)?;
+        match buf.get_mut(n..) {
+            Some([]) | None => Ok(()),
+            Some(rest) => self.read_exact_waiting(rest),
+        }
+    }
+
+    #[inline(never)]
+    fn read_exact_waiting(&mut self, mut buf: &mut [u8]) -> Result<(), ChanError> {
+        self.wait_data(buf.len())?;
         while !buf.is_empty() {
             let n = self.read(buf)?;
             buf = &mut buf[n..];
