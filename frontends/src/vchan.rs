@@ -489,7 +489,7 @@ impl Vchan {
 
     /// Writes as much of `data` as fits, without blocking; notifies the
     /// reader if it waits. Returns the bytes written (0 if the ring is full).
-    #[inline]
+    #[inline(always)]
     pub fn write(&mut self, data: &[u8]) -> Result<usize, ChanError> {
         if self.closed {
             return Err(ChanError::Closed);
@@ -502,7 +502,7 @@ impl Vchan {
     }
 
     /// Writes all of `data`, blocking while the ring is full.
-    #[inline]
+    #[inline(always)]
     pub fn write_all(&mut self, data: &[u8]) -> Result<(), ChanError> {
         // The common case, all of it fits, inline; waiting out of line.
         if data.is_empty() {
@@ -593,7 +593,7 @@ impl Vchan {
 
     /// Reads what is available into `buf`, without blocking. `Ok(0)` means
     /// nothing is available yet, or (if [`Self::eof`]) the stream ended.
-    #[inline]
+    #[inline(always)]
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, ChanError> {
         let n = self.rx.read(buf).map_err(|e| self.ring_err(e))?;
         if n > 0 && self.rx.publish() {
@@ -624,7 +624,7 @@ impl Vchan {
     }
 
     /// Fills `buf`, blocking as needed. `Closed` if the stream ends first.
-    #[inline]
+    #[inline(always)]
     pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ChanError> {
         // The common case, all of it there, inline; waiting out of line.
         let n = self.read(buf)?;

@@ -208,32 +208,46 @@ impl<'a> ByteWriter<'a> {
     /// returns how many bytes it took; never blocks. The bytes become visible to the
     /// reader at the next [`ByteWriter::publish`]. `cons` is re-read only when the
     /// space already known is not enough for all of `data`.
-    #[inline]
+    #[inline(always)]
     pub fn write(&mut self, data: &[u8]) -> Result<usize, RingError> {
-        let size = self.size();
-        let mut room = free(self.prod, self.cons_seen, size);
-        if (room as usize) < data.len() {
-            self.refresh_cons()?;
-            room = free(self.prod, self.cons_seen, size);
+        // The common case (the space known is enough) is small enough to inline;
+        // looking at the reader's index is out of line.
+        if (free(self.prod, self.cons_seen, self.size()) as usize) < data.len() {
+            return self.write_refreshing(data);
         }
+        self.copy_in(data);
+        Ok(data.len())
+    }
+
+    /// [`ByteWriter::write`] when the space already known is too small.
+    #[inline(never)]
+    fn write_refreshing(&mut self, data: &[u8]) -> Result<usize, RingError> {
+        self.refresh_cons()?;
+        let room = free(self.prod, self.cons_seen, self.size());
         let n = data.len().min(room as usize);
-        if n == 0 {
-            return Ok(0);
+        self.copy_in(&data[..n]);
+        Ok(n)
+    }
+
+    /// Copies `data` (at most the free space) at `prod` and advances it.
+    #[inline(always)]
+    fn copy_in(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
         }
         let off = self.prod & self.mask;
-        let (a, b) = wrap_split(off, n as u32, size);
-        let (first, second) = data[..n].split_at(a as usize);
+        let (a, b) = wrap_split(off, data.len() as u32, self.size());
+        let (first, second) = data.split_at(a as usize);
         self.region.write_shared(HEADER_SIZE + off as usize, first);
         if b > 0 {
             self.region.write_shared(HEADER_SIZE, second);
         }
-        self.prod = self.prod.wrapping_add(n as u32);
-        Ok(n)
+        self.prod = self.prod.wrapping_add(data.len() as u32);
     }
 
     /// Publishes every written byte; true if the reader must be notified (its
     /// `prod_event` lies in the range just published).
-    #[inline]
+    #[inline(always)]
     pub fn publish(&mut self) -> bool {
         let (old, new) = (self.prod_pub, self.prod);
         if old == new {
@@ -345,31 +359,46 @@ impl<'a> ByteReader<'a> {
     /// blocks. The space becomes free for the writer at the next
     /// [`ByteReader::publish`]. `prod` is re-read only when the bytes already known
     /// are fewer than `buf.len()`.
-    #[inline]
+    #[inline(always)]
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, RingError> {
-        let mut avail = self.prod_seen.wrapping_sub(self.cons);
-        if (avail as usize) < buf.len() {
-            self.refresh_prod()?;
-            avail = self.prod_seen.wrapping_sub(self.cons);
+        // The common case (the bytes known are enough) is small enough to inline;
+        // looking at the writer's index is out of line.
+        if (self.prod_seen.wrapping_sub(self.cons) as usize) < buf.len() {
+            return self.read_refreshing(buf);
         }
+        self.copy_out(buf);
+        Ok(buf.len())
+    }
+
+    /// [`ByteReader::read`] when the bytes already known are too few.
+    #[inline(never)]
+    fn read_refreshing(&mut self, buf: &mut [u8]) -> Result<usize, RingError> {
+        self.refresh_prod()?;
+        let avail = self.prod_seen.wrapping_sub(self.cons);
         let n = buf.len().min(avail as usize);
-        if n == 0 {
-            return Ok(0);
+        self.copy_out(&mut buf[..n]);
+        Ok(n)
+    }
+
+    /// Copies `buf.len()` bytes (at most those available) from `cons` and advances it.
+    #[inline(always)]
+    fn copy_out(&mut self, buf: &mut [u8]) {
+        if buf.is_empty() {
+            return;
         }
         let off = self.cons & self.mask;
-        let (a, b) = wrap_split(off, n as u32, self.size());
-        let (first, second) = buf[..n].split_at_mut(a as usize);
+        let (a, b) = wrap_split(off, buf.len() as u32, self.size());
+        let (first, second) = buf.split_at_mut(a as usize);
         self.region.read_shared(HEADER_SIZE + off as usize, first);
         if b > 0 {
             self.region.read_shared(HEADER_SIZE, second);
         }
-        self.cons = self.cons.wrapping_add(n as u32);
-        Ok(n)
+        self.cons = self.cons.wrapping_add(buf.len() as u32);
     }
 
     /// Publishes our consumer index (frees the space read); true if the writer must be
     /// notified (its `cons_event` lies in the range just freed).
-    #[inline]
+    #[inline(always)]
     pub fn publish(&mut self) -> bool {
         let (old, new) = (self.cons_pub, self.cons);
         if old == new {
