@@ -564,18 +564,18 @@ impl Vchan {
 
     fn wait_space(&mut self, want: usize) -> Result<(), ChanError> {
         let want = self.clamp_want(want);
-        // Poll first, yielding the CPU between looks: on one CPU that runs
-        // the peer at once; on two, the peer is likely running and about to
-        // free space, and a yield costs far less than sleeping and being
-        // woken by an event. Not under a guest OS's wait hook: its other
-        // threads run meanwhile instead.
+        // Poll first, yielding the CPU before each look (the caller has
+        // just looked): on one CPU that runs the peer at once; on two, the
+        // peer is likely running and about to free space, and a yield costs
+        // far less than sleeping and being woken by an event. Not under a
+        // guest OS's wait hook: its other threads run meanwhile instead.
         if !wait::is_hooked() {
             for _ in 0..POLL_YIELDS {
+                let _ = parapet_guest::hypercall::yield_now();
                 if self.tx.free().map_err(|e| self.ring_err(e))? >= want {
                     self.stats.polls_ok += 1;
                     return Ok(());
                 }
-                let _ = parapet_guest::hypercall::yield_now();
             }
         }
         self.stats.waits += 1;
@@ -682,6 +682,7 @@ impl Vchan {
         // Poll first (see `wait_space`).
         if !wait::is_hooked() {
             for _ in 0..POLL_YIELDS {
+                let _ = parapet_guest::hypercall::yield_now();
                 if self.rx.available().map_err(|e| self.ring_err(e))? >= want {
                     self.stats.polls_ok += 1;
                     return Ok(());
@@ -689,7 +690,6 @@ impl Vchan {
                 if self.peer_state() == state::CLOSED {
                     break;
                 }
-                let _ = parapet_guest::hypercall::yield_now();
             }
         }
         self.stats.waits += 1;

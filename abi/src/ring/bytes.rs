@@ -199,6 +199,7 @@ impl<'a> ByteWriter<'a> {
     }
 
     /// Free space in bytes, after re-reading the reader's `cons`.
+    #[inline]
     pub fn free(&mut self) -> Result<u32, RingError> {
         self.refresh_cons()?;
         Ok(free(self.prod, self.cons_seen, self.size()))
@@ -350,6 +351,7 @@ impl<'a> ByteReader<'a> {
     }
 
     /// Bytes ready to read, after re-reading the writer's `prod`.
+    #[inline]
     pub fn available(&mut self) -> Result<u32, RingError> {
         self.refresh_prod()?;
         Ok(self.prod_seen.wrapping_sub(self.cons))
