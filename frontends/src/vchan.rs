@@ -504,20 +504,19 @@ impl Vchan {
     /// Writes all of `data`, blocking while the ring is full.
     #[inline(always)]
     pub fn write_all(&mut self, data: &[u8]) -> Result<(), ChanError> {
-        // The common case, all of it fits, inline; waiting out of line.
-        if data.is_empty() {
+        // The common case, all of it fits in the space already known, inline;
+        // the rest (the reader's index, waiting) out of line.
+        if !self.closed && self.tx.write_known(data) {
+            if self.tx.publish() {
+                self.notify()?;
+            }
             return Ok(());
         }
-        let n = self.write(data)?;
-        match data.get(n..) {
-            Some([]) | None => Ok(()),
-            Some(rest) => self.write_all_waiting(rest),
-        }
+        self.write_all_waiting(data)
     }
 
     #[inline(never)]
     fn write_all_waiting(&mut self, mut data: &[u8]) -> Result<(), ChanError> {
-        self.wait_space(data.len())?;
         while !data.is_empty() {
             let n = self.write(data)?;
             data = &data[n..];
@@ -626,17 +625,19 @@ impl Vchan {
     /// Fills `buf`, blocking as needed. `Closed` if the stream ends first.
     #[inline(always)]
     pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ChanError> {
-        // The common case, all of it there, inline; waiting out of line.
-        let n = self.read(buf)?;
-        match buf.get_mut(n..) {
-            Some([]) | None => Ok(()),
-            Some(rest) => self.read_exact_waiting(rest),
+        // The common case, all of it among the bytes already known, inline;
+        // the rest (the writer's index, waiting) out of line.
+        if self.rx.read_known(buf) {
+            if self.rx.publish() {
+                self.notify()?;
+            }
+            return Ok(());
         }
+        self.read_exact_waiting(buf)
     }
 
     #[inline(never)]
     fn read_exact_waiting(&mut self, mut buf: &mut [u8]) -> Result<(), ChanError> {
-        self.wait_data(buf.len())?;
         while !buf.is_empty() {
             let n = self.read(buf)?;
             buf = &mut buf[n..];

@@ -213,11 +213,23 @@ impl<'a> ByteWriter<'a> {
     pub fn write(&mut self, data: &[u8]) -> Result<usize, RingError> {
         // The common case (the space known is enough) is small enough to inline;
         // looking at the reader's index is out of line.
+        if self.write_known(data) {
+            return Ok(data.len());
+        }
+        self.write_refreshing(data)
+    }
+
+    /// Writes all of `data` if the free space already known holds it (without
+    /// looking at the reader's index) and returns true; otherwise writes nothing and
+    /// returns false. The fast path of [`ByteWriter::write`], for a caller that
+    /// handles the rest out of line.
+    #[inline(always)]
+    pub fn write_known(&mut self, data: &[u8]) -> bool {
         if (free(self.prod, self.cons_seen, self.size()) as usize) < data.len() {
-            return self.write_refreshing(data);
+            return false;
         }
         self.copy_in(data);
-        Ok(data.len())
+        true
     }
 
     /// [`ByteWriter::write`] when the space already known is too small.
@@ -365,11 +377,23 @@ impl<'a> ByteReader<'a> {
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, RingError> {
         // The common case (the bytes known are enough) is small enough to inline;
         // looking at the writer's index is out of line.
+        if self.read_known(buf) {
+            return Ok(buf.len());
+        }
+        self.read_refreshing(buf)
+    }
+
+    /// Fills `buf` if the bytes already known to be published are enough (without
+    /// looking at the writer's index) and returns true; otherwise reads nothing and
+    /// returns false. The fast path of [`ByteReader::read`], for a caller that
+    /// handles the rest out of line.
+    #[inline(always)]
+    pub fn read_known(&mut self, buf: &mut [u8]) -> bool {
         if (self.prod_seen.wrapping_sub(self.cons) as usize) < buf.len() {
-            return self.read_refreshing(buf);
+            return false;
         }
         self.copy_out(buf);
-        Ok(buf.len())
+        true
     }
 
     /// [`ByteReader::read`] when the bytes already known are too few.
