@@ -238,16 +238,15 @@ impl<'a> ByteWriter<'a> {
         self.refresh_cons()?;
         let room = free(self.prod, self.cons_seen, self.size());
         let n = data.len().min(room as usize);
-        self.copy_in(&data[..n]);
+        if n > 0 {
+            self.copy_in(&data[..n]);
+        }
         Ok(n)
     }
 
     /// Copies `data` (at most the free space) at `prod` and advances it.
     #[inline(always)]
     fn copy_in(&mut self, data: &[u8]) {
-        if data.is_empty() {
-            return;
-        }
         let off = self.prod & self.mask;
         let (a, b) = wrap_split(off, data.len() as u32, self.size());
         let (first, second) = data.split_at(a as usize);
@@ -402,16 +401,15 @@ impl<'a> ByteReader<'a> {
         self.refresh_prod()?;
         let avail = self.prod_seen.wrapping_sub(self.cons);
         let n = buf.len().min(avail as usize);
-        self.copy_out(&mut buf[..n]);
+        if n > 0 {
+            self.copy_out(&mut buf[..n]);
+        }
         Ok(n)
     }
 
     /// Copies `buf.len()` bytes (at most those available) from `cons` and advances it.
     #[inline(always)]
     fn copy_out(&mut self, buf: &mut [u8]) {
-        if buf.is_empty() {
-            return;
-        }
         let off = self.cons & self.mask;
         let (a, b) = wrap_split(off, buf.len() as u32, self.size());
         let (first, second) = buf.split_at_mut(a as usize);

@@ -356,6 +356,8 @@ mod guest {
     /// digest, pad]`, `pad` bytes, the messages back to back, then `[0,
     /// messages, 0]`. Nothing but the writes in the loop: the digest is
     /// folded before it.
+    // Out of line: the loop gets its own registers, not `main`'s.
+    #[inline(never)]
     fn icount_tx(chan: &mut Vchan, tx: &mut Tx) -> Result<u64, ChanError> {
         let [msgs] = read_ctrl::<1>(chan)?;
         if msgs == 0 || msgs > 1 << 20 {
@@ -574,6 +576,7 @@ mod guest {
         /// `target` messages back to back into one buffer, the instructions
         /// of the last `target` counted, then every byte checked against
         /// tx's digest.
+        #[inline(never)]
         fn icount(&mut self, chan: &mut Vchan, size: u32, target: u64) -> Result<bool, ChanError> {
             let sz = size as usize;
             let (memcpy_msgs, memcpy_instr) = memcpy_instructions(sz);
@@ -739,6 +742,7 @@ mod guest {
 
     /// Instructions of `MEMCPY_ROUND_MSGS` copies of one message (the least
     /// of `MEMCPY_ROUNDS` rounds): `(copies, instructions)`.
+    #[inline(never)]
     fn memcpy_instructions(size: usize) -> (u64, u64) {
         let src = vec![0x5au8; size];
         let mut dst = vec![0u8; size];
