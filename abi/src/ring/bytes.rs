@@ -265,10 +265,13 @@ impl<'a> ByteWriter<'a> {
         if old == new {
             return false;
         }
-        self.region.atomic(PROD).store(new, Ordering::Release);
+        // Both words located before the fence, which makes the compiler forget
+        // what it knew of memory.
+        let (index, event) = (self.region.atomic(PROD), self.region.atomic(PROD_EVENT));
+        index.store(new, Ordering::Release);
         self.prod_pub = new;
         fence(Ordering::SeqCst);
-        let event = self.region.atomic(PROD_EVENT).load(Ordering::Relaxed);
+        let event = event.load(Ordering::Relaxed);
         needs_notify(old, new, event)
     }
 
@@ -428,10 +431,13 @@ impl<'a> ByteReader<'a> {
         if old == new {
             return false;
         }
-        self.region.atomic(CONS).store(new, Ordering::Release);
+        // Both words located before the fence, which makes the compiler forget
+        // what it knew of memory.
+        let (index, event) = (self.region.atomic(CONS), self.region.atomic(CONS_EVENT));
+        index.store(new, Ordering::Release);
         self.cons_pub = new;
         fence(Ordering::SeqCst);
-        let event = self.region.atomic(CONS_EVENT).load(Ordering::Relaxed);
+        let event = event.load(Ordering::Relaxed);
         needs_notify(old, new, event)
     }
 
