@@ -24,8 +24,8 @@ use static_assertions::const_assert;
 #[cfg(not(loom))]
 use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 
-use super::index::{check_peer_index, clamp_want, free, needs_notify, pow2_floor, wrap_split};
-use super::mem::{Region, SharedHeader};
+use super::index::{check_peer_index, clamp_want, free, needs_notify, pow2_floor};
+use super::mem::{DataArea, Region, SharedHeader};
 use super::sync::{fence, AtomicU32, Ordering};
 use super::{RingError, HEADER_SIZE};
 
@@ -92,15 +92,15 @@ pub const fn data_size(region_len: usize) -> u32 {
     }
 }
 
-fn geometry(region: &Region) -> Result<u32, RingError> {
+fn geometry(region: &Region) -> Result<(u32, DataArea), RingError> {
     let size = data_size(region.len());
-    if size == 0 {
-        return Err(RingError::RegionTooSmall {
+    match region.data_area() {
+        Some(data) => Ok((size, data)),
+        None => Err(RingError::RegionTooSmall {
             len: region.len(),
             needed: HEADER_SIZE + 1,
-        });
+        }),
     }
-    Ok(size)
 }
 
 /// Writes a fresh header with every index at `start`: the reader wants a notification
@@ -119,6 +119,7 @@ fn init_header(region: &Region, start: u32) {
 /// The writing end of a byte ring.
 pub struct ByteWriter<'a> {
     region: Region,
+    data: DataArea,
     mask: u32,
     /// Bytes written (private producer index).
     prod: u32,
@@ -142,12 +143,13 @@ impl fmt::Debug for ByteWriter<'_> {
 
 impl<'a> ByteWriter<'a> {
     pub(super) fn attach(region: Region) -> Result<Self, RingError> {
-        let size = geometry(&region)?;
+        let (size, data) = geometry(&region)?;
         let prod = region.atomic(PROD).load(Ordering::Acquire);
         // Assume no free space until the first `refresh_cons` checks the reader's
         // `cons` against `[prod - size, prod]`.
         Ok(ByteWriter {
             region,
+            data,
             mask: size - 1,
             prod,
             prod_pub: prod,
@@ -225,7 +227,15 @@ impl<'a> ByteWriter<'a> {
     /// handles the rest out of line.
     #[inline(always)]
     pub fn write_known(&mut self, data: &[u8]) -> bool {
-        if (free(self.prod, self.cons_seen, self.size()) as usize) < data.len() {
+        // `cons_seen <= prod <= cons_seen + size` always (`cons_seen` is checked
+        // against what we published, and we write only free space), so the free
+        // space needs no saturation here.
+        let room = self
+            .cons_seen
+            .wrapping_add(self.size())
+            .wrapping_sub(self.prod);
+        debug_assert_eq!(room, free(self.prod, self.cons_seen, self.size()));
+        if (room as usize) < data.len() {
             return false;
         }
         self.copy_in(data);
@@ -247,13 +257,7 @@ impl<'a> ByteWriter<'a> {
     /// Copies `data` (at most the free space) at `prod` and advances it.
     #[inline(always)]
     fn copy_in(&mut self, data: &[u8]) {
-        let off = self.prod & self.mask;
-        let (a, b) = wrap_split(off, data.len() as u32, self.size());
-        let (first, second) = data.split_at(a as usize);
-        self.region.write_shared(HEADER_SIZE + off as usize, first);
-        if b > 0 {
-            self.region.write_shared(HEADER_SIZE, second);
-        }
+        self.data.write(self.prod, data);
         self.prod = self.prod.wrapping_add(data.len() as u32);
     }
 
@@ -261,10 +265,9 @@ impl<'a> ByteWriter<'a> {
     /// `prod_event` lies in the range just published).
     #[inline(always)]
     pub fn publish(&mut self) -> bool {
+        // Nothing new (`old == new`) stores the same index again and never notifies;
+        // no test for it on the path that always has something to publish.
         let (old, new) = (self.prod_pub, self.prod);
-        if old == new {
-            return false;
-        }
         // Both words located before the fence, which makes the compiler forget
         // what it knew of memory.
         let (index, event) = (self.region.atomic(PROD), self.region.atomic(PROD_EVENT));
@@ -298,6 +301,7 @@ impl<'a> ByteWriter<'a> {
 /// The reading end of a byte ring.
 pub struct ByteReader<'a> {
     region: Region,
+    data: DataArea,
     mask: u32,
     /// Bytes read (private consumer index).
     cons: u32,
@@ -321,10 +325,11 @@ impl fmt::Debug for ByteReader<'_> {
 
 impl<'a> ByteReader<'a> {
     pub(super) fn attach(region: Region) -> Result<Self, RingError> {
-        let size = geometry(&region)?;
+        let (size, data) = geometry(&region)?;
         let cons = region.atomic(CONS).load(Ordering::Acquire);
         Ok(ByteReader {
             region,
+            data,
             mask: size - 1,
             cons,
             cons_pub: cons,
@@ -413,13 +418,7 @@ impl<'a> ByteReader<'a> {
     /// Copies `buf.len()` bytes (at most those available) from `cons` and advances it.
     #[inline(always)]
     fn copy_out(&mut self, buf: &mut [u8]) {
-        let off = self.cons & self.mask;
-        let (a, b) = wrap_split(off, buf.len() as u32, self.size());
-        let (first, second) = buf.split_at_mut(a as usize);
-        self.region.read_shared(HEADER_SIZE + off as usize, first);
-        if b > 0 {
-            self.region.read_shared(HEADER_SIZE, second);
-        }
+        self.data.read(self.cons, buf);
         self.cons = self.cons.wrapping_add(buf.len() as u32);
     }
 
@@ -427,10 +426,9 @@ impl<'a> ByteReader<'a> {
     /// notified (its `cons_event` lies in the range just freed).
     #[inline(always)]
     pub fn publish(&mut self) -> bool {
+        // Nothing new (`old == new`) stores the same index again and never notifies;
+        // no test for it on the path that always has something to publish.
         let (old, new) = (self.cons_pub, self.cons);
-        if old == new {
-            return false;
-        }
         // Both words located before the fence, which makes the compiler forget
         // what it knew of memory.
         let (index, event) = (self.region.atomic(CONS), self.region.atomic(CONS_EVENT));
