@@ -373,8 +373,14 @@ mod guest {
         write_ctrl(chan, &[msgs, digest, pad as u64])?;
         chan.write_all(&vec![0u8; pad])?;
         let pieces: [&[u8]; OFFSETS] = core::array::from_fn(|o| &tx.payload[o * 64..o * 64 + size]);
-        for i in 0..msgs {
-            chan.write_all(pieces[i as usize % OFFSETS])?;
+        // Message `i` is `pieces[i % OFFSETS]`.
+        for _ in 0..msgs / OFFSETS as u64 {
+            for piece in &pieces {
+                chan.write_all(piece)?;
+            }
+        }
+        for piece in &pieces[..(msgs % OFFSETS as u64) as usize] {
+            chan.write_all(piece)?;
         }
         tx.sent += msgs * size as u64;
         tx.sent_total += msgs * size as u64;
