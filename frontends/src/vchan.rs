@@ -61,7 +61,10 @@
 //! [`Vchan::read_exact`] under 1 KiB, [`Vchan::close`] 2.3 KiB. Add about
 //! 1 KiB for an upcall that lands at the deepest point. The pages (grant runs
 //! are large) are on the heap, so a channel end is small to move (before
-//! that, `connect` took 11.4 KiB and a client's `close` 12.8 KiB).
+//! that, `connect` took 11.4 KiB and a client's `close` 12.8 KiB). Measured
+//! when a ring was at most 33 pages: since rings of 65 pages, `connect`'s
+//! arrays of grant references are 0.5 KiB larger and a `Mapped` 128 bytes
+//! (not measured again).
 
 extern crate alloc;
 
@@ -83,8 +86,12 @@ const MAGIC: u32 = u32::from_le_bytes(*b"VCHN");
 /// Times a waiting end yields and looks again before it sleeps on the event.
 const POLL_YIELDS: u32 = 32;
 
-/// Most pages per ring (data is `ring_pages - 1` pages, a power of two).
-pub const MAX_RING_PAGES: u32 = 33;
+/// Most pages per ring (data is `ring_pages - 1` pages, a power of two): 64
+/// pages of data, 64 slots of 4 KiB. A channel is `1 + 2 * ring_pages` granted
+/// pages, within the SDK's [`grant::heapless_vec::MAX`].
+pub const MAX_RING_PAGES: u32 = 65;
+// The control page and the two rings (1 + 2 × 65) fit in one set of granted pages.
+const _: () = assert!((2 * MAX_RING_PAGES as usize) < grant::heapless_vec::MAX);
 
 /// Connection state of one side, in the control page.
 mod state {
@@ -283,7 +290,7 @@ fn key<'a>(name: &str, buf: &'a mut [u8; 32]) -> Result<&'a str, ChanError> {
 
 impl Vchan {
     /// Server side: offers channel `name` to domain `client` with rings of
-    /// `ring_pages` pages each (2..=33; the data area is a power of two), and
+    /// `ring_pages` pages each (2..=65; the data area is a power of two), and
     /// waits until the client has connected.
     pub fn listen(client: DomId, name: &str, ring_pages: u32) -> Result<Vchan, ChanError> {
         if !(2..=MAX_RING_PAGES).contains(&ring_pages) {
@@ -427,6 +434,13 @@ impl Vchan {
         self.port
     }
 
+    /// Where the next byte written lands in the stream: bytes written so far,
+    /// modulo 2^32 (the ring offset is this modulo [`Vchan::ring_size`]). A
+    /// writer can pad to keep records aligned in the ring.
+    pub fn tx_position(&self) -> u32 {
+        self.tx.position()
+    }
+
     /// Bytes each direction's ring holds.
     pub fn ring_size(&self) -> u32 {
         self.tx.size()
@@ -437,6 +451,8 @@ impl Vchan {
             .map_or(state::CLOSED, |s| s.load(Ordering::Acquire))
     }
 
+    #[cold]
+    #[inline(never)]
     fn notify(&mut self) -> Result<(), ChanError> {
         self.stats.notifications += 1;
         match event::send(self.port) {
@@ -464,6 +480,8 @@ impl Vchan {
         peer_gone_at(&self.pages, self.is_server, self.port)
     }
 
+    #[cold]
+    #[inline(never)]
     fn ring_err(&self, e: RingError) -> ChanError {
         if self.peer_alive() {
             ChanError::Protocol(e)
@@ -474,6 +492,7 @@ impl Vchan {
 
     /// Writes as much of `data` as fits, without blocking; notifies the
     /// reader if it waits. Returns the bytes written (0 if the ring is full).
+    #[inline(always)]
     pub fn write(&mut self, data: &[u8]) -> Result<usize, ChanError> {
         if self.closed {
             return Err(ChanError::Closed);
@@ -486,7 +505,21 @@ impl Vchan {
     }
 
     /// Writes all of `data`, blocking while the ring is full.
-    pub fn write_all(&mut self, mut data: &[u8]) -> Result<(), ChanError> {
+    #[inline(always)]
+    pub fn write_all(&mut self, data: &[u8]) -> Result<(), ChanError> {
+        // The common case, all of it fits in the space already known, inline;
+        // the rest (the reader's index, waiting) out of line.
+        if !self.closed && self.tx.write_known(data) {
+            if self.tx.publish() {
+                self.notify()?;
+            }
+            return Ok(());
+        }
+        self.write_all_waiting(data)
+    }
+
+    #[inline(never)]
+    fn write_all_waiting(&mut self, mut data: &[u8]) -> Result<(), ChanError> {
         while !data.is_empty() {
             let n = self.write(data)?;
             data = &data[n..];
@@ -533,18 +566,18 @@ impl Vchan {
 
     fn wait_space(&mut self, want: usize) -> Result<(), ChanError> {
         let want = self.clamp_want(want);
-        // Poll first, yielding the CPU between looks: on one CPU that runs
-        // the peer at once; on two, the peer is likely running and about to
-        // free space, and a yield costs far less than sleeping and being
-        // woken by an event. Not under a guest OS's wait hook: its other
-        // threads run meanwhile instead.
+        // Poll first, yielding the CPU before each look (the caller has
+        // just looked): on one CPU that runs the peer at once; on two, the
+        // peer is likely running and about to free space, and a yield costs
+        // far less than sleeping and being woken by an event. Not under a
+        // guest OS's wait hook: its other threads run meanwhile instead.
         if !wait::is_hooked() {
             for _ in 0..POLL_YIELDS {
+                let _ = parapet_guest::hypercall::yield_now();
                 if self.tx.free().map_err(|e| self.ring_err(e))? >= want {
                     self.stats.polls_ok += 1;
                     return Ok(());
                 }
-                let _ = parapet_guest::hypercall::yield_now();
             }
         }
         self.stats.waits += 1;
@@ -562,6 +595,7 @@ impl Vchan {
 
     /// Reads what is available into `buf`, without blocking. `Ok(0)` means
     /// nothing is available yet, or (if [`Self::eof`]) the stream ended.
+    #[inline(always)]
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, ChanError> {
         let n = self.rx.read(buf).map_err(|e| self.ring_err(e))?;
         if n > 0 && self.rx.publish() {
@@ -592,7 +626,21 @@ impl Vchan {
     }
 
     /// Fills `buf`, blocking as needed. `Closed` if the stream ends first.
-    pub fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), ChanError> {
+    #[inline(always)]
+    pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ChanError> {
+        // The common case, all of it among the bytes already known, inline;
+        // the rest (the writer's index, waiting) out of line.
+        if self.rx.read_known(buf) {
+            if self.rx.publish() {
+                self.notify()?;
+            }
+            return Ok(());
+        }
+        self.read_exact_waiting(buf)
+    }
+
+    #[inline(never)]
+    fn read_exact_waiting(&mut self, mut buf: &mut [u8]) -> Result<(), ChanError> {
         while !buf.is_empty() {
             let n = self.read(buf)?;
             buf = &mut buf[n..];
@@ -638,6 +686,7 @@ impl Vchan {
         // Poll first (see `wait_space`).
         if !wait::is_hooked() {
             for _ in 0..POLL_YIELDS {
+                let _ = parapet_guest::hypercall::yield_now();
                 if self.rx.available().map_err(|e| self.ring_err(e))? >= want {
                     self.stats.polls_ok += 1;
                     return Ok(());
@@ -645,7 +694,6 @@ impl Vchan {
                 if self.peer_state() == state::CLOSED {
                     break;
                 }
-                let _ = parapet_guest::hypercall::yield_now();
             }
         }
         self.stats.waits += 1;

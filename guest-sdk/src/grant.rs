@@ -177,8 +177,10 @@ impl Mapped {
 
 /// Small fixed-capacity vectors of `u64` (no heap needed).
 pub mod heapless_vec {
-    /// Most pages in one [`Mapped`](super::Mapped) run.
-    pub const MAX: usize = 128;
+    /// Most pages in one [`Mapped`](super::Mapped) run or one
+    /// [`SharedPages`](super::SharedPages) set: 136, room for the largest byte
+    /// channel (1 + 2 × 65 pages, rings of 64 slots of 4 KiB).
+    pub const MAX: usize = 136;
 
     /// Up to [`MAX`] values.
     #[derive(Clone, Debug)]

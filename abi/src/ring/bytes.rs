@@ -24,8 +24,8 @@ use static_assertions::const_assert;
 #[cfg(not(loom))]
 use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 
-use super::index::{check_peer_index, clamp_want, free, needs_notify, pow2_floor, wrap_split};
-use super::mem::{Region, SharedHeader};
+use super::index::{check_peer_index, clamp_want, free, needs_notify, pow2_floor};
+use super::mem::{DataArea, Region, SharedHeader};
 use super::sync::{fence, AtomicU32, Ordering};
 use super::{RingError, HEADER_SIZE};
 
@@ -92,15 +92,15 @@ pub const fn data_size(region_len: usize) -> u32 {
     }
 }
 
-fn geometry(region: &Region) -> Result<u32, RingError> {
+fn geometry(region: &Region) -> Result<(u32, DataArea), RingError> {
     let size = data_size(region.len());
-    if size == 0 {
-        return Err(RingError::RegionTooSmall {
+    match region.data_area() {
+        Some(data) => Ok((size, data)),
+        None => Err(RingError::RegionTooSmall {
             len: region.len(),
             needed: HEADER_SIZE + 1,
-        });
+        }),
     }
-    Ok(size)
 }
 
 /// Writes a fresh header with every index at `start`: the reader wants a notification
@@ -119,6 +119,7 @@ fn init_header(region: &Region, start: u32) {
 /// The writing end of a byte ring.
 pub struct ByteWriter<'a> {
     region: Region,
+    data: DataArea,
     mask: u32,
     /// Bytes written (private producer index).
     prod: u32,
@@ -142,12 +143,13 @@ impl fmt::Debug for ByteWriter<'_> {
 
 impl<'a> ByteWriter<'a> {
     pub(super) fn attach(region: Region) -> Result<Self, RingError> {
-        let size = geometry(&region)?;
+        let (size, data) = geometry(&region)?;
         let prod = region.atomic(PROD).load(Ordering::Acquire);
         // Assume no free space until the first `refresh_cons` checks the reader's
         // `cons` against `[prod - size, prod]`.
         Ok(ByteWriter {
             region,
+            data,
             mask: size - 1,
             prod,
             prod_pub: prod,
@@ -176,6 +178,13 @@ impl<'a> ByteWriter<'a> {
         self.mask + 1
     }
 
+    /// Bytes written so far (published or not), modulo 2^32: the stream offset
+    /// of the next byte, at data offset `position() % size()`.
+    #[inline]
+    pub fn position(&self) -> u32 {
+        self.prod
+    }
+
     /// Bytes written but not yet published.
     #[inline]
     pub fn unpublished(&self) -> u32 {
@@ -192,6 +201,7 @@ impl<'a> ByteWriter<'a> {
     }
 
     /// Free space in bytes, after re-reading the reader's `cons`.
+    #[inline]
     pub fn free(&mut self) -> Result<u32, RingError> {
         self.refresh_cons()?;
         Ok(free(self.prod, self.cons_seen, self.size()))
@@ -201,41 +211,70 @@ impl<'a> ByteWriter<'a> {
     /// returns how many bytes it took; never blocks. The bytes become visible to the
     /// reader at the next [`ByteWriter::publish`]. `cons` is re-read only when the
     /// space already known is not enough for all of `data`.
-    #[inline]
+    #[inline(always)]
     pub fn write(&mut self, data: &[u8]) -> Result<usize, RingError> {
-        let size = self.size();
-        let mut room = free(self.prod, self.cons_seen, size);
+        // The common case (the space known is enough) is small enough to inline;
+        // looking at the reader's index is out of line.
+        if self.write_known(data) {
+            return Ok(data.len());
+        }
+        self.write_refreshing(data)
+    }
+
+    /// Writes all of `data` if the free space already known holds it (without
+    /// looking at the reader's index) and returns true; otherwise writes nothing and
+    /// returns false. The fast path of [`ByteWriter::write`], for a caller that
+    /// handles the rest out of line.
+    #[inline(always)]
+    pub fn write_known(&mut self, data: &[u8]) -> bool {
+        // `cons_seen <= prod <= cons_seen + size` always (`cons_seen` is checked
+        // against what we published, and we write only free space), so the free
+        // space needs no saturation here.
+        let room = self
+            .cons_seen
+            .wrapping_add(self.size())
+            .wrapping_sub(self.prod);
+        debug_assert_eq!(room, free(self.prod, self.cons_seen, self.size()));
         if (room as usize) < data.len() {
-            self.refresh_cons()?;
-            room = free(self.prod, self.cons_seen, size);
+            return false;
         }
+        self.copy_in(data);
+        true
+    }
+
+    /// [`ByteWriter::write`] when the space already known is too small.
+    #[inline(never)]
+    fn write_refreshing(&mut self, data: &[u8]) -> Result<usize, RingError> {
+        self.refresh_cons()?;
+        let room = free(self.prod, self.cons_seen, self.size());
         let n = data.len().min(room as usize);
-        if n == 0 {
-            return Ok(0);
+        if n > 0 {
+            self.copy_in(&data[..n]);
         }
-        let off = self.prod & self.mask;
-        let (a, b) = wrap_split(off, n as u32, size);
-        let (first, second) = data[..n].split_at(a as usize);
-        self.region.write_bytes(HEADER_SIZE + off as usize, first);
-        if b > 0 {
-            self.region.write_bytes(HEADER_SIZE, second);
-        }
-        self.prod = self.prod.wrapping_add(n as u32);
         Ok(n)
+    }
+
+    /// Copies `data` (at most the free space) at `prod` and advances it.
+    #[inline(always)]
+    fn copy_in(&mut self, data: &[u8]) {
+        self.data.write(self.prod, data);
+        self.prod = self.prod.wrapping_add(data.len() as u32);
     }
 
     /// Publishes every written byte; true if the reader must be notified (its
     /// `prod_event` lies in the range just published).
-    #[inline]
+    #[inline(always)]
     pub fn publish(&mut self) -> bool {
+        // Nothing new (`old == new`) stores the same index again and never notifies;
+        // no test for it on the path that always has something to publish.
         let (old, new) = (self.prod_pub, self.prod);
-        if old == new {
-            return false;
-        }
-        self.region.atomic(PROD).store(new, Ordering::Release);
+        // Both words located before the fence, which makes the compiler forget
+        // what it knew of memory.
+        let (index, event) = (self.region.atomic(PROD), self.region.atomic(PROD_EVENT));
+        index.store(new, Ordering::Release);
         self.prod_pub = new;
         fence(Ordering::SeqCst);
-        let event = self.region.atomic(PROD_EVENT).load(Ordering::Relaxed);
+        let event = event.load(Ordering::Relaxed);
         needs_notify(old, new, event)
     }
 
@@ -262,6 +301,7 @@ impl<'a> ByteWriter<'a> {
 /// The reading end of a byte ring.
 pub struct ByteReader<'a> {
     region: Region,
+    data: DataArea,
     mask: u32,
     /// Bytes read (private consumer index).
     cons: u32,
@@ -285,10 +325,11 @@ impl fmt::Debug for ByteReader<'_> {
 
 impl<'a> ByteReader<'a> {
     pub(super) fn attach(region: Region) -> Result<Self, RingError> {
-        let size = geometry(&region)?;
+        let (size, data) = geometry(&region)?;
         let cons = region.atomic(CONS).load(Ordering::Acquire);
         Ok(ByteReader {
             region,
+            data,
             mask: size - 1,
             cons,
             cons_pub: cons,
@@ -329,6 +370,7 @@ impl<'a> ByteReader<'a> {
     }
 
     /// Bytes ready to read, after re-reading the writer's `prod`.
+    #[inline]
     pub fn available(&mut self) -> Result<u32, RingError> {
         self.refresh_prod()?;
         Ok(self.prod_seen.wrapping_sub(self.cons))
@@ -338,40 +380,62 @@ impl<'a> ByteReader<'a> {
     /// blocks. The space becomes free for the writer at the next
     /// [`ByteReader::publish`]. `prod` is re-read only when the bytes already known
     /// are fewer than `buf.len()`.
-    #[inline]
+    #[inline(always)]
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, RingError> {
-        let mut avail = self.prod_seen.wrapping_sub(self.cons);
-        if (avail as usize) < buf.len() {
-            self.refresh_prod()?;
-            avail = self.prod_seen.wrapping_sub(self.cons);
+        // The common case (the bytes known are enough) is small enough to inline;
+        // looking at the writer's index is out of line.
+        if self.read_known(buf) {
+            return Ok(buf.len());
         }
+        self.read_refreshing(buf)
+    }
+
+    /// Fills `buf` if the bytes already known to be published are enough (without
+    /// looking at the writer's index) and returns true; otherwise reads nothing and
+    /// returns false. The fast path of [`ByteReader::read`], for a caller that
+    /// handles the rest out of line.
+    #[inline(always)]
+    pub fn read_known(&mut self, buf: &mut [u8]) -> bool {
+        if (self.prod_seen.wrapping_sub(self.cons) as usize) < buf.len() {
+            return false;
+        }
+        self.copy_out(buf);
+        true
+    }
+
+    /// [`ByteReader::read`] when the bytes already known are too few.
+    #[inline(never)]
+    fn read_refreshing(&mut self, buf: &mut [u8]) -> Result<usize, RingError> {
+        self.refresh_prod()?;
+        let avail = self.prod_seen.wrapping_sub(self.cons);
         let n = buf.len().min(avail as usize);
-        if n == 0 {
-            return Ok(0);
+        if n > 0 {
+            self.copy_out(&mut buf[..n]);
         }
-        let off = self.cons & self.mask;
-        let (a, b) = wrap_split(off, n as u32, self.size());
-        let (first, second) = buf[..n].split_at_mut(a as usize);
-        self.region.read_bytes(HEADER_SIZE + off as usize, first);
-        if b > 0 {
-            self.region.read_bytes(HEADER_SIZE, second);
-        }
-        self.cons = self.cons.wrapping_add(n as u32);
         Ok(n)
+    }
+
+    /// Copies `buf.len()` bytes (at most those available) from `cons` and advances it.
+    #[inline(always)]
+    fn copy_out(&mut self, buf: &mut [u8]) {
+        self.data.read(self.cons, buf);
+        self.cons = self.cons.wrapping_add(buf.len() as u32);
     }
 
     /// Publishes our consumer index (frees the space read); true if the writer must be
     /// notified (its `cons_event` lies in the range just freed).
-    #[inline]
+    #[inline(always)]
     pub fn publish(&mut self) -> bool {
+        // Nothing new (`old == new`) stores the same index again and never notifies;
+        // no test for it on the path that always has something to publish.
         let (old, new) = (self.cons_pub, self.cons);
-        if old == new {
-            return false;
-        }
-        self.region.atomic(CONS).store(new, Ordering::Release);
+        // Both words located before the fence, which makes the compiler forget
+        // what it knew of memory.
+        let (index, event) = (self.region.atomic(CONS), self.region.atomic(CONS_EVENT));
+        index.store(new, Ordering::Release);
         self.cons_pub = new;
         fence(Ordering::SeqCst);
-        let event = self.region.atomic(CONS_EVENT).load(Ordering::Relaxed);
+        let event = event.load(Ordering::Relaxed);
         needs_notify(old, new, event)
     }
 

@@ -5,10 +5,15 @@
 //!
 //! * [`Region::atomic`]: a `&AtomicU32` at a 4-aligned, in-bounds offset (the header's
 //!   index fields);
-//! * [`Region::write_bytes`], [`Region::read_bytes`], [`Region::write_obj`],
-//!   [`Region::read_obj`]: `memcpy` (`copy_nonoverlapping`) to or from the region, every
+//! * [`Region::write_bytes`], [`Region::write_obj`], [`Region::read_obj`]: `memcpy`
+//!   (`copy_nonoverlapping`) to or from the region (the request rings' slots), every
 //!   one bounds-checked against the region length, so no index a peer can make us
-//!   compute reaches outside it (an out-of-bounds offset panics, it is never UB).
+//!   compute reaches outside it (an out-of-bounds offset panics, it is never UB);
+//! * [`DataArea`]: a byte ring's data area, the largest power of two after the header,
+//!   computed here from the region's length; its copies ([`crate::shmem`]'s word
+//!   copies) take a free-running stream position, mask it into the area and split at
+//!   the end, so they stay inside by construction (a copy longer than the area
+//!   panics).
 //!
 //! Soundness rests on three facts. (1) Whoever creates a `Region` promises that the
 //! memory stays valid for as long as the region is used and that, in this address space,
@@ -32,7 +37,85 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use super::sync::AtomicU32;
 #[cfg(not(loom))]
 use super::sync::Ordering;
-use super::{BackRing, ByteReader, ByteWriter, FrontRing, RingEntry, RingError, PAGE_SIZE};
+use super::{
+    BackRing, ByteReader, ByteWriter, FrontRing, RingEntry, RingError, HEADER_SIZE, PAGE_SIZE,
+};
+
+/// A byte ring's data area: `mask + 1` bytes (a power of two) from `base`, which is
+/// `HEADER_SIZE` bytes into a [`Region`] whose length is at least `HEADER_SIZE + mask +
+/// 1` (established by [`Region::data_area`], the only constructor).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DataArea {
+    base: NonNull<u8>,
+    mask: u32,
+}
+
+// SAFETY: as for `Region`: a handle to shared memory accessed only through the copies
+// below, whose exclusivity the ring protocol guarantees.
+unsafe impl Send for DataArea {}
+
+impl DataArea {
+    /// Copies `src` to the stream position `pos` (masked into the area), wrapping
+    /// around its end. Panics if `src` is longer than the area.
+    #[inline(always)]
+    pub(crate) fn write(&self, pos: u32, src: &[u8]) {
+        let size = self.mask as usize + 1;
+        if src.len() > size {
+            longer_than_area(src.len(), size);
+        }
+        let off = (pos & self.mask) as usize;
+        let (first, second) = src.split_at(src.len().min(size - off));
+        // SAFETY: `off < size` and `first.len() <= size - off`: the bytes are inside
+        // the area, which is inside the region (`data_area`), valid for writes (the
+        // `Region::new` contract); `src` is a Rust slice, which cannot point into the
+        // region; the peer may read the bytes concurrently, which `shmem::write`
+        // allows (volatile).
+        unsafe { crate::shmem::write(self.base.as_ptr().add(off), first) };
+        if !second.is_empty() {
+            // SAFETY: `second.len() <= size - first.len() <= size`: from the start of
+            // the area, inside it; as above otherwise.
+            unsafe { crate::shmem::write(self.base.as_ptr(), second) };
+        }
+    }
+
+    /// Copies the bytes at stream position `pos` (masked into the area), wrapping
+    /// around its end, into `dst`. Panics if `dst` is longer than the area.
+    #[inline(always)]
+    pub(crate) fn read(&self, pos: u32, dst: &mut [u8]) {
+        let size = self.mask as usize + 1;
+        if dst.len() > size {
+            longer_than_area(dst.len(), size);
+        }
+        let off = (pos & self.mask) as usize;
+        let n = dst.len().min(size - off);
+        let (first, second) = dst.split_at_mut(n);
+        // SAFETY: `off < size` and `first.len() <= size - off`: inside the area, so
+        // inside the region (`data_area`), valid for reads (the `Region::new`
+        // contract); `dst` is private memory (a `&mut` cannot alias the region); a
+        // concurrent writer is allowed by `shmem::read` (volatile).
+        unsafe { crate::shmem::read(self.base.as_ptr().add(off), first) };
+        if !second.is_empty() {
+            // SAFETY: `second.len() <= size`, from the start of the area; as above.
+            unsafe { crate::shmem::read(self.base.as_ptr(), second) };
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn longer_than_area(n: usize, size: usize) -> ! {
+    panic!("ring copy of {n} bytes is longer than the {size}-byte data area")
+}
+
+/// The failure of [`Region::check`], out of line so that the copies' fast path
+/// keeps no panic arguments around.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn out_of_bounds(off: usize, n: usize, len: usize) -> ! {
+    panic!("ring access out of bounds: {off}+{n} > {len}")
+}
 
 /// A shared header made only of `AtomicU32`s and padding (a multiple of 4 bytes).
 pub(crate) trait SharedHeader: Sized {
@@ -86,6 +169,24 @@ impl Region {
         Ok(Region { base, len })
     }
 
+    /// The data area of a byte ring over this region: the largest power of two that
+    /// fits after the header (`None` if not even one byte does).
+    pub(crate) fn data_area(&self) -> Option<DataArea> {
+        let size = super::bytes::data_size(self.len);
+        if size == 0 {
+            return None;
+        }
+        // `size <= len - HEADER_SIZE` (`data_size`): the area is inside the region.
+        debug_assert!(HEADER_SIZE + size as usize <= self.len);
+        // SAFETY: `HEADER_SIZE < len` (`size > 0`), so the pointer stays inside the
+        // region's allocation.
+        let base = unsafe { self.base.add(HEADER_SIZE) };
+        Some(DataArea {
+            base,
+            mask: size - 1,
+        })
+    }
+
     /// Length of the region in bytes.
     #[inline]
     pub(crate) fn len(&self) -> usize {
@@ -95,21 +196,24 @@ impl Region {
     #[inline]
     #[track_caller]
     fn check(&self, off: usize, n: usize) {
-        assert!(
-            off <= self.len && n <= self.len - off,
-            "ring access out of bounds: {off}+{n} > {}",
-            self.len
-        );
+        if !(off <= self.len && n <= self.len - off) {
+            out_of_bounds(off, n, self.len);
+        }
     }
 
     /// The atomic `u32` at byte offset `off` (4-aligned, in bounds; panics otherwise).
     #[inline]
     pub(crate) fn atomic(&self, off: usize) -> &AtomicU32 {
         assert!(off.is_multiple_of(4), "unaligned ring atomic");
-        self.check(off, size_of::<AtomicU32>());
+        // A region is at least a page long (`new`), so a word in the first page needs
+        // no look at `len`: for the headers' constant offsets the check folds away.
+        if off + size_of::<AtomicU32>() > PAGE_SIZE {
+            self.check(off, size_of::<AtomicU32>());
+        }
         #[cfg(not(loom))]
         const _: () = assert!(size_of::<AtomicU32>() == 4 && align_of::<AtomicU32>() == 4);
-        // SAFETY: the 4 bytes at `off` are in bounds (checked) and 4-aligned (the base
+        // SAFETY: the 4 bytes at `off` are in bounds (checked, or in the first page,
+        // which every region has) and 4-aligned (the base
         // is page-aligned and `off % 4 == 0`), and valid for as long as `&self` (the
         // `new` contract). Without loom, `AtomicU32` has the layout of `u32`, every bit
         // pattern is valid, and the contract allows only atomic accesses to this word
@@ -145,21 +249,6 @@ impl Region {
         // endpoints access it); the protocol gives these bytes to us alone right now.
         unsafe {
             core::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(off), src.len());
-        }
-    }
-
-    /// Copies bytes at `off` in the region into `dst` (panics if out of bounds).
-    #[inline]
-    pub(crate) fn read_bytes(&self, off: usize, dst: &mut [u8]) {
-        self.check(off, dst.len());
-        // SAFETY: the source is in bounds (checked) and valid for reads (`new`
-        // contract); `dst` is private memory (a `&mut` cannot alias the region).
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                self.base.as_ptr().add(off),
-                dst.as_mut_ptr(),
-                dst.len(),
-            );
         }
     }
 

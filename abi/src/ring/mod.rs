@@ -33,8 +33,10 @@
 //! Everything read from shared memory is checked before use: a peer index must lie in
 //! the window the protocol allows, otherwise the call fails with a [`RingError`] and our
 //! private state is left as it was. Slot offsets are always masked into the ring and
-//! every copy is bounds-checked (module `mem`), so no value the peer writes can make us touch
-//! memory outside the region or return more than asked.
+//! every copy is bounds-checked (module `mem`; a byte ring's data copies are masked and
+//! split inside the data area `mem` computes from the region's length, and only their
+//! length is checked), so no value the peer writes can make us touch memory outside the
+//! region or return more than asked.
 //!
 //! The only `unsafe` code is in the private module `mem`. With the `std` feature (or in this crate's
 //! tests) `RingBuffer` provides an owned region and safe constructors for host tests.

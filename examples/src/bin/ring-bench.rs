@@ -21,11 +21,17 @@
 //! checksum is compared at every batch: every byte is checked.
 //!
 //! **Instructions** (rx `icount`, under QEMU `-icount shift=0` on one CPU):
-//! as windows, but instead of timing, `rx` counts the instructions the CPU
-//! retires (PMU `PMEVCNTR0_EL0`, EL1 and EL2: both guests, the hypervisor)
-//! over `msgs=M` messages (default 1024) after a warm-up, and the
-//! instructions of its own memcpy of one message (the least of 16 rounds of
-//! 64 copies).
+//! `rx` counts the instructions the CPU retires (PMU `PMEVCNTR0_EL0`, EL1
+//! and EL2: both guests, the hypervisor) over `msgs=M` messages (default
+//! 1024) after a warm-up of 128 (and before a tail of 128, so that `tx`
+//! still streams when the count ends), and the instructions of its own memcpy of
+//! one message (the least of 16 rounds of 64 copies). The stream is the
+//! transport alone, as in Xen's benchmark: `rx` asks for warm-up + `M`
+//! messages (`ICOUNT`), `tx` answers with their count and their stream
+//! digest (computed before it sends), pads the stream so that each message
+//! fills whole ring slots, and writes the messages back to back; `rx` reads
+//! them into one buffer and, after the count, checks every byte against the
+//! digest.
 //!
 //! Command line: `tx` or `rx`; `peer=NAME` (default `ring-rx` / `ring-tx`);
 //! `sizes=64,256,...` (tx; default 64 B to 64 KiB); `kib=N` (tx: transfer
@@ -76,8 +82,14 @@ mod guest {
     const GO: u8 = 1;
     /// rx → tx: end the stream after the current batch.
     const STOP: u8 = 2;
+    /// rx → tx: send the number of messages in the next control block, back
+    /// to back (the instruction count).
+    const ICOUNT: u8 = 3;
     /// Messages read (untimed) before the instructions are counted.
     const ICOUNT_WARMUP: u64 = 128;
+    /// Messages tx sends after the counted ones (more than a ring holds), so
+    /// that it is still streaming, not finishing, when the count ends.
+    const ICOUNT_TAIL: u64 = 128;
     /// The memcpy rounds of the instruction count (the least is taken).
     const MEMCPY_ROUNDS: usize = 16;
     /// Copies per memcpy round.
@@ -311,6 +323,9 @@ mod guest {
         header(chan, tx.size as u32, 0, tx.work)?;
         let mut cmd = [0u8; 1];
         chan.read_exact(&mut cmd)?;
+        if cmd[0] == ICOUNT {
+            return icount_tx(chan, tx);
+        }
         if cmd[0] != GO {
             return Err(ChanError::BadControl("expected GO"));
         }
@@ -334,6 +349,42 @@ mod guest {
             }
         }
         write_ctrl(chan, &[0, msgs, tx.fnv])?;
+        Ok(msgs)
+    }
+
+    /// The instruction count's stream (see the module docs): `[messages,
+    /// digest, pad]`, `pad` bytes, the messages back to back, then `[0,
+    /// messages, 0]`. Nothing but the writes in the loop: the digest is
+    /// folded before it.
+    // Out of line: the loop gets its own registers, not `main`'s.
+    #[inline(never)]
+    fn icount_tx(chan: &mut Vchan, tx: &mut Tx) -> Result<u64, ChanError> {
+        let [msgs] = read_ctrl::<1>(chan)?;
+        if msgs == 0 || msgs > 1 << 20 {
+            return Err(ChanError::BadControl("icount message count"));
+        }
+        let size = tx.size;
+        let digest = (0..msgs).fold(0u64, |d, i| {
+            digest::fold(d, tx.digests[i as usize % OFFSETS])
+        });
+        // After the control block, the first message starts a ring slot.
+        let at = chan.tx_position() as usize + CTRL;
+        let pad = (size - at % size) % size;
+        write_ctrl(chan, &[msgs, digest, pad as u64])?;
+        chan.write_all(&vec![0u8; pad])?;
+        let pieces: [&[u8]; OFFSETS] = core::array::from_fn(|o| &tx.payload[o * 64..o * 64 + size]);
+        // Message `i` is `pieces[i % OFFSETS]`.
+        for _ in 0..msgs / OFFSETS as u64 {
+            for piece in &pieces {
+                chan.write_all(piece)?;
+            }
+        }
+        for piece in &pieces[..(msgs % OFFSETS as u64) as usize] {
+            chan.write_all(piece)?;
+        }
+        tx.sent += msgs * size as u64;
+        tx.sent_total += msgs * size as u64;
+        write_ctrl(chan, &[0, msgs, 0])?;
         Ok(msgs)
     }
 
@@ -457,13 +508,10 @@ mod guest {
         ) -> Result<bool, ChanError> {
             let freq = time::frequency();
             let sz = size as usize;
-            let memcpy = match measure.icount {
-                None => {
-                    memcpy_windows(size, measure);
-                    None
-                }
-                Some(_) => Some(memcpy_instructions(sz)),
-            };
+            if let Some(target) = measure.icount {
+                return self.icount(chan, size, target);
+            }
+            memcpy_windows(size, measure);
             chan.write_all(&[GO])?;
             let s0 = event::stats().unwrap_or_default();
             let mut st = Stream {
@@ -478,21 +526,7 @@ mod guest {
                 last_check: 0,
                 end: (0, 0),
             };
-            if let Some(target) = measure.icount {
-                while st.msgs < ICOUNT_WARMUP && st.batch(self, chan)? {}
-                let (m0, i0) = (st.msgs, pmu::read_instructions());
-                while st.msgs - m0 < target && st.batch(self, chan)? {}
-                let i1 = pmu::read_instructions();
-                let counted = st.msgs - m0;
-                let good = st.check_last();
-                let (memcpy_msgs, memcpy_instr) = memcpy.unwrap_or_default();
-                println!(
-                    "bench ring icount size={size} slots={} msgs={counted} instructions={} memcpy_msgs={memcpy_msgs} memcpy_instructions={memcpy_instr} checksum={}",
-                    chan.ring_size() / size,
-                    (i1 as u32).wrapping_sub(i0 as u32),
-                    ok_text(good)
-                );
-            } else {
+            {
                 for n in 0..measure.windows {
                     if st.ended {
                         break;
@@ -535,8 +569,66 @@ mod guest {
                 msgs * u64::from(size),
                 s1.events_sent - s0.events_sent,
                 s1.world_switches - s0.world_switches,
-                if measure.icount.is_some() { 0 } else { measure.windows },
+                measure.windows,
                 if work == Work::Net { "net" } else { "copy" },
+                ok_text(ok)
+            );
+            Ok(ok)
+        }
+    }
+
+    impl Rx {
+        /// The instruction count of one size (see the module docs): warm-up +
+        /// `target` messages back to back into one buffer, the instructions
+        /// of the last `target` counted, then every byte checked against
+        /// tx's digest.
+        #[inline(never)]
+        fn icount(&mut self, chan: &mut Vchan, size: u32, target: u64) -> Result<bool, ChanError> {
+            let sz = size as usize;
+            let (memcpy_msgs, memcpy_instr) = memcpy_instructions(sz);
+            let total = ICOUNT_WARMUP + target + ICOUNT_TAIL;
+            let s0 = event::stats().unwrap_or_default();
+            chan.write_all(&[ICOUNT])?;
+            write_ctrl(chan, &[total])?;
+            let [msgs, digest, pad] = read_ctrl::<3>(chan)?;
+            if msgs != total || pad >= u64::from(size) {
+                return Err(ChanError::BadControl("icount stream header"));
+            }
+            let mut buf = vec![0u8; total as usize * sz];
+            chan.read_exact(&mut buf[..pad as usize])?;
+            let (warm, rest) = buf.split_at_mut(ICOUNT_WARMUP as usize * sz);
+            let (counted, tail) = rest.split_at_mut(target as usize * sz);
+            for m in warm.chunks_exact_mut(sz) {
+                chan.read_exact(m)?;
+            }
+            let i0 = pmu::read_instructions();
+            for m in counted.chunks_exact_mut(sz) {
+                chan.read_exact(m)?;
+            }
+            let i1 = pmu::read_instructions();
+            for m in tail.chunks_exact_mut(sz) {
+                chan.read_exact(m)?;
+            }
+            // After the count: every byte of every message.
+            let mut ok = digest_of(&buf, sz) == digest;
+            let [end, sent, _] = read_ctrl::<3>(chan)?;
+            if end != 0 || sent != total {
+                println!("rx: size {size}: tx sent {sent} message(s), {total} asked for");
+                ok = false;
+            }
+            self.total += total * u64::from(size);
+            let s1 = event::stats().unwrap_or_default();
+            println!(
+                "bench ring icount size={size} slots={} msgs={target} instructions={} memcpy_msgs={memcpy_msgs} memcpy_instructions={memcpy_instr} checksum={}",
+                chan.ring_size() / size,
+                (i1 as u32).wrapping_sub(i0 as u32),
+                ok_text(ok)
+            );
+            println!(
+                "bench ring rx size={size} msgs={total} bytes={} notify={} switches={} windows=0 work=copy checksum={}",
+                total * u64::from(size),
+                s1.events_sent - s0.events_sent,
+                s1.world_switches - s0.world_switches,
                 ok_text(ok)
             );
             Ok(ok)
@@ -656,6 +748,7 @@ mod guest {
 
     /// Instructions of `MEMCPY_ROUND_MSGS` copies of one message (the least
     /// of `MEMCPY_ROUNDS` rounds): `(copies, instructions)`.
+    #[inline(never)]
     fn memcpy_instructions(size: usize) -> (u64, u64) {
         let src = vec![0x5au8; size];
         let mut dst = vec![0u8; size];

@@ -480,16 +480,20 @@ fn ring_scenarios_parse_as_intended() {
     assert!(m.machine.icount);
     let scenarios = |k: Kind| -> Vec<&str> { k.runs().iter().map(|r| r.scenario).collect() };
     let icount = crate::bench::ICOUNT_SCENARIO;
-    assert_eq!(scenarios(Kind::Micro), [MICRO_SCENARIO, icount, icount]);
+    assert_eq!(
+        scenarios(Kind::Micro),
+        [MICRO_SCENARIO, icount, icount, icount]
+    );
     assert_eq!(
         scenarios(Kind::Ring),
-        [RING_SCENARIOS[0], RING_SCENARIOS[1], icount, icount]
+        [RING_SCENARIOS[0], RING_SCENARIOS[1], icount, icount, icount]
     );
     let pages: Vec<Vec<String>> = Kind::Micro.runs().iter().map(|r| r.overrides()).collect();
     assert_eq!(
         pages,
         [
             vec![],
+            vec!["ring-rx: ring-pages=65".to_owned()],
             vec!["ring-rx: ring-pages=33".to_owned()],
             vec!["ring-rx: ring-pages=17".to_owned()]
         ]
