@@ -3,6 +3,8 @@
 
 use crate::ring::PAGE_SIZE;
 
+#[cfg(doc)]
+use super::FRAME_MAX;
 use super::{FRAME_MAX_SG, FRAME_MIN, MAX_FRAGS};
 
 /// Why [`Chain::push`] refused a fragment.

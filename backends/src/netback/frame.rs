@@ -51,7 +51,7 @@ const _: () = assert!(NET_BUFS <= 256);
 
 /// A frame taken from a vif's TX ring and not yet answered: its header copied into
 /// private memory, the rest still in the frontend's TX buffers (which stay its until
-/// [`VifBackend::poll_tx`] answers them, after `deliver` returns).
+/// [`VifBackend::poll_tx`](super::VifBackend::poll_tx) answers them, after `deliver` returns).
 pub struct TxFrame<'t, P: FramePages> {
     pub(super) pages: &'t P,
     pub(super) chain: Chain,

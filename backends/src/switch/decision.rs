@@ -2,6 +2,8 @@
 //! a frame is dropped, and the counters.
 
 use super::{PortId, MAX_PORTS};
+#[cfg(doc)]
+use super::{Switch, FRAME_MAX, FRAME_MIN};
 
 /// A set of ports, one bit per port (bit `p` is port `p`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]

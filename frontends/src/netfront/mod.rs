@@ -73,6 +73,8 @@ use parapet_abi::netif::{
     BufSet, Chain, FramePages, NetStatus, RxRequest, RxResponse, TxRequest, TxResponse, FRAME_MAX,
     FRAME_MAX_SG, NET_BUFS, RXF_MORE,
 };
+#[cfg(doc)]
+use parapet_abi::netif::{FRAME_MIN, MTU_SG, TXF_MORE};
 use parapet_abi::ring::{FrontRing, RingError};
 #[cfg(doc)]
 use smoltcp::phy::Device;
