@@ -33,7 +33,7 @@
 pub use parapet_abi as abi;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-#[path = "arch/aarch64.rs"]
+#[path = "arch/aarch64/mod.rs"]
 mod arch;
 #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
 #[path = "arch/fake.rs"]
