@@ -13,6 +13,23 @@ pub struct VcpuRef {
     pub vcpu: u8,
 }
 
+/// "No vCPU" in a word of [`VcpuRef::packed`].
+pub const NO_VCPU: u32 = u32::MAX;
+
+impl VcpuRef {
+    /// As one word, `domain << 8 | vcpu`: how the per-CPU trap data names
+    /// the running vCPU (never [`NO_VCPU`]).
+    pub const fn packed(self) -> u32 {
+        (self.domain as u32) << 8 | self.vcpu as u32
+    }
+
+    /// From a word made by [`Self::packed`].
+    pub const fn from_packed(raw: u32) -> Self {
+        let [vcpu, domain, ..] = raw.to_le_bytes();
+        VcpuRef { domain, vcpu }
+    }
+}
+
 /// Most vCPUs queued on one CPU: every vCPU of every domain, so that a push
 /// can never fail.
 pub const QUEUE_CAPACITY: usize =
@@ -130,6 +147,16 @@ pub fn timer_deadline(someone_waits: bool, slice_end: u64, next_timer: u64) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_round_trips() {
+        for (domain, vcpu) in [(0, 0), (31, 7), (255, 255), (1, 0)] {
+            let v = VcpuRef { domain, vcpu };
+            assert_eq!(VcpuRef::from_packed(v.packed()), v);
+            assert_ne!(v.packed(), NO_VCPU);
+        }
+        assert_eq!(VcpuRef { domain: 2, vcpu: 3 }.packed(), 0x203);
+    }
 
     fn v(d: u8) -> VcpuRef {
         VcpuRef { domain: d, vcpu: 0 }

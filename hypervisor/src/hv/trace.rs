@@ -25,17 +25,17 @@ use super::trap::PERCPU;
 use crate::arch::boot::MAX_CPUS;
 use crate::arch::{gic, phys, sysregs};
 use crate::convert::usize_from;
-use crate::sched::VcpuRef;
+use crate::sched::{VcpuRef, NO_VCPU};
 use crate::trace::{buffer_frames, header, Ring};
 
 static ON: AtomicBool = AtomicBool::new(false);
 /// Physical address of each CPU's buffer (0: none).
 static BUFFERS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Bytes of each buffer.
-static BYTES: AtomicU64 = AtomicU64::new(0);
+/// Records each buffer holds after its header (its `capacity`).
+static RECORDS: AtomicU64 = AtomicU64::new(0);
 /// Per CPU: the vCPU (`domain << 8 | vcpu`) whose upcall was raised here and
-/// not yet seen taken, or `u32::MAX`.
-static RAISED: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(u32::MAX) }; MAX_CPUS];
+/// not yet seen taken, or `NO_VCPU`.
+static RAISED: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(NO_VCPU) }; MAX_CPUS];
 
 /// Whether tracing is on (decided once, at boot). Without the `trace`
 /// feature this is `false` at compile time, and every hook disappears.
@@ -64,14 +64,13 @@ pub(super) fn tv(v: VcpuRef) -> TraceVcpu {
 
 /// The vCPU running on this CPU, if any.
 pub(super) fn running_here() -> Option<TraceVcpu> {
-    current_here(crate::arch::cpu_index())
+    current_here(crate::arch::cpu_index()).map(tv)
 }
 
 /// The vCPU running on `cpu`, as the vectors see it.
-fn current_here(cpu: usize) -> Option<TraceVcpu> {
+fn current_here(cpu: usize) -> Option<VcpuRef> {
     let packed = PERCPU[cpu].current.load(Ordering::Relaxed);
-    let [vcpu, domain, ..] = packed.to_le_bytes();
-    (packed != u32::MAX).then_some(TraceVcpu { domain, vcpu })
+    (packed != NO_VCPU).then(|| VcpuRef::from_packed(packed))
 }
 
 /// Takes a buffer of `kib` KiB per CPU from the pool, writes their headers,
@@ -113,7 +112,10 @@ pub(super) fn setup(frames: &mut Frames, cpus: usize, kib: u64, freq: u64) -> bo
             h.capacity
         );
     }
-    BYTES.store(bytes, Ordering::Relaxed);
+    RECORDS.store(
+        (bytes - HEADER_SIZE as u64) / RECORD_SIZE as u64,
+        Ordering::Relaxed,
+    );
     ON.store(true, Ordering::Release);
     true
 }
@@ -129,10 +131,10 @@ pub(super) fn emit(event: TraceEvent) {
     if base == 0 {
         return;
     }
-    let bytes = BYTES.load(Ordering::Relaxed);
-    let count = usize_from((bytes - HEADER_SIZE as u64) / RECORD_SIZE as u64);
+    let count = usize_from(RECORDS.load(Ordering::Relaxed));
     let rec = event.encode(sysregs::counter());
-    // SAFETY: `base` is this CPU's buffer from `setup`, `bytes` long, which
+    // SAFETY: `base` is this CPU's buffer from `setup` (a header and `count`
+    // records), which
     // only this CPU writes (the host reads it from outside the machine); the
     // header's `head` is 8-aligned at offset 24 and the records follow the
     // 64-byte header, so both views are in bounds, aligned and disjoint.
@@ -163,12 +165,12 @@ extern "C" fn hvc_fast_traced(
     let nr32 = u32::try_from(nr).unwrap_or(u32::MAX);
     if let Some(v) = v {
         saw_upcall_taken(cpu, v);
-        emit(TraceEvent::HvcEnter { v, nr: nr32 });
+        emit(TraceEvent::HvcEnter { v: tv(v), nr: nr32 });
     }
     let result = super::trap::hvc_fast(nr, a1, a2, a3, a4, a5, a6, out);
     if let Some(v) = v {
         emit(TraceEvent::HvcExit {
-            v,
+            v: tv(v),
             nr: nr32,
             result: result as i64,
         });
@@ -180,29 +182,26 @@ extern "C" fn hvc_fast_traced(
 /// not pending before).
 pub(super) fn upcall_raised(v: VcpuRef) {
     let cpu = crate::arch::cpu_index();
-    let packed = u32::from(v.domain) << 8 | u32::from(v.vcpu);
-    RAISED[cpu].store(packed, Ordering::Relaxed);
+    RAISED[cpu].store(v.packed(), Ordering::Relaxed);
     emit(TraceEvent::UpcallInject { v: tv(v) });
 }
 
 /// At a trap of `v` (or before its state is saved): if its upcall was
 /// raised and is no longer pending in the list register, it was taken.
-pub(super) fn saw_upcall_taken(cpu: usize, v: TraceVcpu) {
-    let packed = u32::from(v.domain) << 8 | u32::from(v.vcpu);
-    if RAISED[cpu].load(Ordering::Relaxed) != packed {
+pub(super) fn saw_upcall_taken(cpu: usize, v: VcpuRef) {
+    if RAISED[cpu].load(Ordering::Relaxed) != v.packed() {
         return;
     }
     if gic::read_lr0() & gic::lr::STATE_PENDING == 0 {
-        RAISED[cpu].store(u32::MAX, Ordering::Relaxed);
-        emit(TraceEvent::UpcallAck { v });
+        RAISED[cpu].store(NO_VCPU, Ordering::Relaxed);
+        emit(TraceEvent::UpcallAck { v: tv(v) });
     }
 }
 
 /// `v`'s state leaves this CPU: its raised upcall is no longer watched here.
 pub(super) fn unloaded(cpu: usize, v: VcpuRef) {
-    saw_upcall_taken(cpu, tv(v));
-    let packed = u32::from(v.domain) << 8 | u32::from(v.vcpu);
-    let _ = RAISED[cpu].compare_exchange(packed, u32::MAX, Ordering::Relaxed, Ordering::Relaxed);
+    saw_upcall_taken(cpu, v);
+    let _ = RAISED[cpu].compare_exchange(v.packed(), NO_VCPU, Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// `TraceMark`: records `len` bytes of `text` (little-endian words) as `v`'s

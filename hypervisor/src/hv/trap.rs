@@ -20,7 +20,7 @@ use crate::arch::trap::{GuestRegs, TrapKind};
 use crate::arch::{psci, wait_for_interrupt_polling};
 use crate::esr::{self, ec};
 use crate::lifecycle::VcpuState;
-use crate::sched::{pick_next, VcpuRef};
+use crate::sched::{pick_next, VcpuRef, NO_VCPU};
 
 /// How long an idle CPU polls for an interrupt before it halts (iterations).
 const IDLE_POLL_SPINS: u32 = 20_000;
@@ -55,7 +55,7 @@ pub(super) fn dispatch(
             hv.vcpu_mut(prev).stats.hypercalls += n;
             trace_event!(TraceEvent::Idle);
         }
-        PERCPU[cpu].current.store(u32::MAX, Ordering::Relaxed);
+        PERCPU[cpu].current.store(NO_VCPU, Ordering::Relaxed);
         let all_stopped = hv.alive_domains() == 0 && hv.after_stop_pending == 0;
         if hv.domain_count > 0 && all_stopped || hv.domain_count == 0 && cpu == 0 {
             hvprintln!("all domains stopped: {}", hv.tally);
@@ -123,7 +123,7 @@ fn traced_sync(
     regs: &mut GuestRegs,
 ) -> *mut GuestRegs {
     let v = tv(cur);
-    trace::saw_upcall_taken(cpu, v);
+    trace::saw_upcall_taken(cpu, cur);
     let esr = sysregs::read_esr_el2();
     let hvc = esr::class(esr) == ec::HVC64;
     let nr = u32::try_from(regs.x[0]).unwrap_or(u32::MAX);
@@ -137,8 +137,7 @@ fn traced_sync(
         });
     }
     let expired = match hv.handle_sync(cpu, cur, regs, esr) {
-        After::Resume => false,
-        After::Dispatch => false,
+        After::Resume | After::Dispatch => false,
         After::GiveUp => true,
     };
     if hvc {
@@ -187,10 +186,7 @@ pub(super) extern "C" fn hvc_fast(
 #[inline(never)]
 fn fast_locked(call: Hypercall, args: [u64; 6], out: &mut [u64; 3]) -> u64 {
     let cpu = crate::arch::cpu_index();
-    let cur = PERCPU[cpu].current.load(Ordering::Relaxed);
-    // `switch_to` packs the current vCPU as `domain << 8 | vcpu`.
-    let [vcpu, domain, ..] = cur.to_le_bytes();
-    let v = VcpuRef { domain, vcpu };
+    let v = VcpuRef::from_packed(PERCPU[cpu].current.load(Ordering::Relaxed));
     let mut hv = HV.lock();
     hv.cpus[cpu].hypercalls += 1;
     match hv.fast_hypercall(cpu, v, call, args, out) {
@@ -218,15 +214,11 @@ impl Hypervisor {
     /// pending upcall. Returns false (nothing done) otherwise.
     #[inline(never)]
     fn yield_in_place(&mut self, cpu: usize, v: VcpuRef, regs: &mut GuestRegs, esr: u64) -> bool {
-        let c = &self.cpus[cpu];
         if esr & 0xffff != u64::from(HVC_IMM)
             || self.after_stop_pending != 0
-            || c.current != Some(v)
             || self.vcpu(v).state != VcpuState::Running
+            || sysregs::counter() >= self.cpus[cpu].next_timer
         {
-            return false;
-        }
-        if sysregs::counter() >= c.next_timer {
             return false;
         }
         regs.x[0] = 0;

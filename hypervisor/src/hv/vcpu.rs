@@ -17,7 +17,7 @@ use crate::arch::gic;
 use crate::arch::sysregs::{self, cptr, El1State};
 use crate::arch::trap::{GuestRegs, PerCpuTrap};
 use crate::lifecycle::VcpuState;
-use crate::sched::VcpuRef;
+use crate::sched::{VcpuRef, NO_VCPU};
 
 /// One vCPU's general registers, outside the lock (see the module docs of
 /// `hv`): only the CPU that runs the vCPU touches them.
@@ -40,7 +40,7 @@ static REGS: [[RegsSlot; MAX_VCPUS]; MAX_DOMAINS] = [const {
 pub(super) static PERCPU: [PerCpuTrap; MAX_CPUS] = [const {
     PerCpuTrap {
         current_regs: AtomicPtr::new(core::ptr::null_mut()),
-        current: AtomicU32::new(u32::MAX),
+        current: AtomicU32::new(NO_VCPU),
     }
 }; MAX_CPUS];
 
@@ -198,10 +198,7 @@ impl Hypervisor {
         if other {
             // Unchanged while the same vCPU stays current.
             PERCPU[cpu].current_regs.store(regs, Ordering::Relaxed);
-            PERCPU[cpu].current.store(
-                u32::from(next.domain) << 8 | u32::from(next.vcpu),
-                Ordering::Relaxed,
-            );
+            PERCPU[cpu].current.store(next.packed(), Ordering::Relaxed);
         }
         // The entry.
         apply_fp_enable(n);
