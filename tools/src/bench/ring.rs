@@ -385,16 +385,18 @@ pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, Ben
             });
         }
         let secs = |ticks: u64, freq: u64| ticks as f64 / freq.max(1) as f64;
+        // A window's MiB/s, for the ring's windows and the memcpy's alike.
+        let mib_window = |line, bytes: u64, ticks, freq| Window {
+            line,
+            ticks,
+            freq,
+            value: bytes as f64 / secs(ticks, freq) / MIB,
+        };
         let mib_s = figure(
             &format!("ring MiB/s at {size} B, {}", cpus_text(cpus)),
             &ring
                 .iter()
-                .map(|w| Window {
-                    line: &w.line,
-                    ticks: w.ticks,
-                    freq: w.freq,
-                    value: w.bytes as f64 / secs(w.ticks, w.freq) / MIB,
-                })
+                .map(|w| mib_window(&w.line, w.bytes, w.ticks, w.freq))
                 .collect::<Vec<_>>(),
         )?;
         let msgs_s = Figure::of(
@@ -407,12 +409,7 @@ pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, Ben
             &format!("memcpy MiB/s at {size} B, {}", cpus_text(cpus)),
             &copy
                 .iter()
-                .map(|w| Window {
-                    line: &w.line,
-                    ticks: w.ticks,
-                    freq: w.freq,
-                    value: w.bytes as f64 / secs(w.ticks, w.freq) / MIB,
-                })
+                .map(|w| mib_window(&w.line, w.bytes, w.ticks, w.freq))
                 .collect::<Vec<_>>(),
         )?;
         if memcpy_mib_s.median <= 0.0 || mib_s.median <= 0.0 {

@@ -115,6 +115,24 @@ impl Writer<'_> {
         self.events.push(ev);
     }
 
+    /// The slice of `v` running on `cpu` over `span`.
+    fn run_slice(&mut self, cpu: u32, span: (u64, u64), v: TraceVcpu) {
+        let label = self.vcpu_label(v);
+        self.slice(
+            cpu,
+            span,
+            "run",
+            &label,
+            v.domain,
+            json!({ "vcpu": v.vcpu }),
+        );
+    }
+
+    /// An instant about vCPU `v` with no other argument.
+    fn vcpu_instant(&mut self, cpu: u32, ts: u64, cat: &str, name: &str, v: TraceVcpu) {
+        self.instant(cpu, ts, cat, name, v.domain, json!({ "vcpu": v.vcpu }));
+    }
+
     fn flow(&mut self, ph: &str, cpu: u32, ts: u64, id: u64) {
         let mut ev = json!({
             "ph": ph, "pid": PID, "tid": cpu, "ts": self.us(ts),
@@ -189,29 +207,13 @@ pub fn to_json(trace: &Trace) -> Value {
         match ev {
             TraceEvent::Run { v } => {
                 if let Some((prev, from)) = st.running.replace((v, ts)) {
-                    let label = w.vcpu_label(prev);
-                    w.slice(
-                        cpu,
-                        (from, ts),
-                        "run",
-                        &label,
-                        prev.domain,
-                        json!({ "vcpu": prev.vcpu }),
-                    );
+                    w.run_slice(cpu, (from, ts), prev);
                 }
                 end_flows(&mut w, &mut flows, v);
             }
             TraceEvent::Idle => {
                 if let Some((prev, from)) = st.running.take() {
-                    let label = w.vcpu_label(prev);
-                    w.slice(
-                        cpu,
-                        (from, ts),
-                        "run",
-                        &label,
-                        prev.domain,
-                        json!({ "vcpu": prev.vcpu }),
-                    );
+                    w.run_slice(cpu, (from, ts), prev);
                 }
             }
             TraceEvent::Switch { from, to } => {
@@ -316,48 +318,13 @@ pub fn to_json(trace: &Trace) -> Value {
                 }
             }
             TraceEvent::UpcallInject { v } => {
-                w.instant(
-                    cpu,
-                    ts,
-                    "upcall",
-                    "upcall",
-                    v.domain,
-                    json!({ "vcpu": v.vcpu }),
-                );
+                w.vcpu_instant(cpu, ts, "upcall", "upcall", v);
                 end_flows(&mut w, &mut flows, v);
             }
-            TraceEvent::UpcallAck { v } => w.instant(
-                cpu,
-                ts,
-                "upcall",
-                "upcall taken",
-                v.domain,
-                json!({ "vcpu": v.vcpu }),
-            ),
-            TraceEvent::Block { v } => w.instant(
-                cpu,
-                ts,
-                "sched",
-                "block",
-                v.domain,
-                json!({ "vcpu": v.vcpu }),
-            ),
-            TraceEvent::Wake { v } => w.instant(
-                cpu,
-                ts,
-                "sched",
-                "wake",
-                v.domain,
-                json!({ "vcpu": v.vcpu }),
-            ),
-            TraceEvent::VcpuTimer { v } => w.instant(
-                cpu,
-                ts,
-                "sched",
-                "vcpu timer",
-                v.domain,
-                json!({ "vcpu": v.vcpu }),
-            ),
+            TraceEvent::UpcallAck { v } => w.vcpu_instant(cpu, ts, "upcall", "upcall taken", v),
+            TraceEvent::Block { v } => w.vcpu_instant(cpu, ts, "sched", "block", v),
+            TraceEvent::Wake { v } => w.vcpu_instant(cpu, ts, "sched", "wake", v),
+            TraceEvent::VcpuTimer { v } => w.vcpu_instant(cpu, ts, "sched", "vcpu timer", v),
             TraceEvent::FpTrap { v, owner } => {
                 let owner = owner.map(|o| w.vcpu_label(o));
                 w.instant(
@@ -402,15 +369,7 @@ pub fn to_json(trace: &Trace) -> Value {
     // Close what still runs at the end of the recording.
     for (cpu, st) in &cpus {
         if let Some((v, from)) = st.running {
-            let label = w.vcpu_label(v);
-            w.slice(
-                *cpu,
-                (from, st.last_ts),
-                "run",
-                &label,
-                v.domain,
-                json!({ "vcpu": v.vcpu }),
-            );
+            w.run_slice(*cpu, (from, st.last_ts), v);
         }
     }
     let per_cpu: Vec<Value> = trace

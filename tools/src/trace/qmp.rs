@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// How long a command may take to answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What went wrong talking to QEMU's monitor.
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
@@ -68,7 +71,7 @@ impl Qmp {
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         };
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         let writer = stream.try_clone()?;
         let mut q = Qmp {
             reader: BufReader::new(stream),
@@ -162,28 +165,13 @@ impl Qmp {
                 break;
             }
         }
-        let _ = self
-            .reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = self.reader.get_ref().set_read_timeout(Some(REPLY_TIMEOUT));
         self.shutdown
     }
 
     /// Looks for events already sent without waiting for them.
     pub fn poll_events(&mut self) {
-        let _ = self
-            .reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_millis(1)));
-        while !self.shutdown {
-            if self.read_message().is_err() {
-                break;
-            }
-        }
-        let _ = self
-            .reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(10)));
+        self.wait_shutdown(Duration::from_millis(1));
     }
 
     /// Asks QEMU to exit, and waits for it to answer or close the socket
