@@ -119,6 +119,71 @@ macro_rules! q_regs {
 }
 const _: () = assert!(IRQ_FP_REGS + 16 == 208);
 
+/// Saves the FP state an upcall deferred (`VPSR_FP_DEFERRED`) into its IRQ
+/// frame: FP on (`CPACR_EL1`, then the virtual bit, which agrees), the frame
+/// forgotten, FPCR, FPSR and q0–q31 stored, the frame marked saved. `$vpsr`
+/// holds the VPSR page, `$frame` the frame; `$t1` (`$w1` its 32-bit name) and
+/// `$t2` are scratch, and `$t2` may be `$vpsr`. The lazy-FP trap and a context
+/// switch inside a handler both use it, so the two cannot drift apart.
+macro_rules! save_deferred_fp_asm {
+    ($vpsr:literal, $frame:literal, $t1:literal, $w1:literal, $t2:literal) => {
+        concat!(
+            "    mrs     ",
+            $t1,
+            ", cpacr_el1\n",
+            "    orr     ",
+            $t1,
+            ", ",
+            $t1,
+            ", #{cpacr_fpen}\n",
+            "    msr     cpacr_el1, ",
+            $t1,
+            "\n",
+            "    isb\n",
+            "    mov     ",
+            $w1,
+            ", #1\n",
+            "    strb    ",
+            $w1,
+            ", [",
+            $vpsr,
+            ", #{vpsr_fp_enable}]\n",
+            "    str     xzr, [",
+            $vpsr,
+            ", #{vpsr_fp_deferred}]\n",
+            "    mrs     ",
+            $t1,
+            ", fpcr\n",
+            "    mrs     ",
+            $t2,
+            ", fpsr\n",
+            "    stp     ",
+            $t1,
+            ", ",
+            $t2,
+            ", [",
+            $frame,
+            ", #{irq_fp_regs}]\n",
+            q_regs!("stp", $frame),
+            "    ldr     ",
+            $t1,
+            ", [",
+            $frame,
+            ", #{irq_fp_flags}]\n",
+            "    orr     ",
+            $t1,
+            ", ",
+            $t1,
+            ", #{irq_fp_saved}\n",
+            "    str     ",
+            $t1,
+            ", [",
+            $frame,
+            ", #{irq_fp_flags}]\n",
+        )
+    };
+}
+
 // In the original order of the assembly: boot, vectors, switch.
 mod boot;
 mod vectors;

@@ -23,23 +23,9 @@ __parapet_context_switch:
     // x12: the IRQ frame of this thread's upcall, whose interrupted FP state
     // is still in the registers: as the FP trap would, FP on, save it there,
     // mark it saved, forget the frame.
-    mrs     x9, cpacr_el1
-    orr     x9, x9, #{cpacr_fpen}
-    msr     cpacr_el1, x9
-    isb
-    mov     w9, #1
-    strb    w9, [x11, #{vpsr_fp_enable}]
-    str     xzr, [x11, #{vpsr_fp_deferred}]
-    mrs     x9, fpcr
-    mrs     x10, fpsr
-    stp     x9, x10, [x12, #{irq_fp_regs}]
 "#,
-    q_regs!("stp", "x12"),
-    r#"
-    ldr     x9, [x12, #{irq_fp_flags}]
-    orr     x9, x9, #{irq_fp_saved}
-    str     x9, [x12, #{irq_fp_flags}]
-0:  stp     x19, x20, [x0, #0]
+    save_deferred_fp_asm!("x11", "x12", "x9", "w9", "x10"),
+    r#"0:  stp     x19, x20, [x0, #0]
     stp     x21, x22, [x0, #16]
     stp     x23, x24, [x0, #32]
     stp     x25, x26, [x0, #48]

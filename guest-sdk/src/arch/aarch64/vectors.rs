@@ -112,22 +112,9 @@ __parapet_fp_trap:
     ldr     x2, [x0, #{vpsr_fp_traps}]
     add     x2, x2, #1
     str     x2, [x0, #{vpsr_fp_traps}]
-    mrs     x2, cpacr_el1
-    orr     x2, x2, #{cpacr_fpen}
-    msr     cpacr_el1, x2
-    isb
-    mov     w2, #1
-    strb    w2, [x0, #{vpsr_fp_enable}]
-    str     xzr, [x0, #{vpsr_fp_deferred}]
-    mrs     x0, fpcr
-    mrs     x2, fpsr
-    stp     x0, x2, [x1, #{irq_fp_regs}]
 "#,
-    q_regs!("stp", "x1"),
-    r#"    ldr     x0, [x1, #{irq_fp_flags}]
-    orr     x0, x0, #{irq_fp_saved}
-    str     x0, [x1, #{irq_fp_flags}]
-    ldr     x2, [sp, #16]
+    save_deferred_fp_asm!("x0", "x1", "x2", "w2", "x0"),
+    r#"    ldr     x2, [sp, #16]
     ldp     x0, x1, [sp]
     add     sp, sp, #{fp_frame}
     eret
