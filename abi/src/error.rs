@@ -75,6 +75,8 @@ impl HvError {
     }
 
     /// Decodes the status register of a hypercall return: non-negative is success.
+    /// Inlined (the error's decoding is not): it follows every hypercall.
+    #[inline(always)]
     pub const fn check(status: u64) -> Result<u64, HvError> {
         let signed = status as i64;
         if signed < 0 {

@@ -14,6 +14,7 @@ use parapet_abi::event::{EventPage, Port, PortStatus, MAX_PORTS, WORDS};
 use parapet_abi::vpsr::{Virq, Vpsr};
 use parapet_abi::{Call, HvError};
 
+use crate::handler_slot::Slot;
 use crate::hypercall::call_plain;
 
 /// A domain id.
@@ -22,16 +23,17 @@ pub type DomId = u32;
 /// A per-port handler; it runs with interrupts (soft-)masked.
 pub type PortHandler = fn(Port);
 
-/// Port handlers and the domain's event page.
+/// Port handlers and the domain's event page. The dispatcher reads a
+/// handler with one load ([`Slot`]), no lock.
 pub(crate) struct Ports {
-    handlers: spin::Mutex<[Option<PortHandler>; MAX_PORTS as usize]>,
+    handlers: [Slot<PortHandler>; MAX_PORTS as usize],
     page: spin::Once<&'static EventPage>,
 }
 
 impl Ports {
     pub(crate) const fn new() -> Self {
         Self {
-            handlers: spin::Mutex::new([None; MAX_PORTS as usize]),
+            handlers: [const { Slot::new() }; MAX_PORTS as usize],
             page: spin::Once::new(),
         }
     }
@@ -42,7 +44,13 @@ impl Ports {
     }
 
     fn handler(&self, port: Port) -> Option<PortHandler> {
-        self.handlers.lock()[port as usize]
+        self.handlers.get(port as usize)?.get()
+    }
+
+    fn set_handler(&self, port: Port, handler: Option<PortHandler>) {
+        if let Some(slot) = self.handlers.get(port as usize) {
+            slot.set(handler);
+        }
     }
 
     /// Takes the words flagged in `vpsr.pending_sel`, acknowledges each
@@ -152,8 +160,7 @@ pub fn send(port: Port) -> Result<(), HvError> {
 pub fn close(port: Port) -> Result<(), HvError> {
     let p = port_arg(port)?;
     call_plain(Call::EvtchnClose { port: p })?;
-    // Masked: the dispatcher takes the same lock on the upcall.
-    crate::irq::without_interrupts(|| PORTS.handlers.lock()[port as usize] = None);
+    PORTS.set_handler(port, None);
     if let Ok(page) = page() {
         page.clear_pending(port);
         page.unmask(port);
@@ -191,14 +198,14 @@ pub fn is_pending(port: Port) -> bool {
 /// Runs `handler` whenever `port` fires (on whichever vCPU dispatches it).
 pub fn set_handler(port: Port, handler: PortHandler) -> Result<(), HvError> {
     port_arg(port)?;
-    crate::irq::without_interrupts(|| PORTS.handlers.lock()[port as usize] = Some(handler));
+    PORTS.set_handler(port, Some(handler));
     Ok(())
 }
 
 /// Removes `port`'s handler; its events still wake blocked vCPUs.
 pub fn clear_handler(port: Port) -> Result<(), HvError> {
     port_arg(port)?;
-    crate::irq::without_interrupts(|| PORTS.handlers.lock()[port as usize] = None);
+    PORTS.set_handler(port, None);
     Ok(())
 }
 
@@ -268,8 +275,8 @@ mod tests {
         let ports = Ports::new();
         let page: &'static EventPage = Box::leak(Box::new(EventPage::new_zeroed()));
         ports.set_page(page);
-        ports.handlers.lock()[3] = Some(on_port);
-        ports.handlers.lock()[130] = Some(on_port);
+        ports.set_handler(3, Some(on_port));
+        ports.set_handler(130, Some(on_port));
         let vpsr = Vpsr::new_zeroed();
         raise(page, &vpsr, 3);
         raise(page, &vpsr, 130);

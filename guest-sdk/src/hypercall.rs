@@ -18,6 +18,10 @@ use crate::arch;
 /// `VcpuUp` entry point must be code that can start a vCPU. Calls with an unknown
 /// number, or with addresses outside the caller's memory, are always sound (the
 /// hypervisor refuses them).
+///
+/// Always inlined, so that the arguments go straight into registers and the
+/// status check is a test and a branch in the caller.
+#[inline(always)]
 pub unsafe fn call(nr: u64, args: [u64; 6]) -> Result<[u64; 3], HvError> {
     // SAFETY: the caller vouches for the arguments.
     let r = unsafe { arch::hvc(nr, args) };

@@ -11,29 +11,45 @@ use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering};
 
 use parapet_abi::vpsr::{Virq, Vpsr};
 
+use crate::handler_slot::Slot;
+
 /// A virtual IRQ handler. It runs with interrupts (soft-)masked.
 pub type Handler = fn();
 
 const NVIRQ: usize = Virq::ALL.len();
 
-/// A table of handlers, one per [`Virq`].
+/// A table of handlers, one per [`Virq`], read by the dispatcher without a
+/// lock ([`Slot`]).
 pub(crate) struct Handlers {
-    table: spin::Mutex<[Option<Handler>; NVIRQ]>,
+    table: [Slot<Handler>; NVIRQ],
+    /// The bits ([`Virq::bit`]) of the virtual IRQs that have a handler, so
+    /// that one left pending without a handler costs the dispatcher nothing.
+    handled: AtomicU64,
 }
 
 impl Handlers {
     pub(crate) const fn new() -> Self {
         Self {
-            table: spin::Mutex::new([None; NVIRQ]),
+            table: [const { Slot::new() }; NVIRQ],
+            handled: AtomicU64::new(0),
         }
     }
 
     fn set(&self, virq: Virq, handler: Option<Handler>) {
-        self.table.lock()[virq as usize] = handler;
+        self.table[virq as usize].set(handler);
+        if handler.is_some() {
+            self.handled.fetch_or(virq.bit(), Ordering::SeqCst);
+        } else {
+            self.handled.fetch_and(!virq.bit(), Ordering::SeqCst);
+        }
     }
 
-    fn snapshot(&self) -> [Option<Handler>; NVIRQ] {
-        *self.table.lock()
+    fn get(&self, virq: Virq) -> Option<Handler> {
+        self.table[virq as usize].get()
+    }
+
+    fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Acquire)
     }
 }
 
@@ -95,6 +111,23 @@ pub(crate) fn restore_on(vpsr: &Vpsr, handlers: &Handlers, state: MaskState) {
     }
 }
 
+/// Runs what is pending while interrupts stay masked, as an unmask would
+/// (and tells the wait hook), without unmasking: for a wait that checks its
+/// condition masked, so that it need not unmask and mask again around each
+/// dispatch. Counted with the unmask dispatches.
+pub(crate) fn dispatch_held_on(vpsr: &Vpsr, handlers: &Handlers) {
+    if vpsr.pending.load(Ordering::SeqCst) != 0 {
+        bump(&vpsr.stats.unmask_dispatches);
+        dispatch(vpsr, handlers);
+        crate::wait::notify();
+    }
+}
+
+/// [`dispatch_held_on`] on this vCPU.
+pub(crate) fn dispatch_held() {
+    dispatch_held_on(crate::vpsr(), &HANDLERS);
+}
+
 /// Dispatches with the mask set until nothing is pending, then leaves the vCPU
 /// unmasked. Re-checks after unmasking: an event recorded between the last
 /// dispatch and the unmask raised no upcall. Tells the guest OS's wait hook
@@ -132,14 +165,17 @@ pub(crate) fn dispatch(vpsr: &Vpsr, handlers: &Handlers) -> u64 {
     let switch_safe = SWITCH_SAFE.load(Ordering::Relaxed);
     while vpsr.pending.load(Ordering::SeqCst) != 0 {
         vpsr.pending.store(0, Ordering::SeqCst);
-        let table = handlers.snapshot();
         let mut unhandled = 0;
         loop {
-            let bits = vpsr.pending_virqs.load(Ordering::SeqCst) & !unhandled;
+            let bits = vpsr.pending_virqs.load(Ordering::SeqCst) & handlers.handled() & !unhandled;
+            if bits == 0 {
+                break;
+            }
             let Some(virq) = Virq::ALL.into_iter().find(|v| bits & v.bit() != 0) else {
                 break;
             };
-            let Some(handler) = table[virq as usize] else {
+            // Cleared since `handled` was read.
+            let Some(handler) = handlers.get(virq) else {
                 unhandled |= virq.bit();
                 continue;
             };

@@ -52,6 +52,7 @@ pub mod event;
 pub mod exception;
 pub mod fpu;
 pub mod grant;
+mod handler_slot;
 pub mod heap;
 pub mod hypercall;
 pub mod irq;

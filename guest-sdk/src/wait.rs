@@ -16,8 +16,9 @@
 //! 3. the SDK calls [`WaitHook::wake_all`] after every dispatch of events or
 //!    virtual IRQs (and timers), from the dispatching thread: the OS makes
 //!    every parked thread runnable;
-//! 4. `park` returns in the woken thread, which unmasks (dispatching what is
-//!    pending) and checks its condition again.
+//! 4. `park` returns in the woken thread, which dispatches what is pending
+//!    (still masked) and checks its condition again; it unmasks once its
+//!    wait ends.
 //!
 //! `park` may return early (spuriously); it must return by the deadline. An
 //! OS can use [`crate::timer::add_at`] for that, and [`block_vcpu`] in its
@@ -103,24 +104,31 @@ pub(crate) fn notify() {
 /// Waits until `ready()` returns `Some` (its value is returned), or until
 /// the counter reaches `deadline`. `ready` runs with virtual interrupts
 /// masked; it must not block.
+///
+/// Interrupts stay masked for the whole wait: after each park, what arrived
+/// is dispatched (if the caller had interrupts unmasked) before `ready` is
+/// checked again, and the caller's state comes back once, at the end.
 pub fn wait_until<T>(
     deadline: Option<u64>,
     mut ready: impl FnMut() -> Option<T>,
 ) -> Result<T, WaitError> {
-    loop {
-        let state = irq::disable();
+    let state = irq::disable();
+    let result = loop {
         if let Some(v) = ready() {
-            irq::restore(state);
-            return Ok(v);
+            break Ok(v);
         }
         if deadline.is_some_and(|d| time::now() >= d) {
-            irq::restore(state);
-            return Err(WaitError::TimedOut);
+            break Err(WaitError::TimedOut);
         }
-        let parked = park(deadline);
-        irq::restore(state);
-        parked?;
-    }
+        if let Err(e) = park(deadline) {
+            break Err(e);
+        }
+        if !state.was_masked() {
+            irq::dispatch_held();
+        }
+    };
+    irq::restore(state);
+    result
 }
 
 /// Parks (hook) or blocks the vCPU (default) once, interrupts masked.
