@@ -7,6 +7,8 @@
 //! (`StartInfo::grant_table`).
 #![deny(unsafe_code)]
 
+use core::sync::atomic::AtomicU64;
+
 use parapet_abi::grant::{
     EndAccessError, GrantCopy, GrantEntry, GrantRef, GRANT_ENTRIES, GRANT_WINDOW_BASE,
 };
@@ -327,6 +329,23 @@ mod tests {
     }
 
     #[test]
+    fn words_are_aligned_in_range_and_see_the_bytes() {
+        use core::sync::atomic::Ordering;
+        let p = SharedPages::new(1).unwrap();
+        p.word(8)
+            .unwrap()
+            .store(0x0102_0304_0506_0708, Ordering::SeqCst);
+        let mut b = [0u8; 8];
+        p.read_at(8, &mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(b), 0x0102_0304_0506_0708);
+        p.write_at(4088, &7u64.to_ne_bytes()).unwrap();
+        assert_eq!(p.word(4088).unwrap().load(Ordering::SeqCst), 7);
+        assert_eq!(p.word(4).err(), Some(HvError::Inval), "unaligned");
+        assert_eq!(p.word(4096).err(), Some(HvError::Inval), "past the end");
+        assert_eq!(p.word(usize::MAX - 3).err(), Some(HvError::Inval));
+    }
+
+    #[test]
     fn without_a_table_grants_are_not_supported() {
         assert_eq!(
             grant_access(1, 0x4000_0000, false),
@@ -366,6 +385,19 @@ pub trait SharedBytes: sealed::Sealed {
         }
         shared_mem::write(self.base() + offset as u64, data);
         Ok(())
+    }
+
+    /// The aligned 8-byte word at `offset` as an atomic, for a flag, an index
+    /// or a command both sides read and write in place (one load or store
+    /// instead of a copy). `offset` must be a multiple of 8 inside the range.
+    fn word(&self, offset: usize) -> Result<&AtomicU64, HvError> {
+        let end = offset.checked_add(8).ok_or(HvError::Inval)?;
+        if !offset.is_multiple_of(8) || end > self.size() {
+            return Err(HvError::Inval);
+        }
+        // In range and aligned (checked above); the memory lives as long as
+        // `self`, which the result borrows.
+        Ok(shared_mem::word(self.base() + offset as u64))
     }
 
     /// Copies `len` bytes at `src_offset` of `src` to `offset` of this one, shared
@@ -511,6 +543,7 @@ impl Drop for SharedPages {
 mod shared_mem {
     extern crate alloc;
     use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+    use core::sync::atomic::AtomicU64;
     use parapet_abi::layout::PAGE_SIZE;
 
     fn layout(pages: usize) -> Option<Layout> {
@@ -545,6 +578,15 @@ mod shared_mem {
     pub fn write(addr: u64, data: &[u8]) {
         // SAFETY: as for `read`, and the pages are writable.
         unsafe { parapet_abi::shmem::write(addr as *mut u8, data) }
+    }
+
+    /// The word at `addr`, which the caller checked is 8-byte aligned and in
+    /// pages owned or mapped for at least the returned lifetime.
+    pub fn word<'a>(addr: u64) -> &'a AtomicU64 {
+        // SAFETY: as the caller checked; every bit pattern is a valid `u64`, and
+        // the peer's concurrent accesses are atomic on its side or races on plain
+        // data that this side only ever reads or writes whole (aligned 8 bytes).
+        unsafe { &*(addr as *const AtomicU64) }
     }
 
     pub fn copy(dst: u64, src: u64, len: usize) {

@@ -137,15 +137,16 @@ mod guest {
         }
     }
 
+    /// A word of the shared page: one load (the offsets are aligned
+    /// constants inside the first page).
     fn get(page: &impl SharedBytes, offset: usize) -> u64 {
-        let mut b = [0u8; 8];
-        // In range: the offsets are constants inside the first page.
-        let _ = page.read_at(offset, &mut b);
-        u64::from_le_bytes(b)
+        page.word(offset).map_or(0, |w| w.load(Ordering::Acquire))
     }
 
     fn put(page: &impl SharedBytes, offset: usize, value: u64) {
-        let _ = page.write_at(offset, &value.to_le_bytes());
+        if let Ok(w) = page.word(offset) {
+            w.store(value, Ordering::Release);
+        }
     }
 
     /// Reads the counter, then `Yield` at once; returns the reading. The same
