@@ -65,7 +65,7 @@ const COLOURS: [RGBColor; 2] = [RGBColor(0x1f, 0x77, 0xb4), RGBColor(0xd6, 0x27,
 
 /// Writes `dir/`[`RING_PLOT`]: ring MiB/s (median, min–max bars) against
 /// message size on a log2 axis, for each CPU count, each with its memcpy
-/// (dashed), and Xen 4.17's ratio (0.264 × memcpy at 4 KiB, 64 slots) as a
+/// (dashed) and, on 2 CPUs, the cross-CPU copy reference (triangles), and Xen 4.17's ratio (0.264 × memcpy at 4 KiB, 64 slots) as a
 /// cross on each memcpy. Returns the file.
 pub fn ring_plot(results: &[RingResult], dir: &Path) -> Result<PathBuf, PlotError> {
     if results.is_empty() {
@@ -86,7 +86,10 @@ fn draw_ring(results: &[RingResult], path: &Path) -> Result<(), PlotError> {
     });
     let top = results
         .iter()
-        .map(|r| r.mib_s.max.max(r.memcpy_mib_s.max))
+        .map(|r| {
+            let x = r.xcopy_mib_s.as_ref().map_or(0.0, |x| x.max);
+            r.mib_s.max.max(r.memcpy_mib_s.max).max(x)
+        })
         .fold(0.0, f64::max)
         * 1.1;
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
@@ -171,6 +174,25 @@ fn draw_ring(results: &[RingResult], path: &Path) -> Result<(), PlotError> {
             .map_err(|x| e(x.to_string()))?
             .label(format!("memcpy, {cpu} (dashed)"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], colour));
+        // The cross-CPU copy reference (2 CPUs), a thin line with triangles.
+        let xcopy: Vec<(f64, f64)> = rows
+            .iter()
+            .filter_map(|r| Some((lx(r.size), r.xcopy_mib_s.as_ref()?.median)))
+            .collect();
+        if !xcopy.is_empty() {
+            chart
+                .draw_series(LineSeries::new(xcopy.iter().copied(), colour.mix(0.6)))
+                .map_err(|x| e(x.to_string()))?;
+            chart
+                .draw_series(
+                    xcopy
+                        .iter()
+                        .map(|&p| TriangleMarker::new(p, 4, colour.filled())),
+                )
+                .map_err(|x| e(x.to_string()))?
+                .label(format!("cross-CPU copy, {cpu} (triangles)"))
+                .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 4, colour.filled()));
+        }
         if let Some(r) = rows.iter().find(|r| r.size == 4096) {
             let y = r.memcpy_mib_s.median * XEN_RATIO_64;
             chart
@@ -332,6 +354,15 @@ mod tests {
                     8,
                     "copy",
                 ));
+                for n in 0..5 {
+                    if cpus == 2 {
+                        lines.push(format!(
+                            "[ring-rx] bench ring xcopy size={size} n={n} bytes={} \
+                             ticks=15625000 freq=62500000",
+                            6u64 << 20
+                        ));
+                    }
+                }
             }
             lines.push("[ring-rx] bench ring done sizes=3".into());
             out.extend(ring_run(cpus, &lines).unwrap());
@@ -353,6 +384,7 @@ mod tests {
                 "ring, 1 CPU",
                 "ring, 2 CPUs",
                 "memcpy, 2 CPUs (dashed)",
+                "cross-CPU copy, 2 CPUs (triangles)",
                 "Xen 4.17 at 4 KiB, 64 slots: 0.264",
                 "\n4096\n",
                 "\n65536\n",

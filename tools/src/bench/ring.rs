@@ -81,7 +81,8 @@ pub struct RingWindow {
     pub checksum_ok: bool,
 }
 
-/// `bench ring memcpy …`: one window of the receiver's memcpy.
+/// `bench ring memcpy …`: one window of the receiver's memcpy; `bench ring
+/// xcopy …` (same fields): one window of the cross-CPU copy reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemcpyWindow {
     /// The console line.
@@ -130,6 +131,9 @@ pub struct RingLines {
     pub windows: Vec<RingWindow>,
     /// Memcpy windows, in order.
     pub memcpy: Vec<MemcpyWindow>,
+    /// Cross-CPU copy windows, in order (2 CPUs, the receiver with a second
+    /// vCPU; none otherwise).
+    pub xcopy: Vec<MemcpyWindow>,
     /// Instruction counts, in order.
     pub icount: Vec<RingIcount>,
     /// `sizes=` of the `bench ring done` line.
@@ -145,7 +149,7 @@ fn ok_field(f: &Fields<'_>) -> Result<bool, BenchError> {
 }
 
 /// Reads the `bench ring …` lines of one run's console. Other lines are
-/// ignored; a `bench ring tx|rx|window|memcpy|icount|done` line that cannot
+/// ignored; a `bench ring tx|rx|window|memcpy|xcopy|icount|done` line that cannot
 /// be read is an error.
 pub fn parse_ring<S: AsRef<str>>(lines: &[S]) -> Result<RingLines, BenchError> {
     let mut out = RingLines::default();
@@ -157,7 +161,7 @@ pub fn parse_ring<S: AsRef<str>>(lines: &[S]) -> Result<RingLines, BenchError> {
         let Some((&kind, rest)) = tokens.split_first() else {
             continue;
         };
-        if !["tx", "rx", "window", "memcpy", "icount", "done"].contains(&kind) {
+        if !["tx", "rx", "window", "memcpy", "xcopy", "icount", "done"].contains(&kind) {
             continue;
         }
         let f = Fields::parse(line, rest)?;
@@ -207,14 +211,21 @@ pub fn parse_ring<S: AsRef<str>>(lines: &[S]) -> Result<RingLines, BenchError> {
                 switches: f.u64("switches")?,
                 checksum_ok: ok_field(&f)?,
             }),
-            "memcpy" => out.memcpy.push(MemcpyWindow {
-                line: line.to_owned(),
-                size: f.u64("size")?,
-                n: f.u64("n")?,
-                bytes: f.u64("bytes")?,
-                ticks: f.u64("ticks")?,
-                freq: f.u64("freq")?,
-            }),
+            "memcpy" | "xcopy" => {
+                let w = MemcpyWindow {
+                    line: line.to_owned(),
+                    size: f.u64("size")?,
+                    n: f.u64("n")?,
+                    bytes: f.u64("bytes")?,
+                    ticks: f.u64("ticks")?,
+                    freq: f.u64("freq")?,
+                };
+                if kind == "memcpy" {
+                    out.memcpy.push(w);
+                } else {
+                    out.xcopy.push(w);
+                }
+            }
             "icount" => out.icount.push(RingIcount {
                 line: line.to_owned(),
                 size: f.u64("size")?,
@@ -330,6 +341,13 @@ pub struct RingResult {
     pub memcpy_mib_s: Figure,
     /// `mib_s.median / memcpy_mib_s.median`.
     pub ratio: f64,
+    /// The cross-CPU copy reference, MiB/s, over its windows: the same copies
+    /// with the bytes crossing between CPUs and no protocol (2 CPUs only;
+    /// `null` otherwise).
+    pub xcopy_mib_s: Option<Figure>,
+    /// `mib_s.median / xcopy_mib_s.median`: how close the byte channel comes
+    /// to moving the bytes between CPUs with nothing else.
+    pub xcopy_ratio: Option<f64>,
     /// (sender + receiver notifications) / messages, over the whole stream.
     pub notify_per_msg: f64,
     /// World switches / messages, over the whole stream.
@@ -374,6 +392,7 @@ pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, Ben
         let size = rx.size;
         let ring = numbered(size, "stream", &lines.windows, |w| (w.size, w.n))?;
         let copy = numbered(size, "memcpy", &lines.memcpy, |w| (w.size, w.n))?;
+        let xcopy = numbered(size, "xcopy", &lines.xcopy, |w| (w.size, w.n))?;
         if ring.len() as u64 != rx.windows {
             return Err(BenchError::Inconsistent {
                 size,
@@ -412,7 +431,21 @@ pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, Ben
                 .map(|w| mib_window(&w.line, w.bytes, w.ticks, w.freq))
                 .collect::<Vec<_>>(),
         )?;
-        if memcpy_mib_s.median <= 0.0 || mib_s.median <= 0.0 {
+        let xcopy_mib_s = if xcopy.is_empty() {
+            None
+        } else {
+            Some(figure(
+                &format!("cross-CPU copy MiB/s at {size} B, {}", cpus_text(cpus)),
+                &xcopy
+                    .iter()
+                    .map(|w| mib_window(&w.line, w.bytes, w.ticks, w.freq))
+                    .collect::<Vec<_>>(),
+            )?)
+        };
+        if memcpy_mib_s.median <= 0.0
+            || mib_s.median <= 0.0
+            || xcopy_mib_s.as_ref().is_some_and(|x| x.median <= 0.0)
+        {
             return Err(BenchError::Inconsistent {
                 size,
                 problem: "no bytes moved in the windows".into(),
@@ -424,6 +457,8 @@ pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, Ben
             cpus,
             work: rx.work.clone(),
             ratio: mib_s.median / memcpy_mib_s.median,
+            xcopy_ratio: xcopy_mib_s.as_ref().map(|x| mib_s.median / x.median),
+            xcopy_mib_s,
             mib_s,
             msgs_s,
             memcpy_mib_s,
@@ -502,11 +537,12 @@ pub fn ring_report(results: &[RingResult], targets: &[Target]) -> String {
     let mut rows: Vec<&RingResult> = results.iter().collect();
     rows.sort_by_key(|r| (r.cpus, r.size));
     let mut s = String::from(
-        "bench ring: results (median (min–max) of the windows; ratio of the medians)\n",
+        "bench ring: results (median (min–max) of the windows; ratio of the medians; \
+         the second ratio is the ring's to the cross-CPU copy, 2 CPUs)\n",
     );
     let _ = writeln!(
         s,
-        "{:>4} {:>8} {:>5} {:>26} {:>10} {:>10} {:>12} {:>26} {:>7}",
+        "{:>4} {:>8} {:>5} {:>26} {:>10} {:>10} {:>12} {:>26} {:>7} {:>26} {:>7}",
         "cpus",
         "size B",
         "work",
@@ -515,12 +551,14 @@ pub fn ring_report(results: &[RingResult], targets: &[Target]) -> String {
         "notify/msg",
         "switches/msg",
         "memcpy MiB/s",
+        "ratio",
+        "cross-CPU copy MiB/s",
         "ratio"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>4} {:>8} {:>5} {:>26} {:>10.0} {:>10.4} {:>12.4} {:>26} {:>7.3}",
+            "{:>4} {:>8} {:>5} {:>26} {:>10.0} {:>10.4} {:>12.4} {:>26} {:>7.3} {:>26} {:>7}",
             r.cpus,
             r.size,
             r.work,
@@ -529,7 +567,12 @@ pub fn ring_report(results: &[RingResult], targets: &[Target]) -> String {
             r.notify_per_msg,
             r.switches_per_msg,
             r.memcpy_mib_s.text(2),
-            r.ratio
+            r.ratio,
+            r.xcopy_mib_s
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |x| x.text(2)),
+            r.xcopy_ratio
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.3}"))
         );
     }
     s += "bench ring: targets\n";

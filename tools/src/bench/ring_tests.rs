@@ -134,6 +134,58 @@ fn hand_checked_computation() {
     assert_eq!(r.notify_per_msg, 32.0 / 3872.0);
     assert_eq!(r.switches_per_msg, 64.0 / 3872.0);
     assert_eq!((r.bytes, r.secs), (15 << 20, 1.25));
+    assert_eq!((r.xcopy_mib_s.as_ref(), r.xcopy_ratio), (None, None));
+}
+
+/// `run_4096` with 5 cross-CPU copy windows of 2, 3, 4, 5, 6 MiB per
+/// 0.25 s, printed in the order of `order`.
+fn run_4096_xcopy(order: [u64; 5]) -> Vec<String> {
+    let mut v = run_4096();
+    for n in order {
+        v.push(format!(
+            "[ring-rx] bench ring xcopy size=4096 n={n} bytes={} ticks=15625000 freq=62500000",
+            (n + 2) << 20
+        ));
+    }
+    v
+}
+
+#[test]
+fn the_cross_cpu_copy_reference() {
+    let lines = run_4096_xcopy([4, 3, 2, 1, 0]);
+    assert_eq!(parse_ring(&lines).unwrap().xcopy.len(), 5);
+    // Printed out of order: an error naming the window.
+    let e = ring_run(2, &lines).unwrap_err().to_string();
+    assert!(e.contains("xcopy window n=4 where n=0 was due"), "{e}");
+    let lines = run_4096_xcopy([0, 1, 2, 3, 4]);
+    let r = &ring_run(2, &lines).unwrap()[0];
+    let x = r.xcopy_mib_s.as_ref().unwrap();
+    assert_eq!((x.median, x.min, x.max), (16.0, 8.0, 24.0));
+    // The ring's median 12 against the reference's 16.
+    assert_eq!(r.xcopy_ratio, Some(0.75));
+    let report = ring_report(std::slice::from_ref(r), &[]);
+    let row = report
+        .lines()
+        .find(|l| l.trim_start().starts_with("2 "))
+        .unwrap();
+    assert!(row.contains("16.00 (8.00–24.00)"), "{row}");
+    assert!(row.trim_end().ends_with("0.750"), "{row}");
+    let v = value(&ring_json(std::slice::from_ref(r), &[], &[]));
+    assert_eq!(v["results"][0]["xcopy_ratio"], 0.75);
+    assert_eq!(
+        v["results"][0]["xcopy_mib_s"]["samples"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    // Too few windows is an error, as for the memcpy.
+    let short: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.contains("xcopy size=4096 n=4"))
+        .cloned()
+        .collect();
+    assert!(ring_run(2, &short).is_err());
 }
 
 #[test]
@@ -325,6 +377,8 @@ fn result(cpus: u32, size: u64, ratio: f64, notify_per_msg: f64) -> RingResult {
         msgs_s: fig(1.0),
         memcpy_mib_s: fig(1.0),
         ratio,
+        xcopy_mib_s: None,
+        xcopy_ratio: None,
         notify_per_msg,
         switches_per_msg: 0.0,
         msgs: 1,
@@ -414,6 +468,7 @@ fn ring_json_shape() {
                "samples": [4.0, 8.0, 12.0, 16.0, 20.0]})
     );
     assert_eq!(v["results"][0]["ratio"], 0.75);
+    assert_eq!(v["results"][0]["xcopy_ratio"], serde_json::Value::Null);
     assert_eq!(
         v["results"][0]["memcpy_mib_s"]["samples"]
             .as_array()
@@ -445,32 +500,49 @@ fn ring_report_shows_median_min_max() {
         .unwrap();
     assert!(row.contains("12.00 (4.00–20.00)"), "{row}");
     assert!(row.contains("16.00 (16.00–16.00)"), "{row}");
-    assert!(row.trim_end().ends_with("0.750"), "{row}");
+    assert!(row.contains(" 0.750 "), "{row}");
+    assert!(
+        row.trim_end().ends_with('-'),
+        "no cross-CPU reference: {row}"
+    );
     assert!(report.contains("median (min–max)"), "{report}");
 }
 
 #[test]
 fn ring_scenarios_parse_as_intended() {
-    for (path, cpus, pins) in [
-        (RING_SCENARIOS[0], 1, [0, 0, 0]),
-        (RING_SCENARIOS[1], 2, [0, 0, 1]),
+    // The receiver: on CPU 0 with one vCPU (1 CPU); with two vCPUs placed
+    // round robin from CPU 1 (2 CPUs: it on CPU 1, its cross-CPU writer on
+    // CPU 0).
+    for (path, cpus, rx) in [
+        (RING_SCENARIOS[0], 1, (Some(0), 1)),
+        (RING_SCENARIOS[1], 2, (None, 2)),
     ] {
         let s =
             crate::scenario::load(&root().join(path), &root()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.machine.cpus, cpus, "{path}");
         assert!(!s.machine.icount, "{path}");
         assert_eq!(s.domain_names(), ["driver", "ring-tx", "ring-rx"], "{path}");
-        let got: Vec<(&str, Option<&str>, u64, Option<u32>)> = s
+        // (image, cmdline, memory MiB, pinned CPU, vCPUs)
+        type Row<'a> = (&'a str, Option<&'a str>, u64, Option<u32>, u32);
+        let got: Vec<Row> = s
             .domains
             .iter()
-            .map(|d| (d.image.as_str(), d.cmdline.as_deref(), d.memory_mib, d.cpu))
+            .map(|d| {
+                (
+                    d.image.as_str(),
+                    d.cmdline.as_deref(),
+                    d.memory_mib,
+                    d.cpu,
+                    d.vcpus,
+                )
+            })
             .collect();
         assert_eq!(
             got,
             [
-                ("driver-domain", None, 64, Some(pins[0])),
-                ("ring-bench", Some("tx"), 64, Some(pins[1])),
-                ("ring-bench", Some("rx"), 64, Some(pins[2])),
+                ("driver-domain", None, 64, Some(0), 1),
+                ("ring-bench", Some("tx"), 64, Some(0), 1),
+                ("ring-bench", Some("rx"), 64, rx.0, rx.1),
             ],
             "{path}"
         );
