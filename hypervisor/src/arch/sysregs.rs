@@ -283,7 +283,14 @@ impl El1State {
                 "msr ttbr0_el1, {b}",
                 "ldp {a}, {b}, [{p}, #16]",
                 "msr ttbr1_el1, {a}",
+                // TCR_EL1 only when it changes: QEMU (TCG, up to 8.x) drops
+                // every TLB entry of every regime, EL2's included, on each
+                // write, equal or not; hardware does not care.
+                "mrs {a}, tcr_el1",
+                "cmp {a}, {b}",
+                "b.eq 2f",
                 "msr tcr_el1, {b}",
+                "2:",
                 "ldp {a}, {b}, [{p}, #32]",
                 "msr mair_el1, {a}",
                 "msr amair_el1, {b}",
@@ -324,7 +331,7 @@ impl El1State {
                 p = in(reg) p,
                 a = out(reg) _,
                 b = out(reg) _,
-                options(nostack, preserves_flags, readonly),
+                options(nostack, readonly),
             );
         }
     }
