@@ -6,25 +6,19 @@
 //! then the stream's digest; `rx` reads them into one buffer and checks every
 //! byte through the digest.
 //!
-//! **Windows** (no `kib=`, `bench ring`): for each size, `rx` times its own
-//! memcpy of the same messages over `windows` windows of at least
-//! `window-ms` each, and tells `tx` to go; `tx` streams batches of messages
+//! **Windows** (no `kib=`, `bench ring`): for each size, `rx` first times its
+//! own memcpy of the same messages over `windows` windows of at least
+//! `window-ms` each, then tells `tx` to go; `tx` streams batches of messages
 //! (each batch followed by its digest, or in `work=net` mode by the running
 //! FNV-1a of the stream) until `rx` tells it to stop, and `rx` times
-//! `windows` windows of the stream, each ending at the first batch boundary
-//! after `window-ms` of guest time (`CNTVCT`). On one CPU the memcpy windows
-//! come first (`tx` waits for the go), then the stream's back to back. With
-//! a second vCPU (the 2-CPU scenario) `rx` also times the cross-CPU copy
-//! reference (module `xcpu`), and window `n` of each kind runs in turn:
-//! memcpy `n`, cross-CPU copy `n`, stream `n` (meanwhile `tx`, on the other
-//! CPU, fills the ring and waits blocked), so that all three sample the same
-//! stretches of host time. The transport alone is timed (one copy in, one
-//! copy out): after each window's clock stopped, `rx` checks every byte of
-//! the window's last batch against its digest. With `work=net` (tx), `tx`
-//! writes `bench net`'s byte pattern into each message and `rx` checksums
-//! every byte it reads with FNV-1a (the work net-guest does on the TCP
-//! path), inside the timed loop, and the running checksum is compared at
-//! every batch: every byte is checked.
+//! `windows` windows of the stream back to back, each ending at the first
+//! batch boundary after `window-ms` of guest time (`CNTVCT`). The transport
+//! alone is timed (one copy in, one copy out): after each window's clock
+//! stopped, `rx` checks every byte of the window's last batch against its
+//! digest. With `work=net` (tx), `tx` writes `bench net`'s byte pattern into
+//! each message and `rx` checksums every byte it reads with FNV-1a (the work
+//! net-guest does on the TCP path), inside the timed loop, and the running
+//! checksum is compared at every batch: every byte is checked.
 //!
 //! **Instructions** (rx `icount`, under QEMU `-icount shift=0` on one CPU):
 //! `rx` counts the instructions the CPU retires (PMU `PMEVCNTR0_EL0`, EL1
@@ -49,8 +43,8 @@
 //!
 //! Output lines (parsed by `cargo parapet bench ring`; the grammar is in
 //! `tools/src/bench/mod.rs`): `bench ring tx size=.. msgs=.. notify=..`;
-//! per window `bench ring memcpy size=.. n=.. bytes=.. ticks=.. freq=..`,
-//! `bench ring xcopy` (the same fields; 2 CPUs) and `bench ring window size=.. n=.. msgs=.. bytes=.. ticks=.. freq=.. notify=..
+//! per window `bench ring memcpy size=.. n=.. bytes=.. ticks=.. freq=..` and
+//! `bench ring window size=.. n=.. msgs=.. bytes=.. ticks=.. freq=.. notify=..
 //! switches=.. checksum=ok|bad`; `bench ring icount size=.. slots=.. msgs=..
 //! instructions=.. memcpy_msgs=.. memcpy_instructions=.. checksum=ok|bad`;
 //! per size `bench ring rx size=.. msgs=.. bytes=.. notify=.. switches=..
@@ -520,17 +514,9 @@ mod guest {
             if let Some(target) = measure.icount {
                 return self.icount(chan, size, target);
             }
-            // One CPU: the memcpy windows, then the stream's (the sender,
-            // on the same CPU, waits for `GO` meanwhile). Two CPUs: memcpy,
-            // cross-CPU copy and stream windows take turns, so that all
-            // three sample the same stretches of host time; the sender,
-            // on the other CPU, fills the ring and waits blocked while
-            // the receiver copies for itself.
-            let interleave = self.xcpu.is_some();
-            if !interleave {
-                for n in 0..measure.windows {
-                    memcpy_window(size, n, measure);
-                }
+            memcpy_windows(size, measure);
+            if let Some(x) = self.xcpu.as_mut() {
+                x.windows(size, measure)?;
             }
             chan.write_all(&[GO])?;
             let s0 = event::stats().unwrap_or_default();
@@ -550,12 +536,6 @@ mod guest {
                 for n in 0..measure.windows {
                     if st.ended {
                         break;
-                    }
-                    if interleave {
-                        memcpy_window(size, n, measure);
-                    }
-                    if let Some(x) = self.xcpu.as_mut() {
-                        x.window(size, n, measure)?;
                     }
                     let e0 = event::stats().unwrap_or_default();
                     let m0 = st.msgs;
@@ -810,13 +790,11 @@ mod guest {
                 Ok(())
             }
 
-            /// Cross-CPU window `n` (as [`super::memcpy_window`] times its
-            /// copies): the writer runs for this window only, and waits
-            /// blocked again after it.
-            pub(super) fn window(
+            /// `measure.windows` windows of copies out of the area, as
+            /// [`super::memcpy_windows`] times its copies.
+            pub(super) fn windows(
                 &mut self,
                 size: u32,
-                n: u32,
                 measure: &Measure,
             ) -> Result<(), ChanError> {
                 let sz = size as usize;
@@ -827,27 +805,29 @@ mod guest {
                 let freq = time::frequency();
                 self.phase(sz)?;
                 let mut read = 0u64;
-                let mut copies = 0u64;
-                let t0 = time::now();
-                let mut t1 = t0;
-                while t1 - t0 < measure.window_ticks {
-                    for _ in 0..per_look {
-                        while WRITTEN.load(Ordering::Acquire) <= read {
-                            core::hint::spin_loop();
+                for n in 0..measure.windows {
+                    let mut copies = 0u64;
+                    let t0 = time::now();
+                    let mut t1 = t0;
+                    while t1 - t0 < measure.window_ticks {
+                        for _ in 0..per_look {
+                            while WRITTEN.load(Ordering::Acquire) <= read {
+                                core::hint::spin_loop();
+                            }
+                            let at = (read % slots) as usize * sz;
+                            let _ = area.read_at(at, &mut dst);
+                            read += 1;
+                            READ.store(read, Ordering::Release);
                         }
-                        let at = (read % slots) as usize * sz;
-                        let _ = area.read_at(at, &mut dst);
-                        read += 1;
-                        READ.store(read, Ordering::Release);
+                        copies += per_look;
+                        t1 = time::now();
                     }
-                    copies += per_look;
-                    t1 = time::now();
+                    println!(
+                        "bench ring xcopy size={size} n={n} bytes={} ticks={} freq={freq}",
+                        copies * u64::from(size),
+                        t1 - t0
+                    );
                 }
-                println!(
-                    "bench ring xcopy size={size} n={n} bytes={} ticks={} freq={freq}",
-                    copies * u64::from(size),
-                    t1 - t0
-                );
                 self.phase(0)
             }
         }
@@ -904,30 +884,32 @@ mod guest {
         black_box(dst);
     }
 
-    /// Memcpy window `n`, at least `window_ticks` long, copying `size`-byte
-    /// pieces (a batch's worth between looks at the clock); prints its
-    /// `bench ring memcpy` line.
-    fn memcpy_window(size: u32, n: u32, measure: &Measure) {
+    /// `measure.windows` windows of at least `window_ticks` each, copying
+    /// `size`-byte pieces (a batch's worth between looks at the clock);
+    /// prints one `bench ring memcpy` line per window.
+    fn memcpy_windows(size: u32, measure: &Measure) {
         let sz = size as usize;
         let src = vec![0x5au8; sz];
         let mut dst = vec![0u8; sz];
         let per_look = batch_msgs(size);
         let freq = time::frequency();
-        let mut copies = 0u64;
-        let t0 = time::now();
-        let mut t1 = t0;
-        while t1 - t0 < measure.window_ticks {
-            for _ in 0..per_look {
-                copy_one(&mut dst, &src);
+        for n in 0..measure.windows {
+            let mut copies = 0u64;
+            let t0 = time::now();
+            let mut t1 = t0;
+            while t1 - t0 < measure.window_ticks {
+                for _ in 0..per_look {
+                    copy_one(&mut dst, &src);
+                }
+                copies += per_look;
+                t1 = time::now();
             }
-            copies += per_look;
-            t1 = time::now();
+            println!(
+                "bench ring memcpy size={size} n={n} bytes={} ticks={} freq={freq}",
+                copies * u64::from(size),
+                t1 - t0
+            );
         }
-        println!(
-            "bench ring memcpy size={size} n={n} bytes={} ticks={} freq={freq}",
-            copies * u64::from(size),
-            t1 - t0
-        );
     }
 
     /// Instructions of `MEMCPY_ROUND_MSGS` copies of one message (the least
