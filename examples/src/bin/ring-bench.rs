@@ -722,9 +722,9 @@ mod guest {
         use parapet_frontends::vchan::ChanError;
         use parapet_guest::abi::event::Port;
         use parapet_guest::grant::{SharedBytes, SharedPages};
-        use parapet_guest::{event, hypercall, println, smp, time};
+        use parapet_guest::{event, hypercall, println, smp};
 
-        use super::{batch_msgs, Measure};
+        use super::Measure;
 
         /// The area both ends copy through.
         static AREA: spin::Once<SharedPages> = spin::Once::new();
@@ -791,7 +791,7 @@ mod guest {
             }
 
             /// `measure.windows` windows of copies out of the area, as
-            /// [`super::memcpy_windows`] times its copies.
+            /// [`super::memcpy_windows`] times its copies ([`super::copy_windows`]).
             pub(super) fn windows(
                 &mut self,
                 size: u32,
@@ -801,33 +801,17 @@ mod guest {
                 let slots = (self.area_bytes / sz) as u64;
                 let area = AREA.get().ok_or(ChanError::BadControl("no area"))?;
                 let mut dst = vec![0u8; sz];
-                let per_look = batch_msgs(size);
-                let freq = time::frequency();
                 self.phase(sz)?;
                 let mut read = 0u64;
-                for n in 0..measure.windows {
-                    let mut copies = 0u64;
-                    let t0 = time::now();
-                    let mut t1 = t0;
-                    while t1 - t0 < measure.window_ticks {
-                        for _ in 0..per_look {
-                            while WRITTEN.load(Ordering::Acquire) <= read {
-                                core::hint::spin_loop();
-                            }
-                            let at = (read % slots) as usize * sz;
-                            let _ = area.read_at(at, &mut dst);
-                            read += 1;
-                            READ.store(read, Ordering::Release);
-                        }
-                        copies += per_look;
-                        t1 = time::now();
+                super::copy_windows("xcopy", size, measure, || {
+                    while WRITTEN.load(Ordering::Acquire) <= read {
+                        core::hint::spin_loop();
                     }
-                    println!(
-                        "bench ring xcopy size={size} n={n} bytes={} ticks={} freq={freq}",
-                        copies * u64::from(size),
-                        t1 - t0
-                    );
-                }
+                    let at = (read % slots) as usize * sz;
+                    let _ = area.read_at(at, &mut dst);
+                    read += 1;
+                    READ.store(read, Ordering::Release);
+                });
                 self.phase(0)
             }
         }
@@ -885,12 +869,9 @@ mod guest {
     }
 
     /// `measure.windows` windows of at least `window_ticks` each, copying
-    /// `size`-byte pieces (a batch's worth between looks at the clock);
-    /// prints one `bench ring memcpy` line per window.
-    fn memcpy_windows(size: u32, measure: &Measure) {
-        let sz = size as usize;
-        let src = vec![0x5au8; sz];
-        let mut dst = vec![0u8; sz];
+    /// `size`-byte pieces with `piece` (a batch's worth between looks at the
+    /// clock); prints one `bench ring KIND` line per window.
+    fn copy_windows(kind: &str, size: u32, measure: &Measure, mut piece: impl FnMut()) {
         let per_look = batch_msgs(size);
         let freq = time::frequency();
         for n in 0..measure.windows {
@@ -899,17 +880,25 @@ mod guest {
             let mut t1 = t0;
             while t1 - t0 < measure.window_ticks {
                 for _ in 0..per_look {
-                    copy_one(&mut dst, &src);
+                    piece();
                 }
                 copies += per_look;
                 t1 = time::now();
             }
             println!(
-                "bench ring memcpy size={size} n={n} bytes={} ticks={} freq={freq}",
+                "bench ring {kind} size={size} n={n} bytes={} ticks={} freq={freq}",
                 copies * u64::from(size),
                 t1 - t0
             );
         }
+    }
+
+    /// The memcpy windows of one size: copies between two private buffers.
+    fn memcpy_windows(size: u32, measure: &Measure) {
+        let sz = size as usize;
+        let src = vec![0x5au8; sz];
+        let mut dst = vec![0u8; sz];
+        copy_windows("memcpy", size, measure, || copy_one(&mut dst, &src));
     }
 
     /// Instructions of `MEMCPY_ROUND_MSGS` copies of one message (the least
