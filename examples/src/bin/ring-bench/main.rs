@@ -12,7 +12,9 @@
 //! (each batch followed by its digest, or in `work=net` mode by the running
 //! FNV-1a of the stream) until `rx` tells it to stop, and `rx` times
 //! `windows` windows of the stream back to back, each ending at the first
-//! batch boundary after `window-ms` of guest time (`CNTVCT`). The transport
+//! batch boundary after `window-ms` of guest time (`CNTVCT`). With a second
+//! vCPU (the 2-CPU scenario), `rx` also times the cross-CPU copy reference
+//! between its memcpy and the stream (`xcpu.rs`). The transport
 //! alone is timed (one copy in, one copy out): after each window's clock
 //! stopped, `rx` checks every byte of the window's last batch against its
 //! digest. With `work=net` (tx), `tx` writes `bench net`'s byte pattern into
@@ -43,8 +45,8 @@
 //!
 //! Output lines (parsed by `cargo parapet bench ring`; the grammar is in
 //! `tools/src/bench/mod.rs`): `bench ring tx size=.. msgs=.. notify=..`;
-//! per window `bench ring memcpy size=.. n=.. bytes=.. ticks=.. freq=..` and
-//! `bench ring window size=.. n=.. msgs=.. bytes=.. ticks=.. freq=.. notify=..
+//! per window `bench ring memcpy size=.. n=.. bytes=.. ticks=.. freq=..`,
+//! `bench ring xcopy` (the same fields; 2 CPUs) and `bench ring window size=.. n=.. msgs=.. bytes=.. ticks=.. freq=.. notify=..
 //! switches=.. checksum=ok|bad`; `bench ring icount size=.. slots=.. msgs=..
 //! instructions=.. memcpy_msgs=.. memcpy_instructions=.. checksum=ok|bad`;
 //! per size `bench ring rx size=.. msgs=.. bytes=.. notify=.. switches=..
@@ -58,8 +60,13 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod xcpu;
+
+#[cfg(target_os = "none")]
 mod guest {
-    extern crate alloc;
     use alloc::vec;
     use alloc::vec::Vec;
     use core::hint::black_box;
@@ -107,9 +114,9 @@ mod guest {
     }
 
     /// How rx measures the stream.
-    struct Measure {
-        windows: u32,
-        window_ticks: u64,
+    pub(crate) struct Measure {
+        pub(crate) windows: u32,
+        pub(crate) window_ticks: u64,
         /// `Some(msgs)`: count instructions over that many messages instead.
         icount: Option<u64>,
     }
@@ -195,7 +202,7 @@ mod guest {
     }
 
     /// Messages per batch of the windowed stream.
-    fn batch_msgs(size: u32) -> u64 {
+    pub(crate) fn batch_msgs(size: u32) -> u64 {
         (BATCH_BYTES / size as usize).max(1) as u64
     }
 
@@ -405,7 +412,7 @@ mod guest {
         let mut rx = Rx {
             total: 0,
             crash_after,
-            xcpu: xcpu::Reference::start(chan.ring_size() as usize)?,
+            xcpu: crate::xcpu::Reference::start(chan.ring_size() as usize)?,
         };
         let mut done = 0;
         let mut all_ok = true;
@@ -458,7 +465,7 @@ mod guest {
         total: u64,
         crash_after: Option<u64>,
         /// The cross-CPU copy reference, when rx has a second vCPU.
-        xcpu: Option<xcpu::Reference>,
+        xcpu: Option<crate::xcpu::Reference>,
     }
 
     impl Rx {
@@ -703,150 +710,6 @@ mod guest {
         }
     }
 
-    /// The cross-CPU copy reference (`bench ring xcopy` lines): what the two
-    /// copies cost when the bytes cross from one CPU to the other with
-    /// nothing else, next to the memcpy of one CPU.
-    ///
-    /// With a second vCPU (`vcpus = 2`, placed on the other CPU), rx runs a
-    /// writer there: for each size it copies messages into an area of the
-    /// ring's size, round robin, through the same shared-memory copy as the
-    /// byte channel, while rx copies them out into a private buffer. The two
-    /// ends share a written count and a read count (spin-waits, no events,
-    /// no notifications, no control blocks): a ring with none of the byte
-    /// channel's protocol. The bytes are not checked (the stream is).
-    mod xcpu {
-        extern crate alloc;
-        use alloc::vec;
-        use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-        use parapet_frontends::vchan::ChanError;
-        use parapet_guest::abi::event::Port;
-        use parapet_guest::grant::{SharedBytes, SharedPages};
-        use parapet_guest::{event, hypercall, println, smp};
-
-        use super::Measure;
-
-        /// The area both ends copy through.
-        static AREA: spin::Once<SharedPages> = spin::Once::new();
-        /// The current phase (rx bumps it to start or end one).
-        static PHASE: AtomicU64 = AtomicU64::new(0);
-        /// The phase the writer has taken up.
-        static ACK: AtomicU64 = AtomicU64::new(0);
-        /// Message size of the current phase (0: none, wait).
-        static SIZE: AtomicUsize = AtomicUsize::new(0);
-        /// Messages written in the current phase (the writer's).
-        static WRITTEN: AtomicU64 = AtomicU64::new(0);
-        /// Messages read in the current phase (rx's).
-        static READ: AtomicU64 = AtomicU64::new(0);
-
-        /// rx's end of the reference.
-        pub(super) struct Reference {
-            /// Wakes the writer's vCPU.
-            port: Port,
-            phase: u64,
-            area_bytes: usize,
-        }
-
-        fn err(what: &'static str) -> impl Fn(parapet_guest::abi::HvError) -> ChanError {
-            move |e| {
-                println!("rx: cross-CPU reference: {what}: {e}");
-                ChanError::BadControl("cross-CPU reference")
-            }
-        }
-
-        impl Reference {
-            /// Starts the writer on vCPU 1 if this domain has one; `None`
-            /// (no reference) otherwise.
-            pub(super) fn start(area_bytes: usize) -> Result<Option<Self>, ChanError> {
-                let info = hypercall::vcpu_info().map_err(err("VcpuInfo"))?;
-                if info.vcpu_count < 2 {
-                    return Ok(None);
-                }
-                let pages = area_bytes.div_ceil(4096);
-                let area = SharedPages::new(pages).map_err(err("area"))?;
-                AREA.call_once(|| area);
-                let port = event::bind_ipi(1).map_err(err("EvtchnBindIpi"))?;
-                smp::start_vcpu(1, writer).map_err(err("VcpuUp"))?;
-                Ok(Some(Reference {
-                    port,
-                    phase: 0,
-                    area_bytes: pages * 4096,
-                }))
-            }
-
-            /// Moves the writer to a new phase (`size` 0: idle) and waits
-            /// until it has taken it up.
-            fn phase(&mut self, size: usize) -> Result<(), ChanError> {
-                READ.store(0, Ordering::SeqCst);
-                SIZE.store(size, Ordering::SeqCst);
-                self.phase += 1;
-                PHASE.store(self.phase, Ordering::SeqCst);
-                event::send(self.port).map_err(err("EvtchnSend"))?;
-                if size != 0 {
-                    while ACK.load(Ordering::Acquire) != self.phase {
-                        core::hint::spin_loop();
-                    }
-                }
-                Ok(())
-            }
-
-            /// `measure.windows` windows of copies out of the area, as
-            /// [`super::memcpy_windows`] times its copies ([`super::copy_windows`]).
-            pub(super) fn windows(
-                &mut self,
-                size: u32,
-                measure: &Measure,
-            ) -> Result<(), ChanError> {
-                let sz = size as usize;
-                let slots = (self.area_bytes / sz) as u64;
-                let area = AREA.get().ok_or(ChanError::BadControl("no area"))?;
-                let mut dst = vec![0u8; sz];
-                self.phase(sz)?;
-                let mut read = 0u64;
-                super::copy_windows("xcopy", size, measure, || {
-                    while WRITTEN.load(Ordering::Acquire) <= read {
-                        core::hint::spin_loop();
-                    }
-                    let at = (read % slots) as usize * sz;
-                    let _ = area.read_at(at, &mut dst);
-                    read += 1;
-                    READ.store(read, Ordering::Release);
-                });
-                self.phase(0)
-            }
-        }
-
-        /// vCPU 1: waits (blocked) for a phase with a size, then writes
-        /// messages into the area for as long as the phase lasts.
-        fn writer(_id: usize) -> ! {
-            let src = vec![0x5au8; 1 << 20];
-            let mut seen = 0;
-            loop {
-                let _ = event::wait_until(|| PHASE.load(Ordering::Acquire) != seen);
-                seen = PHASE.load(Ordering::Acquire);
-                let sz = SIZE.load(Ordering::Acquire);
-                let Some(area) = AREA.get() else { continue };
-                if sz == 0 || sz > src.len() {
-                    continue;
-                }
-                let slots = (area.size() / sz) as u64;
-                WRITTEN.store(0, Ordering::SeqCst);
-                ACK.store(seen, Ordering::Release);
-                let mut written = 0u64;
-                while PHASE.load(Ordering::Relaxed) == seen {
-                    if written - READ.load(Ordering::Acquire) < slots {
-                        let at = (written % slots) as usize * sz;
-                        let _ = area.write_at(at, &src[..sz]);
-                        written += 1;
-                        WRITTEN.store(written, Ordering::Release);
-                    } else {
-                        core::hint::spin_loop();
-                    }
-                }
-            }
-        }
-    }
-
     fn ok_text(ok: bool) -> &'static str {
         if ok {
             "ok"
@@ -871,7 +734,7 @@ mod guest {
     /// `measure.windows` windows of at least `window_ticks` each, copying
     /// `size`-byte pieces with `piece` (a batch's worth between looks at the
     /// clock); prints one `bench ring KIND` line per window.
-    fn copy_windows(kind: &str, size: u32, measure: &Measure, mut piece: impl FnMut()) {
+    pub(crate) fn copy_windows(kind: &str, size: u32, measure: &Measure, mut piece: impl FnMut()) {
         let per_look = batch_msgs(size);
         let freq = time::frequency();
         for n in 0..measure.windows {
@@ -894,7 +757,7 @@ mod guest {
     }
 
     /// The memcpy windows of one size: copies between two private buffers.
-    fn memcpy_windows(size: u32, measure: &Measure) {
+    pub(crate) fn memcpy_windows(size: u32, measure: &Measure) {
         let sz = size as usize;
         let src = vec![0x5au8; sz];
         let mut dst = vec![0u8; sz];
