@@ -390,6 +390,8 @@ pub trait SharedBytes: sealed::Sealed {
     /// The aligned 8-byte word at `offset` as an atomic, for a flag, an index
     /// or a command both sides read and write in place (one load or store
     /// instead of a copy). `offset` must be a multiple of 8 inside the range.
+    /// The peer may store anything there at any time: check a value loaded
+    /// from it before using it.
     fn word(&self, offset: usize) -> Result<&AtomicU64, HvError> {
         let end = offset.checked_add(8).ok_or(HvError::Inval)?;
         if !offset.is_multiple_of(8) || end > self.size() {
