@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parapet_frontends::vchan::ChanError;
 use parapet_guest::abi::event::Port;
 use parapet_guest::grant::{SharedBytes, SharedPages};
-use parapet_guest::{event, hypercall, println, smp};
+use parapet_guest::{event, hypercall, println, smp, time};
 
 use crate::guest::{copy_windows, Measure};
 
@@ -45,6 +45,40 @@ fn err(what: &'static str) -> impl Fn(parapet_guest::abi::HvError) -> ChanError 
     move |e| {
         println!("rx: cross-CPU reference: {what}: {e}");
         ChanError::BadControl("cross-CPU reference")
+    }
+}
+
+/// How long rx waits for the writer before it gives up (a writer that
+/// stopped must fail the run, not hang it).
+const STALL_SECS: u64 = 5;
+
+/// A spin-wait's deadline, looked at every 2^16 turns (reading the counter
+/// costs far more than a turn under TCG).
+struct Stall {
+    turns: u32,
+    deadline: Option<u64>,
+}
+
+impl Stall {
+    fn new() -> Self {
+        Stall {
+            turns: 0,
+            deadline: None,
+        }
+    }
+
+    /// One turn of the wait; true once it has lasted [`STALL_SECS`].
+    fn too_long(&mut self) -> bool {
+        core::hint::spin_loop();
+        self.turns = self.turns.wrapping_add(1);
+        if !self.turns.is_multiple_of(1 << 16) {
+            return false;
+        }
+        let now = time::now();
+        let deadline = *self
+            .deadline
+            .get_or_insert(now + STALL_SECS * time::frequency());
+        now >= deadline
     }
 }
 
@@ -77,8 +111,12 @@ impl Reference {
         PHASE.store(self.phase, Ordering::SeqCst);
         event::send(self.port).map_err(err("EvtchnSend"))?;
         if size != 0 {
+            let mut stall = Stall::new();
             while ACK.load(Ordering::Acquire) != self.phase {
-                core::hint::spin_loop();
+                if stall.too_long() {
+                    println!("rx: cross-CPU reference: the writer did not start in {STALL_SECS} s");
+                    return Err(ChanError::BadControl("cross-CPU reference"));
+                }
             }
         }
         Ok(())
@@ -93,16 +131,27 @@ impl Reference {
         let mut dst = vec![0u8; sz];
         self.phase(sz)?;
         let mut read = 0u64;
+        let mut stalled = false;
         copy_windows("xcopy", size, measure, || {
+            let mut stall = Stall::new();
             while WRITTEN.load(Ordering::Acquire) <= read {
-                core::hint::spin_loop();
+                if stalled || stall.too_long() {
+                    // Let the window end; the error follows.
+                    stalled = true;
+                    return;
+                }
             }
             let at = (read % slots) as usize * sz;
             let _ = area.read_at(at, &mut dst);
             read += 1;
             READ.store(read, Ordering::Release);
         });
-        self.phase(0)
+        self.phase(0)?;
+        if stalled {
+            println!("rx: cross-CPU reference: the writer stopped writing for {STALL_SECS} s");
+            return Err(ChanError::BadControl("cross-CPU reference"));
+        }
+        Ok(())
     }
 }
 
