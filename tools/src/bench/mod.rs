@@ -14,6 +14,7 @@
 //! ```text
 //! bench ring tx size=<u64> msgs=<u64> notify=<u64>
 //! bench ring memcpy size=<u64> n=<u64> bytes=<u64> ticks=<u64> freq=<u64>
+//! bench ring xcopy size=<u64> n=<u64> bytes=<u64> ticks=<u64> freq=<u64>
 //! bench ring window size=<u64> n=<u64> msgs=<u64> bytes=<u64> ticks=<u64> freq=<u64>
 //!               notify=<u64> switches=<u64> checksum=<ok|bad>
 //! bench ring icount size=<u64> slots=<u64> msgs=<u64> instructions=<u64>
@@ -33,7 +34,9 @@
 //! `memcpy` and `window` lines come once per window `n` = 0, 1, … of a
 //! message size (the receiver's memcpy, then the stream); each window is at
 //! least [`MIN_WINDOW_MS`] of guest time and a size has at least
-//! [`MIN_WINDOWS`] of each ([`stats`]). `rx` sums up the size (its `msgs`
+//! [`MIN_WINDOWS`] of each ([`stats`]). `xcopy` lines (2 CPUs, the
+//! receiver with a second vCPU; none otherwise) are the cross-CPU copy
+//! reference's windows, between the two, under the same rules. `rx` sums up the size (its `msgs`
 //! include those read after the last window, and equal the sender's).
 //! `icount` replaces the windows under `-icount` ([`icount`]).
 //!
