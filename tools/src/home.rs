@@ -126,7 +126,7 @@ fn defer_to_toolchain_file(dir: &Path, source: Option<&str>) -> bool {
 
 /// A command running `program` (a rustup-managed tool: `cargo`, `rustc`,
 /// `rustup`) in `dir`, with the toolchain `dir` pins when it has a toolchain
-/// file (see [`defer_to_toolchain_file`]); `fallback` is what to run
+/// file (see `defer_to_toolchain_file`); `fallback` is what to run
 /// otherwise (`$CARGO` for cargo).
 pub fn tool_in(dir: &Path, program: &str, fallback: OsString) -> Command {
     let source = std::env::var("RUSTUP_TOOLCHAIN_SOURCE").ok();

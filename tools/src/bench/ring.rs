@@ -381,7 +381,7 @@ fn numbered<'a, T>(
     Ok(ws)
 }
 
-/// Checks the lines of one windowed run (see [`check_sizes`]; at least
+/// Checks the lines of one windowed run (see `check_sizes`; at least
 /// [`super::MIN_WINDOWS`] windows of the stream and of the memcpy per size,
 /// each at least [`super::MIN_WINDOW_MS`] long, as many as the receiver
 /// says) and computes one result per size, in the order the receiver
