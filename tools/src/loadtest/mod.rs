@@ -29,7 +29,7 @@
 //! the load measured (percentiles, causes, the text and JSON).
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::transcript::{EXIT_DOMAIN_FAILED, EXIT_OK};
@@ -146,22 +146,6 @@ fn client(
     Ok(report)
 }
 
-/// Fails early when `--json FILE` names a directory that does not exist.
-fn check_report_dir(json: Option<&Path>) -> Result<(), Error> {
-    let Some(path) = json else { return Ok(()) };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    match dir.filter(|d| !d.is_dir()) {
-        Some(dir) => Err(Error::WriteReport {
-            path: path.to_owned(),
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("directory {} does not exist", dir.display()),
-            ),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// `parapet bench http`: builds (unless `no_build`) and boots the scenario,
 /// loads its forwarded web server (see the module docs), prints the report
 /// to stdout and writes the JSON report if asked, then stops QEMU.
@@ -171,7 +155,7 @@ fn check_report_dir(json: Option<&Path>) -> Result<(), Error> {
 /// request failed; the report is printed (and written) all the same.
 pub fn bench_http(opts: &BenchHttpOptions) -> Result<Outcome, Error> {
     let root = build::workspace_root()?;
-    check_report_dir(opts.json.as_deref())?;
+    crate::netbench::check_report_dir(opts.json.as_deref())?;
     let s = load(&opts.scenario, &root)?;
     if !s
         .domains
