@@ -305,12 +305,7 @@ fn rx_windows(path: &str, rx: &NetLine, all: &[NetWindow]) -> Result<(Figure, f6
     let fig = figure(
         &format!("{path} MiB/s"),
         &ws.iter()
-            .map(|w| Window {
-                line: &w.line,
-                ticks: w.ticks,
-                freq: w.freq,
-                value: w.bytes as f64 / secs(w) / MIB,
-            })
+            .map(|w| Window::mib_s(&w.line, w.bytes, w.ticks, w.freq))
             .collect::<Vec<_>>(),
     )?;
     if ws.iter().map(|w| w.bytes).sum::<u64>() == 0 {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::stats::{figure, Figure, Window};
-use super::{bench_tokens, cpus_text, met_text, pretty, BenchError, Bound, Fields, Target, MIB};
+use super::{bench_tokens, cpus_text, met_text, pretty, BenchError, Bound, Fields, Target};
 
 /// The wall-clock scenarios `bench ring` runs, in order.
 pub const RING_SCENARIOS: [&str; 2] = [
@@ -404,18 +404,11 @@ pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, Ben
             });
         }
         let secs = |ticks: u64, freq: u64| ticks as f64 / freq.max(1) as f64;
-        // A window's MiB/s, for the ring's windows and the memcpy's alike.
-        let mib_window = |line, bytes: u64, ticks, freq| Window {
-            line,
-            ticks,
-            freq,
-            value: bytes as f64 / secs(ticks, freq) / MIB,
-        };
         let mib_s = figure(
             &format!("ring MiB/s at {size} B, {}", cpus_text(cpus)),
             &ring
                 .iter()
-                .map(|w| mib_window(&w.line, w.bytes, w.ticks, w.freq))
+                .map(|w| Window::mib_s(&w.line, w.bytes, w.ticks, w.freq))
                 .collect::<Vec<_>>(),
         )?;
         let msgs_s = Figure::of(
@@ -424,23 +417,20 @@ pub fn ring_results(cpus: u32, lines: &RingLines) -> Result<Vec<RingResult>, Ben
                 .collect(),
         )
         .unwrap_or_else(|| mib_s.clone());
-        let memcpy_mib_s = figure(
-            &format!("memcpy MiB/s at {size} B, {}", cpus_text(cpus)),
-            &copy
-                .iter()
-                .map(|w| mib_window(&w.line, w.bytes, w.ticks, w.freq))
-                .collect::<Vec<_>>(),
-        )?;
+        // The memcpy's and the cross-CPU copy's windows alike.
+        let copy_figure = |what: &str, ws: &[&MemcpyWindow]| {
+            figure(
+                &format!("{what} MiB/s at {size} B, {}", cpus_text(cpus)),
+                &ws.iter()
+                    .map(|w| Window::mib_s(&w.line, w.bytes, w.ticks, w.freq))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let memcpy_mib_s = copy_figure("memcpy", &copy)?;
         let xcopy_mib_s = if xcopy.is_empty() {
             None
         } else {
-            Some(figure(
-                &format!("cross-CPU copy MiB/s at {size} B, {}", cpus_text(cpus)),
-                &xcopy
-                    .iter()
-                    .map(|w| mib_window(&w.line, w.bytes, w.ticks, w.freq))
-                    .collect::<Vec<_>>(),
-            )?)
+            Some(copy_figure("cross-CPU copy", &xcopy)?)
         };
         if memcpy_mib_s.median <= 0.0
             || mib_s.median <= 0.0

@@ -24,6 +24,20 @@ pub struct Window<'a> {
     pub value: f64,
 }
 
+impl<'a> Window<'a> {
+    /// A window's throughput in MiB/s: `bytes` in `ticks` of a `freq` Hz
+    /// counter.
+    pub fn mib_s(line: &'a str, bytes: u64, ticks: u64, freq: u64) -> Self {
+        let secs = ticks as f64 / freq.max(1) as f64;
+        Window {
+            line,
+            ticks,
+            freq,
+            value: bytes as f64 / secs / super::MIB,
+        }
+    }
+}
+
 /// A figure over windows: median, min, max and every sample, in the order
 /// measured. Field order is the JSON order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
