@@ -37,8 +37,8 @@ static READ: AtomicU64 = AtomicU64::new(0);
 pub(super) struct Reference {
     /// Wakes the writer's vCPU.
     port: Port,
+    /// The last phase started (the writer acknowledges each in `ACK`).
     phase: u64,
-    area_bytes: usize,
 }
 
 fn err(what: &'static str) -> impl Fn(parapet_guest::abi::HvError) -> ChanError {
@@ -95,11 +95,7 @@ impl Reference {
         AREA.call_once(|| area);
         let port = event::bind_ipi(1).map_err(err("EvtchnBindIpi"))?;
         smp::start_vcpu(1, writer).map_err(err("VcpuUp"))?;
-        Ok(Some(Reference {
-            port,
-            phase: 0,
-            area_bytes: pages * 4096,
-        }))
+        Ok(Some(Reference { port, phase: 0 }))
     }
 
     /// Moves the writer to a new phase (`size` 0: idle) and waits
@@ -126,8 +122,8 @@ impl Reference {
     /// [`crate::guest::memcpy_windows`] times its copies ([`copy_windows`]).
     pub(super) fn windows(&mut self, size: u32, measure: &Measure) -> Result<(), ChanError> {
         let sz = size as usize;
-        let slots = (self.area_bytes / sz) as u64;
         let area = AREA.get().ok_or(ChanError::BadControl("no area"))?;
+        let slots = (area.size() / sz) as u64;
         let mut dst = vec![0u8; sz];
         self.phase(sz)?;
         let mut read = 0u64;
